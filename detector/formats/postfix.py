@@ -1,0 +1,234 @@
+"""Postfix (and its neighbours in the same syslog file) -> events, vectorized.
+
+One pass splits the syslog header, one anchored pattern peels the queue id, a chain of
+literal prefix tests gives every line a kind, and each kind's fields are extracted only
+on the rows of that kind with one anchored pattern. Lines of other programs (dovecot,
+amavis, opendkim...) are ``foreign``; Postfix lines matching no known shape, and lines
+without a syslog header, are ``unparsed``. Both keep their raw text.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from detector.formats.context import ParseContext
+from detector.formats.syslog import add_timestamps, split_header
+from detector.schema import conform
+
+NAME = "postfix"
+
+KINDS: dict[str, str] = {
+    "smtpd_connect": "smtpd: connect from a client",
+    "smtpd_disconnect": "smtpd: disconnect, with per-command counters",
+    "smtpd_client": "smtpd: message accepted into the queue (client=)",
+    "smtpd_reject": "smtpd: reject/warn/hold/discard of a queued message",
+    "noqueue": "smtpd: NOQUEUE reject/warn/filter before queueing",
+    "milter": "a milter action on a message (milter-reject...)",
+    "pickup": "pickup: locally submitted message (uid= from=)",
+    "cleanup_message_id": "cleanup: the Message-ID of a queued message",
+    "cleanup_resent_message_id": "cleanup: Resent-Message-ID",
+    "header_subject": "header_checks INFO/WARN line logging Subject",
+    "header_in_reply_to": "header_checks line logging In-Reply-To",
+    "header_references": "header_checks line logging References",
+    "header_check": "other header/body_checks action",
+    "qmgr_from": "qmgr: sender, size and recipient count (queue active)",
+    "qmgr_expired": "qmgr: message expired, returned to sender",
+    "queue_removed": "qmgr/postsuper: message removed from the queue",
+    "delivery": "smtp/lmtp/local/virtual/pipe/error: one recipient delivery attempt",
+    "bounce_notification": "bounce: sender non-delivery/delay/success notification",
+    "smtp_session": "smtp: remote host said / lost connection, about a message",
+    "queue_note": "other queue-id prefixed notice",
+    "connect_failure": "smtp: connect to a remote host failed",
+    "session_error": "lost connection / timeout / too many errors after a command",
+    "tls": "TLS session set-up, certificates, SSL errors",
+    "sasl": "SASL authentication notices and failures",
+    "postscreen": "postscreen: CONNECT, PASS, PREGREET, DNSBL, HANGUP...",
+    "dnsblog": "dnsblog: address listed by a DNSBL",
+    "anvil": "anvil: connection/rate statistics",
+    "scache": "scache: connection cache statistics",
+    "daemon": "master/postfix-script: start, stop, reload, daemon notices",
+    "postsuper": "postsuper: hold, release, requeue, delete",
+    "debug": "verbose (-v / debug_peer_list) trace of Postfix internals",
+    "warning": "other warning",
+    "fatal": "fatal, panic or error",
+    "foreign": "a line of another program in the same log (dovecot, amavis...)",
+    "unparsed": "no syslog header, or a Postfix message of unknown shape",
+}
+
+_PROGRAM = re.compile(r"(?:^|\s)postfix(?:-[^/\s]+)?/[\w/-]+\[\d+\]: ")
+_QID = (
+    r"^(?P<queue_id>[0-9A-F]{5,}X*|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,}|NOQUEUE)"
+    r": (?P<rest>.*)$"
+)
+_REJECT = (
+    r"^(?:NOQUEUE: )?(?P<status>[a-z_-]+): (?P<stage>[A-Z-]+) from (?P<client>[^ ]+?): "
+    r"(?P<detail>.*?);(?: from=<(?P<sender>[^>]*)>)?(?: to=<(?P<recipient>[^>]*)>)?"
+)
+# kind -> anchored pattern over the message text after the queue id ("rest")
+_FIELDS: dict[str, str] = {
+    "delivery": (
+        r"^to=<(?P<recipient>[^>]*)>,(?: orig_to=<(?P<orig_to>[^>]*)>,)? relay=(?P<relay>[^,]*),"
+        r"(?: conn_use=\d+,)? delay=(?P<delay>[\d.]+),(?: delays=[\d./]+,)?"
+        r" dsn=(?P<dsn>[\d.]+), status=(?P<status>[a-z]+)(?: \((?P<detail>.*)\))?"
+    ),
+    "qmgr_from": r"^from=<(?P<sender>[^>]*)>, size=(?P<size>\d+), nrcpt=(?P<nrcpt>\d+)",
+    "qmgr_expired": r"^from=<(?P<sender>[^>]*)>, (?P<status>expired)",
+    "cleanup_message_id": r"^message-id=<?(?P<message_id>[^<>\s]*)>?",
+    "cleanup_resent_message_id": r"^resent-message-id=<?(?P<message_id>[^<>\s]*)>?",
+    "smtpd_client": r"^client=(?P<client>[^,\s]+)",
+    "header": (
+        r"^[a-z_]+: header (?P<hname>[A-Za-z-]+): ?(?P<hvalue>.*) from (?P<client>[^ ;]+);"
+        r" from=<(?P<sender>[^>]*)> to=<(?P<recipient>[^>]*)>"
+    ),
+    "pickup": r"^uid=\d+ from=<(?P<sender>[^>]*)>",
+    "bounce_notification": r"notification\w*: (?P<next_queue_id>[0-9A-Za-z]+)$",
+    "reject": _REJECT,
+    "connect": r"^(?:dis)?connect from (?P<client>[^ ]+)",
+    "detail": r"^(?P<detail>.*)$",
+}
+_FIELD_GROUP = {
+    "header_subject": "header",
+    "header_in_reply_to": "header",
+    "header_references": "header",
+    "noqueue": "reject",
+    "smtpd_reject": "reject",
+    "milter": "reject",
+    "smtpd_connect": "connect",
+    "smtpd_disconnect": "connect",
+    "smtp_session": "detail",
+    "warning": "detail",
+    "fatal": "detail",
+    "queue_note": "detail",
+    "connect_failure": "detail",
+    "session_error": "detail",
+}
+_KEEP_RAW = ("foreign", "unparsed")
+
+
+def sniff(lines: list[str]) -> bool:
+    """A syslog file with Postfix lines among its first lines."""
+    return any(_PROGRAM.search(line) for line in lines)
+
+
+def _classify() -> pl.Expr:
+    r, dm, qid = pl.col("rest"), pl.col("daemon"), pl.col("queue_id")
+    has_qid = qid.is_not_null() & (qid != "NOQUEUE")
+    starts = r.str.starts_with
+    header_action = r.str.contains(r"^[a-z_]+: (?:header|body) ")
+    return (
+        pl.when(pl.col("prog").is_null()).then(pl.lit("unparsed"))
+        .when(~pl.col("prog").str.starts_with("postfix")).then(pl.lit("foreign"))
+        .when(qid == "NOQUEUE").then(pl.lit("noqueue"))
+        .when(has_qid & starts("to=<")).then(pl.lit("delivery"))
+        .when(has_qid & starts("client=")).then(pl.lit("smtpd_client"))
+        .when(has_qid & starts("message-id=")).then(pl.lit("cleanup_message_id"))
+        .when(has_qid & starts("resent-message-id=")).then(pl.lit("cleanup_resent_message_id"))
+        .when(has_qid & starts("from=<") & r.str.contains(", status=expired", literal=True))
+        .then(pl.lit("qmgr_expired"))
+        .when(has_qid & starts("from=<")).then(pl.lit("qmgr_from"))
+        .when(has_qid & (r == "removed")).then(pl.lit("queue_removed"))
+        .when(has_qid & header_action & r.str.contains(": header Subject:", literal=True))
+        .then(pl.lit("header_subject"))
+        .when(has_qid & header_action & r.str.contains(": header In-Reply-To:", literal=True))
+        .then(pl.lit("header_in_reply_to"))
+        .when(has_qid & header_action & r.str.contains(": header References:", literal=True))
+        .then(pl.lit("header_references"))
+        .when(has_qid & header_action).then(pl.lit("header_check"))
+        .when(has_qid & starts("milter-")).then(pl.lit("milter"))
+        .when(has_qid & starts("uid=")).then(pl.lit("pickup"))
+        .when(has_qid & r.str.contains(r"^(?:sender|postmaster) [\w-]+(?: [\w-]+)? notification"))
+        .then(pl.lit("bounce_notification"))
+        .when(has_qid & r.str.contains(r"^(?:reject|reject_warning|warn|hold|discard|filter|"
+                                       r"redirect|prepend|replace|bcc): "))
+        .then(pl.lit("smtpd_reject"))
+        .when(has_qid & r.str.contains(r"^(?:host |lost connection|conversation with |enabling PIX"
+                                       r"|Server certificate|Trusted|Untrusted|Verified|"
+                                       r"Anonymous TLS)"))
+        .then(pl.lit("smtp_session"))
+        .when(has_qid & (dm == "postsuper")).then(pl.lit("postsuper"))
+        .when(has_qid).then(pl.lit("queue_note"))
+        .when(starts("connect from ")).then(pl.lit("smtpd_connect"))
+        .when(starts("disconnect from ")).then(pl.lit("smtpd_disconnect"))
+        .when(starts("connect to ")).then(pl.lit("connect_failure"))
+        .when(r.str.contains(r"^(?:lost connection|timeout|too many errors|improper command "
+                             r"pipelining|SSL_accept error|reject: )"))
+        .then(pl.lit("session_error"))
+        .when(r.str.contains(r"(?i)sasl|authentication fail")).then(pl.lit("sasl"))
+        .when(r.str.contains(r"TLS|SSL|certificate|tls_|[Cc]ipher")).then(pl.lit("tls"))
+        .when(dm == "postscreen").then(pl.lit("postscreen"))
+        .when(dm == "tlsproxy").then(pl.lit("tls"))
+        .when(dm == "dnsblog").then(pl.lit("dnsblog"))
+        .when(dm == "anvil").then(pl.lit("anvil"))
+        .when(dm == "scache").then(pl.lit("scache"))
+        .when(dm == "postsuper").then(pl.lit("postsuper"))
+        .when(r.str.contains(r"^(?:fatal|panic|error): ")).then(pl.lit("fatal"))
+        .when(r.str.contains(r"^(?:[a-z][a-z0-9_]*: |[a-z][a-z0-9_]* = |send attr |input attribute"
+                             r" |[\w/.-]+ socket: |request|(?:start|end|done) \w+ |private/"
+                             r"|public/|[<>] |>>> |(?:initial|extracted) envelope |\w+ stream "
+                             r"disconnect|connection established|idle timeout|process generation"
+                             r"|cleanup flags|wakeup |(?:before|after) input_transp|host name lookup|connection "
+                             r"closed|(?:begin|end) \S+ address list|connecting to |Compiled "
+                             r"against|Run-time linked|pref +\d|master disconnect)"))
+        .then(pl.lit("debug"))
+        .when(starts("warning: ")).then(pl.lit("warning"))
+        .when(dm.is_in(["master", "postfix-script", "postfix", "postlog", "postmulti"])
+              | r.str.contains(r"^(?:daemon started|terminating on signal|reload|starting the "
+                               r"Postfix|stopping the Postfix|refreshing the Postfix|table \S+ has changed)"))
+        .then(pl.lit("daemon"))
+        .otherwise(pl.lit("unparsed"))
+    )
+
+
+def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """Extract each kind's fields on the rows of that kind only, then stack them."""
+    group = pl.col("kind").replace_strict(
+        {k: _FIELD_GROUP.get(k, k) for k in KINDS}, default=None
+    )
+    frame = frame.with_columns(group.alias("_group"))
+    parts = [frame.filter(~pl.col("_group").is_in(list(_FIELDS)) | pl.col("_group").is_null())]
+    for name, pattern in _FIELDS.items():
+        sub = frame.filter(pl.col("_group") == name)
+        if sub.height:
+            parts.append(sub.with_columns(
+                pl.col("rest").str.extract_groups(pattern).alias("_f")).unnest("_f"))
+    out = pl.concat(parts, how="diagonal_relaxed")
+    if "hname" in out.columns:
+        value = pl.col("hvalue")
+        bare = value.str.strip_chars().str.strip_prefix("<").str.strip_suffix(">")
+        out = out.with_columns(
+            subject=pl.when(pl.col("kind") == "header_subject").then(value),
+            in_reply_to=pl.when(pl.col("kind") == "header_in_reply_to").then(bare),
+            references=pl.when(pl.col("kind") == "header_references").then(value),
+        )
+    if "status" in out.columns:  # a delivery's reply names the next hop's queue id
+        hop = pl.when(pl.col("kind") == "delivery").then(
+            pl.col("detail").str.extract(r"(?:queued as|forwarded as) ([0-9A-Za-z]{5,})"))
+        if "next_queue_id" in out.columns:
+            hop = pl.coalesce(hop, pl.col("next_queue_id"))
+        out = out.with_columns(next_queue_id=hop)
+    return out
+
+
+def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
+    frame = add_timestamps(split_header(lines), ctx.tz, ctx.years)
+    frame = frame.with_columns(
+        pl.col("msg").str.extract_groups(_QID).alias("_q"),
+        pl.col("prog").str.extract(r"([^/]+)$").alias("daemon"),
+    ).unnest("_q")
+    frame = frame.with_columns(
+        pl.col("rest").fill_null(pl.col("msg")),
+    ).with_columns(kind=_classify())
+    frame = _with_fields(frame).with_columns(
+        program=pl.col("prog"),
+        source_file=pl.lit(ctx.source_file),
+        queue_id=pl.when(pl.col("queue_id") != "NOQUEUE").then("queue_id"),
+        raw=pl.when(pl.col("kind").is_in(_KEEP_RAW)).then("raw"),
+    )
+    if "subject" in frame.columns:
+        from detector.model.subjects import decode_rfc2047
+
+        frame = frame.with_columns(decode_rfc2047(frame["subject"]).alias("subject"))
+    return conform(frame).collect()

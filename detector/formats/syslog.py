@@ -1,0 +1,133 @@
+"""The syslog envelope shared by Postfix, Exim-via-syslog and Sendmail lines.
+
+Splits ``<timestamp> <host> <program>[<pid>]: <message>`` once per line with one anchored
+regex, and turns the timestamp into UTC. Three timestamp shapes are read:
+
+* RFC 3164 ``Nov 14 10:02:11`` (no year, no zone: year from ``YearState``, zone from
+  the run's ``--tz``), also with fractions ``10:02:11.123`` and with a year in front
+  (``2013 Jun 10 06:27:30.123``, as some log shippers rewrite it);
+* RFC 3339 / ISO 8601 ``2016-11-14T10:02:11.123456+00:00``, ``Z``, or journald's
+  short-iso ``2016-11-14T10:02:11+0000``; without an offset they are local time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+HEADER_PATTERN = (
+    r"^(?:"
+    r"(?:(?P<y>\d{4}) )?(?P<b>[A-Z][a-z]{2}) {1,2}(?P<d>\d{1,2}) (?P<t>\d\d:\d\d:\d\d(?:\.\d+)?)"
+    r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
+    r") (?P<host>[^ ]+) (?P<prog>[^ \[:]+)(?:\[(?P<pid>\d+)\])?: ?(?P<msg>.*)$"
+)
+_ISO = r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|([+-])(\d\d):?(\d\d))?$"
+MONTHS = {m: i for i, m in enumerate(
+    "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
+
+
+@dataclass
+class YearState:
+    """Carries RFC 3164 year inference across batches and rotated files of one group.
+
+    ``year`` is the year at the current position; a month that drops by six or more
+    from one line to the next is a Dec -> Jan rollover, one that jumps up by six or more is
+    a straggler from the previous year (syslog lines can arrive slightly out of order).
+    """
+
+    year: int
+    prev_month: int | None = None
+
+
+def split_header(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add the header fields (y, b, d, t, iso, host, prog, pid, msg) as string columns."""
+    return frame.with_columns(
+        pl.col("raw").str.extract_groups(HEADER_PATTERN).alias("h")
+    ).unnest("h")
+
+
+def _micros(frac: pl.Expr) -> pl.Expr:
+    return frac.str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64).fill_null(0)
+
+
+def _naive_datetime(
+    y: pl.Expr, m: pl.Expr, d: pl.Expr, hh: pl.Expr, mm: pl.Expr, ss: pl.Expr, us: pl.Expr
+) -> pl.Expr:
+    """Naive datetime from integer parts, null for impossible dates (Feb 30).
+
+    Integer arithmetic (days-from-civil, H. Hinnant) rather than ``pl.datetime`` because
+    that raises on one bad line; a log must not stop on a corrupt timestamp.
+    """
+    y = y.cast(pl.Int64) - (m <= 2).cast(pl.Int64)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m.cast(pl.Int64) + pl.when(m > 2).then(-3).otherwise(9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    micros = (days * 86400 + hh * 3600 + mm * 60 + ss) * 1_000_000 + us
+    dt = micros.cast(pl.Datetime("us"))
+    return pl.when((dt.dt.day() == d) & (hh < 24) & (mm < 60) & (ss < 61)).then(dt)
+
+
+def _localize(naive: pl.Expr, tz: str) -> pl.Expr:
+    if tz == "UTC":
+        return naive.dt.replace_time_zone("UTC")
+    return naive.dt.replace_time_zone(
+        tz, ambiguous="earliest", non_existent="null"
+    ).dt.convert_time_zone("UTC")
+
+
+def add_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFrame:
+    """Compute ``ts`` (UTC) from the header columns; advances ``years`` past this batch."""
+    month = pl.col("b").replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
+    frame = frame.with_columns(month.alias("_mon"))
+    # only year-less lines take part in rollover detection
+    known = frame.select(pl.when(pl.col("y").is_null()).then("_mon")).to_series()
+    known = known.fill_null(strategy="forward")
+    if years.prev_month is not None:
+        known = known.fill_null(years.prev_month)
+    prev = known.shift(1, fill_value=years.prev_month if years.prev_month else None)
+    delta = known - prev
+    step = (delta <= -6).cast(pl.Int32).fill_null(0) - (delta >= 6).cast(pl.Int32).fill_null(0)
+    year = years.year + step.cum_sum()
+    if len(known) and known.drop_nulls().len():
+        years.prev_month = int(known.drop_nulls()[-1])
+        years.year = int(year[-1])
+
+    t = pl.col("t")
+    rfc3164 = _naive_datetime(
+        pl.coalesce(pl.col("y").cast(pl.Int64), pl.lit(year.alias("_year"))),
+        pl.col("_mon"),
+        pl.col("d").cast(pl.Int64),
+        t.str.slice(0, 2).cast(pl.Int64),
+        t.str.slice(3, 2).cast(pl.Int64),
+        t.str.slice(6, 2).cast(pl.Int64),
+        _micros(t.str.slice(9)),
+    )
+    iso = pl.col("iso").str.extract_groups(_ISO)
+    parts = [iso.struct.field(str(i)) for i in range(1, 12)]
+    iso_naive = _naive_datetime(
+        *(p.cast(pl.Int64) for p in parts[:6]), _micros(parts[6])
+    )
+    sign = pl.when(parts[8] == "-").then(-1).otherwise(1)
+    offset_min = pl.when(parts[7] == "Z").then(0).otherwise(
+        sign * (parts[9].cast(pl.Int32) * 60 + parts[10].cast(pl.Int32))
+    )
+    iso_utc = pl.when(offset_min.is_not_null()).then(
+        (iso_naive - pl.duration(minutes=offset_min)).dt.replace_time_zone("UTC")
+    ).otherwise(_localize(iso_naive, tz))
+    return frame.with_columns(
+        pl.when(pl.col("_mon").is_not_null())
+        .then(_localize(rfc3164, tz))
+        .otherwise(iso_utc)
+        .alias("ts")
+    ).drop("_mon")
+
+
+def sniff_rfc3164(line: str) -> tuple[int, int, str] | None:
+    """(month, day, time) of an RFC 3164 line, or None: used to anchor the year."""
+    parts = line.split(None, 3)
+    if len(parts) >= 3 and parts[0] in MONTHS and parts[1].isdigit():
+        return MONTHS[parts[0]], int(parts[1]), parts[2]
+    return None
