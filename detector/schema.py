@@ -34,7 +34,7 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "client": (pl.String, "SMTP client host[ip] that submitted the message"),
     "subject": (pl.String, "Subject header as logged (may be RFC 2047 encoded)"),
     "in_reply_to": (pl.String, "In-Reply-To header message id, without brackets"),
-    "references": (pl.String, "References header as logged (space separated ids)"),
+    "refs": (pl.String, "References header as logged (space separated ids)"),
     "next_queue_id": (pl.String, "queue id at the next hop ('queued as', 'forwarded as')"),
     "detail": (pl.String, "free text of the line: reply text, reject reason..."),
     "raw": (pl.String, "the whole line, kept for unparsed and foreign lines only"),

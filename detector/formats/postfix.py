@@ -200,7 +200,7 @@ def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
         out = out.with_columns(
             subject=pl.when(pl.col("kind") == "header_subject").then(value),
             in_reply_to=pl.when(pl.col("kind") == "header_in_reply_to").then(bare),
-            references=pl.when(pl.col("kind") == "header_references").then(value),
+            refs=pl.when(pl.col("kind") == "header_references").then(value),
         )
     if "status" in out.columns:  # a delivery's reply names the next hop's queue id
         hop = pl.when(pl.col("kind") == "delivery").then(

@@ -1,0 +1,59 @@
+"""The one exception hierarchy of mailstorm.
+
+Every error a user can cause derives from ``MailstormError``; its message is one line and
+the CLI prints it as ``Error: <message>`` without a traceback. Anything else escaping is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MailstormError(Exception):
+    """Base of all user-facing errors; ``str()`` is the one-line message."""
+
+
+class _LocatedError(MailstormError):
+    """An error at a place in a file, shown as ``path:line: message``.
+
+    ``line`` is 1-based; it is None only when the problem is the file or folder as a
+    whole (e.g. an empty rules folder), and then ``str()`` is ``path: message``.
+    """
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return f"{self.path}: {self.message}"
+        return f"{self.path}:{self.line}: {self.message}"
+
+    def __reduce__(self) -> tuple[type, tuple[str, int | None, str]]:
+        # Exception's default pickling replays args (the formatted text) into __init__.
+        return (type(self), (self.path, self.line, self.message))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}, {self.line!r}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        # Equal errors compare equal so tests and de-duplication can use plain ==.
+        if type(other) is not type(self):
+            return NotImplemented
+        return (self.path, self.line, self.message) == (other.path, other.line, other.message)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.path, self.line, self.message))
+
+
+class RuleError(_LocatedError):
+    """A rule file is malformed or inconsistent."""
+
+
+class InputError(_LocatedError):
+    """A log file cannot be read or parsed."""
+
+
+class UsageError(MailstormError):
+    """The command line is wrong (bad option value, unknown --set key...)."""

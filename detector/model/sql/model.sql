@@ -1,0 +1,168 @@
+-- The model: events -> messages, deliveries, logical_messages, threads.
+-- Plain SQL over tables Parquet can hold, so the same stages can run on Spark later.
+-- DuckDB-isms kept to functions Spark has under another name:
+--   arg_min/arg_max (Spark: min_by/max_by), mode, md5, FILTER (WHERE ...).
+-- The macros thread_subject(), has_reply_prefix() and is_auto_subject() are created by
+-- detector/model/build.py from the patterns in detector/model/subjects.py.
+
+-- Stage 1. Queue-id events, numbered by generation: Postfix reuses a queue id after
+-- 'removed', so (host, queue_id, generation) names one message instance.
+CREATE OR REPLACE TEMP TABLE _qev AS
+SELECT
+    *,
+    host || ' ' || queue_id || ' ' || coalesce(sum(CASE WHEN kind = 'queue_removed' THEN 1 END)
+        OVER (PARTITION BY host, queue_id ORDER BY ts, source_file, line_no
+              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS message_key
+FROM events
+WHERE queue_id IS NOT NULL;
+
+-- Stage 2. One row per message per host.
+CREATE OR REPLACE TABLE messages AS
+WITH ndr AS (  -- messages that Postfix's bounce daemon created (non-delivery notices)
+    SELECT DISTINCT host, next_queue_id AS queue_id
+    FROM events
+    WHERE kind = 'bounce_notification' AND next_queue_id IS NOT NULL
+), inst AS (
+    SELECT
+        message_key,
+        max(host) AS host,
+        max(queue_id) AS queue_id,
+        max(message_id) FILTER (WHERE kind = 'cleanup_message_id') AS message_id,
+        coalesce(
+            max(sender) FILTER (WHERE kind = 'qmgr_from'),
+            max(sender) FILTER (WHERE kind IN ('pickup', 'qmgr_expired', 'header_subject'))
+        ) AS sender,
+        max(subject) FILTER (WHERE kind = 'header_subject') AS subject,
+        max(in_reply_to) FILTER (WHERE kind = 'header_in_reply_to') AS in_reply_to,
+        max(refs) FILTER (WHERE kind = 'header_references') AS refs,
+        max(size) FILTER (WHERE kind = 'qmgr_from') AS size,
+        max(nrcpt) FILTER (WHERE kind = 'qmgr_from') AS nrcpt,
+        min(ts) AS first_seen,
+        max(ts) AS last_seen,
+        max(client) FILTER (WHERE kind = 'smtpd_client') AS client
+    FROM _qev
+    GROUP BY message_key
+    HAVING bool_or(kind IN ('smtpd_client', 'pickup', 'cleanup_message_id', 'qmgr_from',
+                            'delivery'))
+)
+SELECT
+    inst.*,
+    thread_subject(subject) AS thread_subject,
+    coalesce(has_reply_prefix(subject), false) OR in_reply_to IS NOT NULL AS is_reply,
+    sender = '' OR coalesce(is_auto_subject(subject), false) OR ndr.queue_id IS NOT NULL
+        AS is_auto
+FROM inst
+LEFT JOIN ndr ON ndr.host = inst.host AND ndr.queue_id = inst.queue_id;
+
+-- Stage 3. One row per delivery attempt. A hop hands the message to a host or content
+-- filter whose log we also read ('queued as X' and X shows up within the hour): the
+-- message is counted where it finally lands, not at every hop.
+CREATE OR REPLACE TABLE deliveries AS
+WITH hops AS (
+    SELECT d.message_key, d.line_no, d.source_file
+    FROM _qev d
+    JOIN messages m
+      ON m.queue_id = d.next_queue_id
+     AND m.first_seen BETWEEN d.ts - INTERVAL 1 HOUR AND d.ts + INTERVAL 1 HOUR
+    WHERE d.kind = 'delivery' AND d.next_queue_id IS NOT NULL
+)
+SELECT
+    d.message_key, d.host, d.queue_id, d.ts, d.recipient,
+    CASE WHEN d.orig_to <> d.recipient THEN d.orig_to END AS list,
+    d.status, d.dsn, d.relay, d.delay, d.next_queue_id, d.program,
+    hops.message_key IS NOT NULL AS is_hop,
+    d.source_file, d.line_no
+FROM _qev d
+LEFT JOIN (SELECT DISTINCT * FROM hops) hops
+  ON hops.message_key = d.message_key AND hops.line_no = d.line_no
+ AND hops.source_file = d.source_file
+WHERE d.kind = 'delivery';
+
+-- Stage 4. One row per message across hosts (same Message-ID = same message).
+CREATE OR REPLACE TABLE logical_messages AS
+WITH inst AS (
+    SELECT *, coalesce(message_id, message_key) AS message_uid FROM messages
+), last_state AS (  -- each recipient once, at its last state; hops excluded
+    SELECT
+        i.message_uid, d.recipient,
+        arg_max(d.status, d.ts) AS status,
+        arg_max(d.list, d.ts) AS list,
+        max(d.ts) AS ts
+    FROM deliveries d
+    JOIN inst i USING (message_key)
+    WHERE NOT d.is_hop
+    GROUP BY i.message_uid, d.recipient
+), per_msg AS (
+    SELECT
+        message_uid,
+        count(*) AS recipients,
+        count(*) FILTER (WHERE status <> 'deferred') AS deliveries,
+        count(*) FILTER (WHERE status = 'bounced') AS bounced,
+        count(DISTINCT coalesce(list, recipient)) AS submitted,
+        mode(list) AS list,
+        max(ts) AS last_delivery
+    FROM last_state
+    GROUP BY message_uid
+), merged AS (
+    SELECT
+        message_uid,
+        arg_min(message_id, first_seen) AS message_id,
+        arg_min(sender, first_seen) AS sender,
+        arg_min(subject, first_seen) FILTER (WHERE subject IS NOT NULL) AS subject,
+        arg_min(thread_subject, first_seen) FILTER (WHERE subject IS NOT NULL)
+            AS thread_subject,
+        max(in_reply_to) AS in_reply_to,
+        max(refs) AS refs,
+        max(size) AS size,
+        bool_or(is_reply) AS is_reply,
+        bool_or(is_auto) AS is_auto,
+        min(first_seen) AS first_seen,
+        max(last_seen) AS last_seen,
+        count(*) AS hops,
+        string_agg(DISTINCT host, ',' ORDER BY host) AS hosts
+    FROM inst
+    GROUP BY message_uid
+), keyed AS (
+    SELECT
+        merged.*,
+        coalesce(p.recipients, 0) AS recipients,
+        coalesce(p.deliveries, 0) AS deliveries,
+        coalesce(p.bounced, 0) AS bounced,
+        coalesce(p.submitted, 0) AS submitted,
+        p.list,
+        p.last_delivery,
+        -- the thread root: first id of References, else In-Reply-To
+        coalesce(regexp_extract(refs, '<([^<>]+)>', 1), in_reply_to) AS root_ref,
+        CASE
+            WHEN coalesce(thread_subject, '') <> ''
+                THEN coalesce(p.list, '') || ' | ' || thread_subject
+            WHEN p.list IS NOT NULL THEN p.list || ' |'  -- no subject logged: by list
+            ELSE message_uid
+        END AS subject_key
+    FROM merged
+    LEFT JOIN per_msg p USING (message_uid)
+)
+SELECT
+    k.* EXCLUDE (subject_key, root_ref),
+    nullif(k.root_ref, '') AS root_ref,
+    substr(md5(coalesce(r.subject_key, k.subject_key)), 1, 16) AS thread_id
+FROM keyed k
+LEFT JOIN keyed r ON r.message_id = nullif(k.root_ref, '') AND r.message_uid <> k.message_uid;
+
+-- Stage 5. Threads.
+CREATE OR REPLACE TABLE threads AS
+SELECT
+    thread_id,
+    arg_min(list, first_seen) AS list,
+    arg_min(thread_subject, first_seen) AS subject,
+    arg_min(message_id, first_seen) AS root_message_id,
+    min(first_seen) AS first_ts,
+    max(coalesce(last_delivery, last_seen)) AS last_ts,
+    count(*) AS messages,
+    count(*) FILTER (WHERE is_reply) AS replies,
+    count(DISTINCT sender) AS senders,
+    CAST(sum(deliveries) AS BIGINT) AS deliveries
+FROM logical_messages
+GROUP BY thread_id;
+
+DROP TABLE _qev;
