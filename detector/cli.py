@@ -1,0 +1,262 @@
+"""The mailstorm command: a thin click layer over detector.pipeline.
+
+Data goes to stdout, progress and warnings to stderr. Exit status: 0 success (incidents
+or not), 1 an error (one line on stderr), 2 a usage error, 3 ``--fail-on`` matched.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import duckdb
+
+from detector import __version__, pipeline
+from detector.errors import MailstormError, UsageError
+from detector.reports import SEVERITIES, severity_rank
+from detector.rules.catalogue import MEASURES
+from detector.rules.loader import check_rules, parse_overrides
+
+EXIT_FAIL_ON = 3
+
+
+def _errors_as_click(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Our errors become one 'Error: ...' line and exit 1 (2 for usage), never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UsageError as exc:
+            raise click.UsageError(str(exc)) from exc
+        except MailstormError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except duckdb.Error as exc:
+            raise click.ClickException(str(exc).splitlines()[0]) from exc
+
+    return wrapper
+
+
+def _progress(quiet: bool) -> Callable[[str], None] | None:
+    if quiet:
+        return None
+    return lambda message: click.echo(message, err=True)
+
+
+def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--rules, --templates, --set and --fail-on mean the same on run and report."""
+    for option in reversed([
+        click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Folder of rule files to use instead of the built-in rules."),
+        click.option("--templates", "templates_dir",
+                     type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Folder of report templates overriding built-in ones by name."),
+        click.option("--set", "overrides", multiple=True, metavar="RULE.PARAM=VALUE",
+                     help="Override a rule parameter, e.g. reply_storm.min_senders=5."),
+        click.option("--fail-on", type=click.Choice(SEVERITIES),
+                     help="Exit with status 3 if an incident at or above this severity "
+                          "is found (for monitoring)."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress output; errors only."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _finish(result: pipeline.RunResult, fail_on: str | None, quiet: bool) -> None:
+    if not quiet:
+        counts: dict[str, int] = {}
+        for inc in result.incidents:
+            counts[inc["severity"]] = counts.get(inc["severity"], 0) + 1
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(
+            counts.items(), key=lambda kv: severity_rank(kv[0])))
+        click.echo(f"{len(result.incidents)} incident(s){f' ({detail})' if detail else ''}; "
+                   f"report: {result.report}", err=True)
+    if fail_on and any(severity_rank(i["severity"]) <= severity_rank(fail_on)
+                       for i in result.incidents):
+        sys.exit(EXIT_FAIL_ON)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mailstorm")
+def main() -> None:
+    """Find reply-all storms and fan-out amplification in mail-server logs.
+
+    \b
+    Example:
+      mailstorm run /var/log/mail.log* --out /srv/mailstorm/report
+    """
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for index.html, incidents/ and incidents.json.")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
+              help="Warehouse file (default: OUT/mailstorm.duckdb). Re-runs add only new lines.")
+@click.option("--tz", default=None, help="Zone of timestamps without one (default: this "
+              "machine's local zone), e.g. Europe/London.")
+@click.option("--year", type=int, help="Year of the first line of RFC 3164 logs (default: "
+              "from the newest file's modification time).")
+@click.option("--format", "fmt", help="Read every file as this format instead of sniffing.")
+@click.option("--skip-unknown", is_flag=True, help="Skip files of unknown format with a warning.")
+@click.option("--memory-limit", help="Memory cap for DuckDB, e.g. 2GB.")
+@rules_options
+@_errors_as_click
+def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
+        year: int | None, fmt: str | None, skip_unknown: bool, memory_limit: str | None,
+        rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
+        fail_on: str | None, quiet: bool) -> None:
+    """Read LOGS (files, folders, globs, '-' for stdin; .gz/.bz2/.xz too), detect, report.
+
+    \b
+    Example:
+      mailstorm run /var/log/mail.log /var/log/mail.log.1 /var/log/mail.log.*.gz \\
+          --out report/ --fail-on high
+    """
+    result = pipeline.run(
+        logs, out_dir, db=db, tz=tz or _local_zone(), year=year, fmt=fmt,
+        skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
+        overrides=parse_overrides(overrides), memory_limit=memory_limit,
+        progress=_progress(quiet))
+    _finish(result, fail_on, quiet)
+
+
+@main.command()
+@click.option("--db", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Warehouse written by an earlier 'mailstorm run'.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for index.html, incidents/ and incidents.json.")
+@rules_options
+@_errors_as_click
+def report(db: Path, out_dir: Path, rules_dir: Path | None, templates_dir: Path | None,
+           overrides: tuple[str, ...], fail_on: str | None, quiet: bool) -> None:
+    """Detect and write the report again from a warehouse, without reading logs.
+
+    \b
+    Example:
+      mailstorm report --db report/mailstorm.duckdb --out report/ \\
+          --set reply_storm.min_senders=5
+    """
+    result = pipeline.report(db, out_dir, rules_dir=rules_dir, templates_dir=templates_dir,
+                             overrides=parse_overrides(overrides), progress=_progress(quiet))
+    _finish(result, fail_on, quiet)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Warehouse to query (opened read-only).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="Output format.")
+@_errors_as_click
+def sql(query: str, db: Path, fmt: str) -> None:
+    """Run a read-only SQL QUERY on the warehouse and print the rows.
+
+    \b
+    Example:
+      mailstorm sql "SELECT list, count(*) FROM deliveries GROUP BY list" --db out/mailstorm.duckdb
+    """
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rel = con.sql(query)
+        if rel is None:
+            return
+        columns, rows = rel.columns, rel.fetchall()
+    finally:
+        con.close()
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows],
+                              default=str, ensure_ascii=False, indent=2))
+    else:
+        _print_table(columns, rows)
+
+
+def _print_table(columns: list[str], rows: list[tuple]) -> None:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@main.group()
+def rules() -> None:
+    """List and check detection rules.
+
+    \b
+    Example:
+      mailstorm rules list
+    """
+
+
+@rules.command("list")
+@click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of rule files (default: the built-in rules).")
+@_errors_as_click
+def rules_list(rules_dir: Path | None) -> None:
+    """Show each rule with its parameters and current values.
+
+    \b
+    Example:
+      mailstorm rules list --rules /etc/mailstorm/rules
+    """
+    for rule in pipeline.load_ruleset(rules_dir, {}):
+        window = f", window {rule.window}" if rule.window else ""
+        click.echo(f"{rule.name} ({rule.kind}, by {rule.group_by}{window})")
+        click.echo(f"  {rule.description}")
+        for param in rule.params:
+            click.echo(f"  {rule.name}.{param.name} = {rule.value(param.name)}  "
+                       f"# {param.description}")
+        measure = MEASURES.get(rule.severity.measure, rule.severity.measure)
+        levels = ", ".join(f"{lvl} >= {v:,}" for lvl, v in rule.severity.levels)
+        click.echo(f"  severity by {rule.severity.measure} ({measure}): {levels}")
+
+
+@rules.command("check")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@_errors_as_click
+def rules_check(directory: Path | None) -> None:
+    """Validate every rule file in DIRECTORY (default: built-in), reporting all errors.
+
+    \b
+    Example:
+      mailstorm rules check /etc/mailstorm/rules
+    """
+    from detector.assets import builtin_rules_dir
+
+    errors = check_rules(directory or builtin_rules_dir())
+    for error in errors:
+        click.echo(f"Error: {error}", err=True)
+    if errors:
+        sys.exit(1)
+    click.echo("rules ok", err=True)
+
+
+def _local_zone() -> str:
+    """The machine's IANA zone name, from TZ or /etc/localtime; UTC if unknown."""
+    import os
+
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        return name
+    try:
+        target = os.path.realpath("/etc/localtime")
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+        tz = Path("/etc/timezone")
+        if tz.exists():
+            return tz.read_text().strip() or "UTC"
+    except OSError:
+        pass
+    return "UTC"

@@ -1,0 +1,270 @@
+"""Rule hits -> incidents with stable ids, severity and evidence.
+
+Hits of one rule and group whose windows overlap are one incident (gaps and islands in
+SQL). An incident's messages are its group's messages from one window before its first
+hit to its last hit, so the root message that started a storm is part of it. Everything
+is set-based SQL over the warehouse; Python only shapes the few resulting rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import polars as pl
+
+from detector.narrative import describe
+from detector.rules.compiler import GROUP_SQL, compile_rule
+from detector.rules.model import Rule
+from detector.warehouse import Warehouse
+
+ISLANDS = """
+WITH ordered AS (
+    SELECT *,
+        CASE WHEN lag(anchor_ts) OVER (PARTITION BY group_key ORDER BY anchor_ts, anchor_uid)
+                  >= window_start THEN 0 ELSE 1 END AS new_island
+    FROM _hits
+), numbered AS (
+    SELECT *,
+        sum(new_island) OVER (PARTITION BY group_key ORDER BY anchor_ts, anchor_uid
+                              ROWS UNBOUNDED PRECEDING) AS island
+    FROM ordered
+), ranked AS (
+    SELECT *,
+        row_number() OVER (PARTITION BY group_key, island
+                           ORDER BY {peak} DESC, anchor_ts) AS rank_in_island,
+        min(window_start) OVER (PARTITION BY group_key, island) AS span_start,
+        max(anchor_ts) OVER (PARTITION BY group_key, island) AS span_end,
+        count(*) OVER (PARTITION BY group_key, island) AS hits
+    FROM numbered
+)
+SELECT * EXCLUDE (new_island, rank_in_island) FROM ranked WHERE rank_in_island = 1
+"""
+
+MEMBERS = """
+INSERT INTO _members
+SELECT s.incident_key, m.message_uid
+FROM _spans s
+JOIN logical_messages m
+  ON m.{group} = s.group_key
+ AND m.first_seen >= s.span_start - to_seconds(s.window_seconds)
+ AND m.first_seen <= s.span_end
+WHERE s.rule = ?
+"""
+
+AGGREGATES = """
+SELECT
+    k.incident_key,
+    min(m.first_seen) AS start,
+    max(coalesce(m.last_delivery, m.last_seen)) AS "end",
+    count(*) AS messages,
+    count(*) FILTER (WHERE m.is_reply) AS replies,
+    count(DISTINCT m.sender) AS senders,
+    count(DISTINCT m.sender) FILTER (WHERE m.is_reply) AS repliers,
+    CAST(sum(m.deliveries) AS BIGINT) AS deliveries,
+    CAST(sum(m.submitted) AS BIGINT) AS submitted,
+    max(m.recipients) AS list_size,
+    mode(m.list) AS list,
+    arg_min(m.message_uid, m.first_seen) AS root_uid,
+    arg_min(m.message_id, m.first_seen) AS root_message_id,
+    arg_min(m.sender, m.first_seen) AS root_sender,
+    arg_min(m.subject, m.first_seen) AS root_subject,
+    arg_min(m.thread_subject, m.first_seen) AS subject,
+    arg_min(m.deliveries, m.first_seen) AS root_deliveries
+FROM _members k
+JOIN logical_messages m USING (message_uid)
+GROUP BY k.incident_key
+"""
+
+TIMELINE = """
+WITH keyed AS (
+    SELECT k.incident_key, m.message_key
+    FROM _members k
+    JOIN messages m ON coalesce(m.message_id, m.message_key) = k.message_uid
+), dl AS (
+    SELECT keyed.incident_key, date_trunc('minute', d.ts) AS minute, count(*) AS deliveries
+    FROM keyed
+    JOIN deliveries d ON d.message_key = keyed.message_key
+    WHERE NOT d.is_hop AND d.status <> 'deferred'
+    GROUP BY ALL
+), ms AS (
+    SELECT k.incident_key, date_trunc('minute', m.first_seen) AS minute, count(*) AS messages
+    FROM _members k
+    JOIN logical_messages m USING (message_uid)
+    GROUP BY ALL
+)
+SELECT incident_key, minute, coalesce(messages, 0) AS messages,
+       coalesce(deliveries, 0) AS deliveries
+FROM dl FULL JOIN ms USING (incident_key, minute)
+ORDER BY incident_key, minute
+"""
+
+TOP_SENDERS = """
+SELECT incident_key, sender, messages, deliveries, first_ts FROM (
+    SELECT k.incident_key, m.sender, count(*) AS messages,
+           CAST(sum(m.deliveries) AS BIGINT) AS deliveries, min(m.first_seen) AS first_ts,
+           row_number() OVER (PARTITION BY k.incident_key
+                              ORDER BY min(m.first_seen)) AS n
+    FROM _members k
+    JOIN logical_messages m USING (message_uid)
+    GROUP BY k.incident_key, m.sender
+) WHERE n <= 20
+ORDER BY incident_key, first_ts
+"""
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat().replace("+00:00", "Z") if ts is not None else None
+
+
+def _number(value: object) -> int | float:
+    """DuckDB sums come back as Decimal; JSON and templates want int or float."""
+    number = float(value or 0)  # type: ignore[arg-type]
+    return int(number) if number.is_integer() else round(number, 2)
+
+
+def severity_of(rule: Rule, value: float) -> str:
+    """The first level (most severe first) whose threshold the value reaches, else info."""
+    for level, _ in rule.severity.levels:
+        if value >= rule.value(f"severity.{level}"):
+            return level
+    return "info"
+
+
+def stable_id(kind: str, rule: str, group_key: str, root: str | None, start: str) -> str:
+    """Same incident, same id on a re-run: it hangs on the group and the root message."""
+    digest = hashlib.sha1(f"{rule}|{group_key}|{root or start}".encode()).hexdigest()
+    return f"{kind}-{digest[:12]}"
+
+
+def _collect_spans(wh: Warehouse, rules: list[Rule]) -> list[dict]:
+    con = wh.con
+    con.execute("""CREATE OR REPLACE TEMP TABLE _spans (
+        incident_key VARCHAR, rule VARCHAR, group_key VARCHAR, span_start TIMESTAMPTZ,
+        span_end TIMESTAMPTZ, window_seconds BIGINT)""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _members (incident_key VARCHAR, message_uid VARCHAR)")
+    spans: list[dict] = []
+    for rule in rules:
+        compiled = compile_rule(rule)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _hits AS {compiled.sql}", compiled.params)
+        peak = rule.severity.measure  # a name from the compiler's measure table
+        islands = wh.query(ISLANDS.format(peak=peak))
+        for row in islands.iter_rows(named=True):
+            key = f"{rule.name}|{row['group_key']}|{row['island']}"
+            spans.append({"key": key, "rule": rule, "hit": row})
+            con.execute("INSERT INTO _spans VALUES (?, ?, ?, ?, ?, ?)",
+                        [key, rule.name, row["group_key"], row["span_start"], row["span_end"],
+                         rule.window_seconds or 0])
+        con.execute(MEMBERS.format(group=GROUP_SQL[rule.group_by]), [rule.name])
+    return spans
+
+
+def _by_key(frame: pl.DataFrame) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in frame.iter_rows(named=True):
+        out.setdefault(row.pop("incident_key"), []).append(row)
+    return out
+
+
+def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
+    """Run the rules over the model tables; store and return the incidents."""
+    spans = _collect_spans(wh, rules)
+    aggregates = {r["incident_key"]: r for r in wh.query(AGGREGATES).iter_rows(named=True)}
+    timelines = _by_key(wh.query(TIMELINE))
+    senders = _by_key(wh.query(TOP_SENDERS))
+    incidents = []
+    for span in spans:
+        agg = aggregates[span["key"]]
+        rule: Rule = span["rule"]
+        timeline = [{"minute": _iso(p["minute"]), "messages": p["messages"],
+                     "deliveries": p["deliveries"]} for p in timelines.get(span["key"], [])]
+        peak = max(timeline, key=lambda p: p["deliveries"], default=None)
+        measures = {m: _number(span["hit"][m]) for m in compile_rule(rule).measures}
+        value = agg["deliveries"] if rule.severity.measure == "deliveries" \
+            else measures[rule.severity.measure]
+        start = _iso(agg["start"])
+        incident = {
+            "id": stable_id(rule.kind, rule.name, span["hit"]["group_key"],
+                            agg["root_message_id"], start or ""),
+            "kind": rule.kind,
+            "severity": severity_of(rule, value or 0),
+            "rule": rule.name,
+            "list": agg["list"],
+            "subject": agg["subject"],
+            "root_message_id": agg["root_message_id"],
+            "start": start,
+            "end": _iso(agg["end"]),
+            "peak": peak["minute"] if peak else start,
+            "messages": agg["messages"],
+            "deliveries": agg["deliveries"] or 0,
+            "senders": agg["senders"],
+            "replies": agg["replies"],
+            "repliers": agg["repliers"],
+            "list_size": agg["list_size"],
+            "amplification": round((agg["deliveries"] or 0) / max(agg["submitted"] or 0, 1), 2),
+            "root": {"message_id": agg["root_message_id"], "sender": agg["root_sender"],
+                     "subject": agg["root_subject"], "ts": start,
+                     "deliveries": agg["root_deliveries"]},
+            "root_uid": agg["root_uid"],
+            "top_senders": [dict(s, first_ts=_iso(s["first_ts"]))
+                            for s in senders.get(span["key"], [])],
+            "timeline": timeline,
+            "rule_description": rule.description,
+            "rule_params": dict(rule.values),
+            "window": rule.window,
+            "measures": measures,
+            "conditions": [{"measure": c.measure, "op": c.op, "param": c.param,
+                            "threshold": rule.value(c.param), "value": measures[c.measure]}
+                           for c in rule.conditions],
+            "_key": span["key"],
+        }
+        incident.update(describe(incident))
+        incidents.append(incident)
+    incidents = _fold_fanouts(wh, incidents)
+    _store(wh, incidents)
+    return incidents
+
+
+def _fold_fanouts(wh: Warehouse, incidents: list[dict]) -> list[dict]:
+    """A fan-out of the message that started a storm is evidence of that storm, not a
+    second incident."""
+    storms = [i for i in incidents if i["kind"] == "reply_storm"]
+    if not storms:
+        return incidents
+    members = _by_key(wh.query("SELECT incident_key, message_uid FROM _members"))
+    kept = []
+    for inc in incidents:
+        home = next((s for s in storms if inc["kind"] == "fanout" and inc["root_uid"] in
+                     {m["message_uid"] for m in members.get(s["_key"], [])}), None)
+        if home is None:
+            kept.append(inc)
+            continue
+        home["evidence"].append(
+            f"The message that started it was itself a fan-out: {inc['deliveries']:,} "
+            f"deliveries ({inc['rule']} rule, incident {inc['id']} folded in here).")
+        home.setdefault("related", []).append(inc["id"])
+    return kept
+
+
+def _store(wh: Warehouse, incidents: list[dict]) -> None:
+    con = wh.con
+    con.execute("""CREATE OR REPLACE TABLE incidents (
+        id VARCHAR PRIMARY KEY, kind VARCHAR, severity VARCHAR, rule VARCHAR, list VARCHAR,
+        subject VARCHAR, root_message_id VARCHAR, start TIMESTAMPTZ, "end" TIMESTAMPTZ,
+        peak TIMESTAMPTZ, messages BIGINT, deliveries BIGINT, senders BIGINT,
+        headline VARCHAR)""")
+    con.execute("""CREATE OR REPLACE TABLE incident_messages (
+        incident_id VARCHAR, message_uid VARCHAR, is_root BOOLEAN)""")
+    for inc in incidents:
+        con.execute(
+            "INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [inc["id"], inc["kind"], inc["severity"], inc["rule"], inc["list"], inc["subject"],
+             inc["root_message_id"], inc["start"], inc["end"], inc["peak"], inc["messages"],
+             inc["deliveries"], inc["senders"], inc["headline"]])
+        con.execute(
+            """INSERT INTO incident_messages
+               SELECT ?, message_uid, message_uid = ? FROM _members WHERE incident_key = ?""",
+            [inc["id"], inc["root_uid"], inc["_key"]])
+    for inc in incidents:
+        inc.pop("_key", None)
+        inc.pop("root_uid", None)

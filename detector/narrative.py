@@ -1,0 +1,48 @@
+"""Plain-words headline and evidence for an incident, built only from its numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def _minutes(start: str | None, end: str | None) -> int:
+    if not start or not end:
+        return 0
+    span = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return max(1, round(span.total_seconds() / 60))
+
+
+def _hhmm(ts: str | None) -> str:
+    return ts[11:16] if ts else "?"
+
+
+def describe(inc: dict) -> dict:
+    """{'headline': str, 'evidence': [str, ...]} for an incident dict."""
+    root = inc["root"]
+    minutes = _minutes(inc["start"], inc["end"])
+    audience = f"all {inc['list_size']:,} members of {inc['list']}" if inc["list"] \
+        else f"{inc['list_size']:,} recipients"
+    if inc["kind"] == "reply_storm":
+        headline = (f"{inc['repliers']:,} people replied to {audience} "
+                    f"within {minutes} minutes, costing {inc['deliveries']:,} deliveries")
+    elif inc["kind"] == "fanout":
+        headline = (f"One message from {root['sender'] or '<>'} reached "
+                    f"{inc['deliveries']:,} mailboxes"
+                    + (f" through {inc['list']}" if inc["list"] else ""))
+    else:
+        headline = (f"{inc['kind'].replace('_', ' ')}: {inc['messages']:,} messages, "
+                    f"{inc['deliveries']:,} deliveries in {minutes} minutes")
+    evidence = [
+        f"It started with message {root['message_id'] or '(no Message-ID logged)'} from "
+        f"{root['sender'] or '<>'} at {_hhmm(root['ts'])} UTC"
+        + (f", delivered to {root['deliveries']:,} mailboxes." if root["deliveries"] else "."),
+        f"{inc['messages']:,} messages from {inc['senders']:,} distinct senders "
+        f"({inc['replies']:,} replies) between {_hhmm(inc['start'])} and {_hhmm(inc['end'])} UTC.",
+        f"Busiest minute {_hhmm(inc['peak'])} UTC; {inc['deliveries']:,} deliveries in all, "
+        f"{inc['amplification']:,} per recipient address written by the senders.",
+    ]
+    fired = " and ".join(f"{c['measure']} = {c['value']:,} {c['op']} {c['threshold']:,}"
+                         for c in inc["conditions"])
+    window = f" within a {inc['window']} window" if inc.get("window") else ""
+    evidence.append(f"Rule {inc['rule']} fired at its peak: {fired}{window}.")
+    return {"headline": headline, "evidence": evidence}

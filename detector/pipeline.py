@@ -1,0 +1,106 @@
+"""The Python API behind the CLI: run (ingest + detect + report) and report."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from detector.assets import builtin_rules_dir
+from detector.incidents import detect
+from detector.ingest import IngestResult, ingest
+from detector.model.build import build_model
+from detector.reports import write_report
+from detector.rules.loader import apply_overrides, load_rules
+from detector.rules.model import Rule
+from detector.sources import STDIN, LogFile, discover
+from detector.summary import build_summary
+from detector.warehouse import Warehouse
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    incidents: list[dict]
+    summary: dict
+    report: Path
+    ingested: IngestResult | None = None
+
+
+def load_ruleset(rules_dir: Path | None, overrides: Mapping[str, str]) -> list[Rule]:
+    return apply_overrides(load_rules(rules_dir or builtin_rules_dir()), overrides)
+
+
+def _spool_stdin(files: list[LogFile], tmp: Path) -> list[LogFile]:
+    """Copy standard input to a file so it can be sniffed and read like any other."""
+    out = []
+    for f in files:
+        if f.path == STDIN:
+            target = tmp / "stdin.log"
+            with open(target, "wb") as sink:
+                shutil.copyfileobj(sys.stdin.buffer, sink)
+            f = LogFile(path=str(target), group=str(target), order=f.order)
+        out.append(f)
+    return out
+
+
+def run(
+    inputs: Sequence[str],
+    out_dir: Path,
+    *,
+    db: Path | None = None,
+    tz: str = "UTC",
+    year: int | None = None,
+    fmt: str | None = None,
+    skip_unknown: bool = False,
+    rules_dir: Path | None = None,
+    templates_dir: Path | None = None,
+    overrides: Mapping[str, str] | None = None,
+    memory_limit: str | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Ingest logs into the warehouse, rebuild the model, detect, write the report."""
+    rules = load_ruleset(rules_dir, overrides or {})  # fail on bad rules before reading logs
+    files = discover(inputs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    db = db or out_dir / "mailstorm.duckdb"
+    with tempfile.TemporaryDirectory() as tmp, Warehouse(db, memory_limit) as wh:
+        files = _spool_stdin(files, Path(tmp))
+        ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, skip_unknown=skip_unknown,
+                          progress=progress)
+        if progress:
+            progress(f"read {ingested.lines:,} new lines; building the model")
+        build_model(wh.con)
+        result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested, progress)
+    return result
+
+
+def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
+           templates_dir: Path | None = None, overrides: Mapping[str, str] | None = None,
+           progress: Progress | None = None) -> RunResult:
+    """Detect and report again from an existing warehouse (no log is read)."""
+    from detector.errors import UsageError
+
+    rules = load_ruleset(rules_dir, overrides or {})
+    if not db.exists():
+        raise UsageError(f"no warehouse at {db} (run 'mailstorm run' first)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with Warehouse(db) as wh:
+        return _detect_and_report(wh, rules, out_dir, templates_dir, None, progress)
+
+
+def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
+                       templates_dir: Path | None, ingested: IngestResult | None,
+                       progress: Progress | None) -> RunResult:
+    if progress:
+        progress(f"running {len(rules)} rules")
+    incidents = detect(wh, rules)
+    skipped = [(f.path, f.skipped) for f in (ingested.files if ingested else [])
+               if f.skipped and f.skipped != "already ingested"]
+    summary = build_summary(wh, rules, skipped)
+    path = write_report(out_dir, summary, incidents, templates_dir)
+    return RunResult(incidents=incidents, summary=summary, report=path, ingested=ingested)

@@ -1,0 +1,349 @@
+"""Static HTML reports and ``incidents.json`` (see DESIGN.md, "Output contract").
+
+Subjects, addresses and raw lines in a summary or an incident come from logs that an
+attacker can write to, so the templates autoescape everything and nothing here marks data
+as safe; the only ``Markup`` is the chart, built from numbers and escaped text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import numbers
+import os
+import re
+import secrets
+from collections import Counter
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
+from detector import __version__, assets
+from detector.charts import timeline_svg
+
+#: incidents.json fields whose names and meanings are fixed, in this order.
+CONTRACT_FIELDS = (
+    "id", "kind", "severity", "rule", "list", "subject", "root_message_id",
+    "start", "end", "peak", "messages", "deliveries", "senders",
+)  # fmt: skip
+#: least to most severe.
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+PAGES_DIR = "incidents"
+
+# Ids become file names: allow nothing that could climb out of the pages folder.
+_ID_RE = re.compile(r"[a-z_]+-[0-9a-f]{12}")
+# C0 controls other than tab/newline, shown as \xNN in raw log samples.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+# Keys the templates read, with what to show when an incident or summary lacks them,
+# so StrictUndefined still catches template typos but sparse data renders.
+_INCIDENT_EXTRAS: dict[str, Any] = {
+    "headline": None, "list_size": None, "amplification": None, "root": None,
+    "top_senders": [], "timeline": [], "rule_description": None, "rule_params": {},
+    "window": None, "evidence": [], "measures": {},
+}  # fmt: skip
+_SUMMARY_KEYS: dict[str, Any] = {
+    "version": __version__, "inputs": [], "lines": None, "kinds": [], "unparsed": None,
+    "unparsed_samples": [], "time_span": {}, "messages": None, "deliveries": None,
+    "hosts": [], "rules": [],
+}  # fmt: skip
+_ROW_KEYS = {
+    "inputs": ("path", "format", "host", "lines", "unparsed", "first_ts", "last_ts", "skipped"),
+    "kinds": ("kind", "lines"),
+    "unparsed_samples": ("source_file", "line_no", "raw"),
+    "rules": ("name", "kind", "params"),
+    "top_senders": ("sender", "messages", "deliveries", "first_ts"),
+    "timeline": ("minute", "messages", "deliveries"),
+    "root": ("message_id", "sender", "subject", "ts", "deliveries"),
+}
+
+
+def write_report(
+    out_dir: Path,
+    summary: dict[str, Any],
+    incidents: list[dict[str, Any]],
+    templates_dir: Path | None = None,
+) -> Path:
+    """Write index.html, incidents/<id>.html and incidents.json; return index.html's path.
+
+    ``templates_dir`` holds user templates that override the built-in ones by file name.
+    Everything is rendered before anything is written (a bad id or template writes
+    nothing), and each file is replaced atomically, so no reader sees half a file.
+    """
+    if "generated_at" not in summary:
+        raise ValueError("summary has no 'generated_at'")
+    ordered = sort_incidents(incidents)
+    records = [incident_record(i) for i in ordered]
+    ids = [r["id"] for r in records]
+    duplicated = sorted(k for k, n in Counter(ids).items() if n > 1)
+    if duplicated:
+        raise ValueError(f"duplicate incident ids: {', '.join(duplicated)}")
+
+    env = make_environment(templates_dir)
+    views = [_incident_view(r) for r in records]
+    common = {
+        "summary": _summary_view(summary),
+        "generated_at": _plain(summary["generated_at"]),
+        "version": summary.get("version") or __version__,
+    }
+    page_tpl = env.get_template("incident.html.j2")
+    pages = {
+        v["id"]: page_tpl.render(incident=v, chart=_chart(v), root="../", **common) for v in views
+    }
+    index = env.get_template("index.html.j2").render(
+        incidents=views, severity_counts=_severity_counts(views), root="", **common
+    )
+    doc = {"generated_at": common["generated_at"], "incidents": records}
+
+    out_dir = Path(out_dir)
+    pages_dir = out_dir / PAGES_DIR
+    pages_dir.mkdir(parents=True, exist_ok=True)
+    for incident_id, html in pages.items():
+        _write_atomic(pages_dir / f"{incident_id}.html", html)
+    _write_atomic(out_dir / "incidents.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    # index.html last: it is what a reader opens, and it links to the pages above.
+    _write_atomic(out_dir / "index.html", index)
+    _remove_stale_pages(pages_dir, set(ids))
+    return out_dir / "index.html"
+
+
+def make_environment(templates_dir: Path | None = None) -> Environment:
+    """Jinja environment over the user's templates (if any) then the built-in ones."""
+    loaders: list[BaseLoader] = [FileSystemLoader(assets.builtin_templates_dir())]
+    if templates_dir is not None:
+        if not Path(templates_dir).is_dir():
+            raise ValueError(f"templates folder not found: {templates_dir}")
+        loaders.insert(0, FileSystemLoader(templates_dir))
+    env = Environment(
+        loader=ChoiceLoader(loaders),
+        # Everything, whatever the file extension: .j2 would escape nothing otherwise.
+        autoescape=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=lambda value: "—" if value is None else value,
+    )
+    env.filters.update(
+        num=format_number, pct=format_percent, severity_class=severity_class, visible=visible
+    )
+    env.globals.update(timeline_svg=timeline_svg, SEVERITIES=SEVERITIES)
+    return env
+
+
+def sort_incidents(incidents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Most severe first, then most deliveries, then earliest; id breaks ties."""
+
+    def key(i: dict[str, Any]) -> tuple[int, float, str, str]:
+        deliveries = i.get("deliveries")
+        d = float(deliveries) if isinstance(deliveries, numbers.Real) else 0.0
+        return (-severity_rank(i.get("severity")), -d, str(i.get("start")), str(i.get("id")))
+
+    return sorted(incidents, key=key)
+
+
+def severity_rank(severity: Any) -> int:
+    """0 for info .. 4 for critical; -1 for anything unknown (sorted last)."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+def incident_record(incident: dict[str, Any]) -> dict[str, Any]:
+    """The incidents.json form: contract fields in order, then every JSON-able extra."""
+    missing = [f for f in CONTRACT_FIELDS if f not in incident]
+    if missing:
+        raise ValueError(f"incident {incident.get('id')!r} lacks {', '.join(missing)}")
+    incident_id = incident["id"]
+    if not isinstance(incident_id, str) or not _ID_RE.fullmatch(incident_id):
+        raise ValueError(f"invalid incident id {incident_id!r}: expected kind-<12 hex digits>")
+    record = {f: _plain(incident[f]) for f in CONTRACT_FIELDS}
+    for key, value in incident.items():
+        if key in record or not isinstance(key, str):
+            continue
+        with contextlib.suppress(TypeError):  # extras are best effort; the contract is not
+            record[key] = _plain(value)
+    return record
+
+
+def format_number(value: Any, digits: int | None = None) -> str:
+    """Thousands separators; floats get ``digits`` decimals, or up to two by default."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    if isinstance(value, numbers.Real):
+        f = float(value)
+        if not math.isfinite(f):
+            return "n/a"
+        if digits is not None:
+            return f"{f:,.{digits}f}"
+        if f.is_integer():
+            return f"{f:,.0f}"
+        return f"{f:,.2f}".rstrip("0").rstrip(".") if abs(f) >= 1 else f"{f:.3g}"
+    return str(value)
+
+
+def format_percent(share: Any) -> str:
+    """A 0..1 share as a percentage that never rounds a few lines down to 0%."""
+    if not isinstance(share, numbers.Real) or not math.isfinite(share):
+        return "—"
+    pct = 100 * float(share)
+    if 0 < pct < 0.1:
+        return "<0.1%"
+    return f"{pct:.1f}%" if pct < 10 else f"{pct:,.0f}%"
+
+
+def severity_class(severity: Any) -> str:
+    """CSS class of a severity badge; unknown values get a neutral one."""
+    return f"sev-{severity}" if severity in SEVERITIES else "sev-unknown"
+
+
+def visible(text: Any) -> str:
+    """Show control characters of raw log lines as \\xNN instead of passing them through."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy; TypeError for what JSON cannot hold. NaN/inf become null."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, datetime):
+        t = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return t.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("dict keys must be strings")
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
+
+
+def _rows(rows: Any, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{**dict.fromkeys(keys), **row} for row in rows or [] if isinstance(row, dict)]
+
+
+def _summary_view(summary: dict[str, Any]) -> dict[str, Any]:
+    view = dict(_SUMMARY_KEYS)
+    for key, value in summary.items():
+        with contextlib.suppress(TypeError):
+            view[key] = _plain(value)
+    for key in ("inputs", "kinds", "unparsed_samples", "rules"):
+        view[key] = _rows(view[key], _ROW_KEYS[key])
+    view["time_span"] = {"start": None, "end": None, **(view["time_span"] or {})}
+    view["hosts"] = view["hosts"] or []
+    lines, unparsed = view["lines"], view["unparsed"]
+    numeric = isinstance(lines, int | float) and isinstance(unparsed, int | float)
+    view["unparsed_share"] = unparsed / lines if numeric and lines > 0 else None
+    return view
+
+
+def _incident_view(record: dict[str, Any]) -> dict[str, Any]:
+    view = {**_INCIDENT_EXTRAS, **record}
+    for key in ("top_senders", "timeline"):
+        view[key] = _rows(view[key], _ROW_KEYS[key])
+    view["root"] = _rows([view["root"]], _ROW_KEYS["root"])[0] if view["root"] else None
+    view["evidence"] = view["evidence"] or []
+    view["rule_params"] = view["rule_params"] or {}
+    view["measures"] = view["measures"] or {}
+    view["headline"] = view["headline"] or _fallback_headline(view)
+    view["page"] = f"{PAGES_DIR}/{view['id']}.html"
+    view["duration"] = _duration(view["start"], view["end"])
+    view["why"] = _why_rows(view["rule_params"], view["measures"])
+    return view
+
+
+def _fallback_headline(v: dict[str, Any]) -> str:
+    where = f" on {v['list']}" if v["list"] else ""
+    return (
+        f"{str(v['kind']).replace('_', ' ').capitalize()}{where}: "
+        f"{format_number(v['messages'])} messages from {format_number(v['senders'])} "
+        f"senders, {format_number(v['deliveries'])} deliveries"
+    )
+
+
+def _why_rows(params: dict[str, Any], measures: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pair each rule parameter with what was measured: a measure of the same name, or
+    of the name without its min_/max_ prefix (min_replies -> replies)."""
+    rows, used = [], set()
+    for name, threshold in params.items():
+        bare = re.sub(r"^(min|max)_", "", name)
+        measure = next((k for k in (name, bare) if k in measures), None)
+        used.add(measure)
+        op = {"min": "≥", "max": "≤"}.get(name[:3]) if name[3:4] == "_" else None
+        rows.append(
+            {"parameter": name, "op": op, "threshold": threshold, "measure": measure,
+             "measured": measures.get(measure) if measure else None}
+        )  # fmt: skip
+    rows += [
+        {"parameter": None, "op": None, "threshold": None, "measure": k, "measured": v}
+        for k, v in measures.items()
+        if k not in used
+    ]
+    return rows
+
+
+def _duration(start: Any, end: Any) -> str | None:
+    try:
+        seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+    except (TypeError, ValueError):  # missing, unparsable, or naive mixed with aware
+        return None
+    if seconds < 0:
+        return None
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        minutes, secs = divmod(seconds, 60)
+        return f"{minutes} min" + (f" {secs} s" if secs else "")
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def _chart(view: dict[str, Any]) -> Any:
+    about = view["subject"] or view["list"] or view["id"]
+    return timeline_svg(
+        view["timeline"], title=f"Deliveries and messages per minute: {about}", peak=view["peak"]
+    )
+
+
+def _severity_counts(views: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    counts = Counter(str(v["severity"]) for v in views)
+    return [(s, counts[s]) for s in reversed(SEVERITIES) if counts[s]] + [
+        (s, n) for s, n in counts.items() if s not in SEVERITIES
+    ]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and os.replace, so readers never see half
+    a file. os.open with 0o666 lets the umask decide permissions (mkstemp would be 0600)."""
+    # Lone surrogates (undecodable log bytes) must not abort a report: replace them.
+    data = text.encode("utf-8", errors="replace")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _remove_stale_pages(pages_dir: Path, keep: set[str]) -> None:
+    # Only names we could have written: a reader's own notes in the folder stay.
+    for page in pages_dir.glob("*.html"):
+        if _ID_RE.fullmatch(page.stem) and page.stem not in keep and page.is_file():
+            page.unlink(missing_ok=True)
