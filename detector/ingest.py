@@ -128,7 +128,8 @@ def _ingest_file(wh: Warehouse, path: str, tz: str, years: YearState, fmt: str |
     consumed = skip
     wh.begin_file()
     try:
-        for batch, consumed in iter_batches(path, batch_bytes, skip_bytes=skip):
+        for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):
+            consumed = read_to
             events = parser.parse(batch, ctx)
             wh.append_events(events)
             lines += batch.height

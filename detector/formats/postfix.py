@@ -168,14 +168,15 @@ def _classify() -> pl.Expr:
                              r" |[\w/.-]+ socket: |request|(?:start|end|done) \w+ |private/"
                              r"|public/|[<>] |>>> |(?:initial|extracted) envelope |\w+ stream "
                              r"disconnect|connection established|idle timeout|process generation"
-                             r"|cleanup flags|wakeup |(?:before|after) input_transp|host name lookup|connection "
-                             r"closed|(?:begin|end) \S+ address list|connecting to |Compiled "
+                             r"|cleanup flags|wakeup |(?:before|after) input_transp|host name lookup"
+                             r"|connection closed|(?:begin|end) \S+ address list|connecting to |Compiled "
                              r"against|Run-time linked|pref +\d|master disconnect)"))
         .then(pl.lit("debug"))
         .when(starts("warning: ")).then(pl.lit("warning"))
         .when(dm.is_in(["master", "postfix-script", "postfix", "postlog", "postmulti"])
               | r.str.contains(r"^(?:daemon started|terminating on signal|reload|starting the "
-                               r"Postfix|stopping the Postfix|refreshing the Postfix|table \S+ has changed)"))
+                               r"Postfix|stopping the Postfix|refreshing the Postfix"
+                               r"|table \S+ has changed)"))
         .then(pl.lit("daemon"))
         .otherwise(pl.lit("unparsed"))
     )
