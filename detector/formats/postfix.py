@@ -105,6 +105,16 @@ _FIELD_GROUP = {
     "session_error": "detail",
 }
 _KEEP_RAW = ("foreign", "unparsed")
+# starts of the lines Postfix writes with -v or debug_peer_list: internals, not mail flow
+_DEBUG = "^(?:" + "|".join([
+    r"[a-z][a-z0-9_]*: ", r"[a-z][a-z0-9_]* = ", "send attr ", "input attribute ",
+    r"[\w/.-]+ socket: ", "request", r"(?:start|end|done) \w+ ", "private/", "public/",
+    "[<>] ", ">>> ", r"(?:initial|extracted) envelope ", r"\w+ stream disconnect",
+    "connection established", "connection closed", "idle timeout", "process generation",
+    "cleanup flags", "wakeup ", "(?:before|after) input_transp", "host name lookup",
+    r"(?:begin|end) \S+ address list", "connecting to ", "Compiled against",
+    "Run-time linked", r"pref +\d", "master disconnect",
+]) + ")"
 
 
 def sniff(lines: list[str]) -> bool:
@@ -164,14 +174,7 @@ def _classify() -> pl.Expr:
         .when(dm == "scache").then(pl.lit("scache"))
         .when(dm == "postsuper").then(pl.lit("postsuper"))
         .when(r.str.contains(r"^(?:fatal|panic|error): ")).then(pl.lit("fatal"))
-        .when(r.str.contains(r"^(?:[a-z][a-z0-9_]*: |[a-z][a-z0-9_]* = |send attr |input attribute"
-                             r" |[\w/.-]+ socket: |request|(?:start|end|done) \w+ |private/"
-                             r"|public/|[<>] |>>> |(?:initial|extracted) envelope |\w+ stream "
-                             r"disconnect|connection established|idle timeout|process generation"
-                             r"|cleanup flags|wakeup |(?:before|after) input_transp|host name lookup"
-                             r"|connection closed|(?:begin|end) \S+ address list|connecting to |Compiled "
-                             r"against|Run-time linked|pref +\d|master disconnect)"))
-        .then(pl.lit("debug"))
+        .when(r.str.contains(_DEBUG)).then(pl.lit("debug"))
         .when(starts("warning: ")).then(pl.lit("warning"))
         .when(dm.is_in(["master", "postfix-script", "postfix", "postlog", "postmulti"])
               | r.str.contains(r"^(?:daemon started|terminating on signal|reload|starting the "
