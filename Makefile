@@ -1,0 +1,28 @@
+# Set-up is part of every target: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed; on Debian: apt-get install python3-venv" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# The main job on the bundled logs (a quiet day and an NHS-style storm day, 2016).
+demo: $(STAMP)
+	$(BIN)/mailstorm run sample_logs --year 2016 --tz UTC --out out/demo
+	@echo "open out/demo/index.html"
+
+test: $(STAMP)
+	$(BIN)/ruff check detector tests bench
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache
