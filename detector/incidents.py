@@ -32,7 +32,7 @@ WITH ordered AS (
 ), ranked AS (
     SELECT *,
         row_number() OVER (PARTITION BY group_key, island
-                           ORDER BY {peak} DESC, anchor_ts) AS rank_in_island,
+                           ORDER BY {peak} DESC, anchor_ts, anchor_uid) AS rank_in_island,
         min(window_start) OVER (PARTITION BY group_key, island) AS span_start,
         max(anchor_ts) OVER (PARTITION BY group_key, island) AS span_end,
         count(*) OVER (PARTITION BY group_key, island) AS hits
@@ -221,6 +221,7 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
         incident.update(describe(incident))
         incidents.append(incident)
     incidents = _fold_fanouts(wh, incidents)
+    incidents.sort(key=lambda i: (i["start"] or "", i["id"]))  # independent of row order
     _store(wh, incidents)
     return incidents
 
