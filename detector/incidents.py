@@ -201,7 +201,8 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
             "replies": agg["replies"],
             "repliers": agg["repliers"],
             "list_size": agg["list_size"],
-            "amplification": round((agg["deliveries"] or 0) / max(agg["submitted"] or 0, 1), 2),
+            # deliveries per submitted message: what each press of "send" cost
+            "amplification": round((agg["deliveries"] or 0) / max(agg["messages"], 1), 1),
             "root": {"message_id": agg["root_message_id"], "sender": agg["root_sender"],
                      "subject": agg["root_subject"], "ts": start,
                      "deliveries": agg["root_deliveries"]},

@@ -39,7 +39,7 @@ def describe(inc: dict) -> dict:
         f"{inc['messages']:,} messages from {inc['senders']:,} distinct senders "
         f"({inc['replies']:,} replies) between {_hhmm(inc['start'])} and {_hhmm(inc['end'])} UTC.",
         f"Busiest minute {_hhmm(inc['peak'])} UTC; {inc['deliveries']:,} deliveries in all, "
-        f"{inc['amplification']:,} per recipient address written by the senders.",
+        f"{inc['amplification']:,} per message sent.",
     ]
     fired = " and ".join(f"{c['measure']} = {c['value']:,} {c['op']} {c['threshold']:,}"
                          for c in inc["conditions"])
