@@ -260,8 +260,24 @@ def _incident_view(record: dict[str, Any]) -> dict[str, Any]:
     view["headline"] = view["headline"] or _fallback_headline(view)
     view["page"] = f"{PAGES_DIR}/{view['id']}.html"
     view["duration"] = _duration(view["start"], view["end"])
-    view["why"] = _why_rows(view["rule_params"], view["measures"])
+    view["why"] = (_condition_rows(view["conditions"], view["measures"])
+                   if view.get("conditions") else
+                   _why_rows(view["rule_params"], view["measures"]))
     return view
+
+
+_OPS = {">=": "≥", ">": ">", "<=": "≤", "<": "<", "==": "="}
+
+
+def _condition_rows(conditions: list[dict[str, Any]],
+                    measures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rule's own conditions (measure op param), then the other measures recorded."""
+    rows = [{"parameter": c["param"], "op": _OPS.get(c["op"], c["op"]),
+             "threshold": c["threshold"], "measure": c["measure"], "measured": c["value"]}
+            for c in conditions]
+    used = {c["measure"] for c in conditions}
+    return rows + [{"parameter": None, "op": None, "threshold": None, "measure": k,
+                    "measured": v} for k, v in measures.items() if k not in used]
 
 
 def _fallback_headline(v: dict[str, Any]) -> str:
