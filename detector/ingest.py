@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -42,9 +42,9 @@ class IngestResult:
 
 
 def _read_head(path: str) -> bytes:
-    from detector.sources import open_binary
+    from detector.sources import open_binary, reading
 
-    with open_binary(path) as f:
+    with reading(path), open_binary(path) as f:
         return f.read(HEAD_BYTES)
 
 
@@ -54,8 +54,13 @@ def _end_year(path: str, tz: ZoneInfo) -> tuple[int, tuple[int, int, str] | None
     line = last_line(path)
     stamp = sniff_rfc3164(line) if line else None
     year = mtime.year
-    if stamp and (stamp[0], stamp[1]) > (mtime.month, mtime.day + 1):
-        year -= 1  # e.g. last line Dec 31, file touched Jan 1
+    if stamp:
+        try:
+            last = date(year, stamp[0], stamp[1])
+        except ValueError:  # Feb 29 in a non-leap year: it must be the year before
+            last = date(year, 12, 31)
+        if last > mtime.date() + timedelta(days=1):  # a day of slack for clock skew
+            year -= 1  # e.g. last line Dec 31, file touched Jan 1
     return year, stamp
 
 
@@ -124,11 +129,17 @@ def _ingest_file(wh: Warehouse, path: str, tz: str, years: YearState, fmt: str |
     parser = formats.FORMATS[name]
     ctx = ParseContext(source_file=path, tz=tz, years=years)
     skip = previous.bytes_ingested if previous else 0
-    lines = 0
+    lines = 0  # lines read this run
+    whole = 0  # of which newline-terminated (an unterminated one is re-read next run)
     consumed = skip
     wh.begin_file()
     try:
+        if previous is not None:  # a half-written last line stored last time is re-read
+            wh.con.execute("DELETE FROM events WHERE source_file = ? AND line_no > ?",
+                           [previous.path, previous.lines])
         for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):
+            if read_to > consumed or batch.height == 0:
+                whole += batch.height
             consumed = read_to
             events = parser.parse(batch, ctx)
             wh.append_events(events)
@@ -139,7 +150,7 @@ def _ingest_file(wh: Warehouse, path: str, tz: str, years: YearState, fmt: str |
             wh.rollback()
             return FileResult(path, name, skipped="already ingested")
         wh.commit_file(path=path, fmt=name, head=head, previous=previous,
-                       bytes_ingested=consumed, lines=lines + (previous.lines if previous else 0))
+                       bytes_ingested=consumed, lines=whole + (previous.lines if previous else 0))
     except BaseException:  # nothing of a half-read file is kept
         wh.rollback()
         raise

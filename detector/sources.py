@@ -15,7 +15,9 @@ import lzma
 import os
 import re
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -135,16 +137,29 @@ def open_binary(path: str) -> BinaryIO:
     return raw  # type: ignore[return-value]
 
 
+# what a corrupt or truncated file raises (zlib.error: a damaged deflate stream in a .gz)
+_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
+
+
+@contextmanager
+def reading(path: str) -> Iterator[None]:
+    """Turn a read failure of ``path`` (truncated .gz, bad stream...) into an InputError."""
+    try:
+        yield
+    except _READ_ERRORS as exc:
+        raise InputError(path, None, f"cannot read: {exc}") from exc
+
+
 def head_lines(path: str, n: int = 50) -> list[str]:
     """The first n lines (decoded leniently), for sniffing formats and years."""
-    with open_binary(path) as f:
+    with reading(path), open_binary(path) as f:
         data = f.read(256 * 1024)
     return data.decode("utf-8", "replace").splitlines()[:n]
 
 
 def last_line(path: str) -> str | None:
     """The last non-empty line of a file; reads only the tail of plain files."""
-    with open_binary(path) as f:
+    with reading(path), open_binary(path) as f:
         if isinstance(f, io.BufferedReader):
             size = os.fstat(f.fileno()).st_size
             f.seek(max(0, size - 65536))
@@ -183,6 +198,9 @@ def iter_batches(
 ) -> Iterator[tuple[pl.DataFrame, int]]:
     """Yield (frame of raw lines with line_no, bytes consumed so far) in bounded batches.
 
+    "Consumed" counts whole lines only: an unterminated last line comes in a batch of its
+    own whose consumed count does not move.
+
     ``skip_bytes`` resumes after a prefix already ingested (a growing mail.log); the prefix
     must end on a line boundary, which it does when it came from this function.
     """
@@ -216,9 +234,8 @@ def iter_batches(
                 line_no += frame.height
                 consumed += cut
                 yield frame, consumed
-            if carry:
-                frame = _lines_frame(carry, line_no)
-                consumed += len(carry)
-                yield frame, consumed
-    except (OSError, EOFError, lzma.LZMAError) as exc:
+            if carry:  # a last line without newline may still be being written:
+                # yield it, but do not count its bytes, so a later run reads it again whole
+                yield _lines_frame(carry, line_no), consumed
+    except _READ_ERRORS as exc:
         raise InputError(path, line_no, f"cannot read: {exc}") from exc

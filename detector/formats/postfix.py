@@ -64,7 +64,8 @@ _QID = (
 )
 _REJECT = (
     r"^(?:NOQUEUE: )?(?P<status>[a-z_-]+): (?P<stage>[A-Z-]+) from (?P<client>[^ ]+?): "
-    r"(?P<detail>.*?);(?: from=<(?P<sender>[^>]*)>)?(?: to=<(?P<recipient>[^>]*)>)?"
+    r"(?P<detail>.*?);(?: from=<(?P<sender>[^>]*)>,?)?(?: to=<(?P<recipient>[^>]*)>,?)?"
+    r"(?: proto=|$)"  # the reply text may contain ';' (RBL rejects); postscreen adds commas
 )
 # kind -> anchored pattern over the message text after the queue id ("rest")
 _FIELDS: dict[str, str] = {
@@ -74,7 +75,7 @@ _FIELDS: dict[str, str] = {
         r" dsn=(?P<dsn>[\d.]+), status=(?P<status>[a-z]+)(?: \((?P<detail>.*)\))?"
     ),
     "qmgr_from": r"^from=<(?P<sender>[^>]*)>, size=(?P<size>\d+), nrcpt=(?P<nrcpt>\d+)",
-    "qmgr_expired": r"^from=<(?P<sender>[^>]*)>, (?P<status>expired)",
+    "qmgr_expired": r"^from=<(?P<sender>[^>]*)>, status=(?P<status>(?:force-)?expired)",
     "cleanup_message_id": r"^message-id=<?(?P<message_id>[^<>\s]*)>?",
     "cleanup_resent_message_id": r"^resent-message-id=<?(?P<message_id>[^<>\s]*)>?",
     "smtpd_client": r"^client=(?P<client>[^,\s]+)",
@@ -135,7 +136,7 @@ def _classify() -> pl.Expr:
         .when(has_qid & starts("client=")).then(pl.lit("smtpd_client"))
         .when(has_qid & starts("message-id=")).then(pl.lit("cleanup_message_id"))
         .when(has_qid & starts("resent-message-id=")).then(pl.lit("cleanup_resent_message_id"))
-        .when(has_qid & starts("from=<") & r.str.contains(", status=expired", literal=True))
+        .when(has_qid & starts("from=<") & r.str.contains(", status=(?:force-)?expired"))
         .then(pl.lit("qmgr_expired"))
         .when(has_qid & starts("from=<")).then(pl.lit("qmgr_from"))
         .when(has_qid & (r == "removed")).then(pl.lit("queue_removed"))
@@ -174,8 +175,9 @@ def _classify() -> pl.Expr:
         .when(dm == "scache").then(pl.lit("scache"))
         .when(dm == "postsuper").then(pl.lit("postsuper"))
         .when(r.str.contains(r"^(?:fatal|panic|error): ")).then(pl.lit("fatal"))
-        .when(r.str.contains(_DEBUG)).then(pl.lit("debug"))
+        # before debug: "warning: " would match debug's "<word>: " start
         .when(starts("warning: ")).then(pl.lit("warning"))
+        .when(r.str.contains(_DEBUG)).then(pl.lit("debug"))
         .when(dm.is_in(["master", "postfix-script", "postfix", "postlog", "postmulti"])
               | r.str.contains(r"^(?:daemon started|terminating on signal|reload|starting the "
                                r"Postfix|stopping the Postfix|refreshing the Postfix"
@@ -206,7 +208,7 @@ def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
             in_reply_to=pl.when(pl.col("kind") == "header_in_reply_to").then(bare),
             refs=pl.when(pl.col("kind") == "header_references").then(value),
         )
-    if "status" in out.columns:  # a delivery's reply names the next hop's queue id
+    if "detail" in out.columns:  # a delivery's reply names the next hop's queue id
         hop = pl.when(pl.col("kind") == "delivery").then(
             pl.col("detail").str.extract(r"(?:queued as|forwarded as) ([0-9A-Za-z]{5,})"))
         if "next_queue_id" in out.columns:
@@ -230,6 +232,12 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         source_file=pl.lit(ctx.source_file),
         queue_id=pl.when(pl.col("queue_id") != "NOQUEUE").then("queue_id"),
         raw=pl.when(pl.col("kind").is_in(_KEEP_RAW)).then("raw"),
+    )
+    # a corrupt number (delay=0.1.7, a 30-digit size) must not stop the whole file
+    frame = frame.with_columns(
+        pl.col(name).cast(dtype, strict=False)
+        for name, dtype in (("size", pl.Int64), ("nrcpt", pl.Int64), ("delay", pl.Float64))
+        if name in frame.columns
     )
     if "subject" in frame.columns:
         from detector.model.subjects import decode_rfc2047
