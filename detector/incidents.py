@@ -41,6 +41,8 @@ WITH ordered AS (
 SELECT * EXCLUDE (new_island, rank_in_island) FROM ranked WHERE rank_in_island = 1
 """
 
+# An incident's messages: its group's messages of the same nature as the rule's (replies
+# bring in the message they answer; automatic ones are left to the rules that look for them)
 MEMBERS = """
 INSERT INTO _members
 SELECT s.incident_key, m.message_uid
@@ -49,8 +51,14 @@ JOIN logical_messages m
   ON m.{group} = s.group_key
  AND m.first_seen >= s.span_start - to_seconds(s.window_seconds)
  AND m.first_seen <= s.span_end
-WHERE s.rule = ?
+WHERE s.rule = ? AND {nature}
 """
+MEMBER_SQL = {
+    "messages": "NOT m.is_auto",
+    "replies": "NOT m.is_auto",
+    "auto_replies": "m.is_auto AND m.sender <> ''",
+    "bounces": "m.sender = ''",
+}
 
 AGGREGATES = """
 SELECT
@@ -155,7 +163,8 @@ def _collect_spans(wh: Warehouse, rules: list[Rule]) -> list[dict]:
             con.execute("INSERT INTO _spans VALUES (?, ?, ?, ?, ?, ?)",
                         [key, rule.name, row["group_key"], row["span_start"], row["span_end"],
                          rule.window_seconds or 0])
-        con.execute(MEMBERS.format(group=GROUP_SQL[rule.group_by]), [rule.name])
+        con.execute(MEMBERS.format(group=GROUP_SQL[rule.group_by],
+                                   nature=MEMBER_SQL[rule.select]), [rule.name])
     return spans
 
 

@@ -14,6 +14,7 @@ import random
 import zlib
 from dataclasses import dataclass, field
 
+from detector.simulate.rand import fast_randint
 from detector.simulate.scenario import Batch, Delivery, Message, Site, from_us
 
 RCPT_PER_BATCH = 50  # default_destination_recipient_limit
@@ -22,21 +23,44 @@ CONNECT_TIMEOUT_US = 30_000_000  # smtp_connect_timeout
 QUOTA_SHARE = 0.0015  # local recipients over quota (temporary failure)
 
 
+# outcome code of an attempt -> (status, dsn, reason)
+OUTCOMES = {
+    "sent": ("sent", "2.0.0", "ok"),
+    "bounced": ("bounced", "5.1.1", "unknown_user"),
+    "timeout": ("deferred", "4.4.1", "timeout"),
+    "greylist": ("deferred", "4.2.0", "greylist"),
+    "quota": ("deferred", "4.2.2", "quota"),
+}
+# one attempt, compact: (time_us, recipient, orig_to, outcome code, batch)
+Row = tuple[int, str, "str | None", str, Batch]
+
+
 @dataclass(slots=True)
 class Plan:
-    """Everything that happens to one queued message after it was accepted."""
+    """Everything that happens to one queued message after it was accepted.
+
+    ``rows`` holds the attempts as plain tuples (cheap to make by the million);
+    ``deliveries`` gives the same as ``Delivery`` objects.
+    """
 
     message: Message
     arrival_us: int
     active_us: int
-    deliveries: list[Delivery]  # every attempt; final ones have status sent/bounced
+    rows: list[Row]  # every attempt, first attempts before retries
     activations: list[tuple[int, int]] = field(default_factory=list)  # retry: (time, pending)
     notices: list[Message] = field(default_factory=list)  # non-delivery notifications
     removed_us: int = 0
+    nrcpt: int = 0  # final recipients (= delivery lines with a final status)
+    bounced: int = 0
 
     @property
-    def nrcpt(self) -> int:
-        return sum(1 for d in self.deliveries if d.status != "deferred")
+    def deliveries(self) -> list[Delivery]:
+        arr = self.arrival_us
+        out = []
+        for t, rcpt, orig, code, batch in self.rows:
+            status, dsn, why = OUTCOMES[code]
+            out.append(Delivery(t, rcpt, orig, status, dsn, why, batch, (t - arr) / 1e6))
+        return out
 
 
 def expand(site: Site, msg: Message) -> list[tuple[str, str | None]]:
@@ -81,59 +105,77 @@ def _route(site: Site, addr: str) -> tuple[str, str]:
     return "smtp", mx
 
 
+def _groups(site: Site, msg: Message) -> dict[tuple[str, str], list[tuple[str, str | None]]]:
+    """Final recipients grouped by next hop, in queue-file order.
+
+    A list's grouping is the same for every message sent to it, so it is computed once
+    per site and shared (never mutated: merging always builds new lists).
+    """
+    cache = site.cache.setdefault("groups", {})
+    groups: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+    for rcpt in dict.fromkeys(msg.recipients):
+        members = site.lists.get(rcpt)
+        if members is None:
+            key = _route(site, rcpt)
+            groups[key] = [*groups.get(key, ()), (rcpt, None)]
+            continue
+        hit = cache.get(rcpt)
+        if hit is None or hit[0] is not members or hit[1] != len(members):
+            by_hop: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+            for m in members:
+                by_hop.setdefault(_route(site, m), []).append((m, rcpt))
+            hit = cache[rcpt] = (members, len(members), by_hop)
+        for key, part in hit[2].items():
+            g = groups.get(key)
+            groups[key] = part if g is None else g + part
+    return groups
+
+
 def plan_delivery(site: Site, msg: Message) -> Plan:
     """Schedule all delivery attempts of ``msg`` (empty plan for rejected messages)."""
     rng = random.Random(msg.seed)
+    randint = fast_randint(rng)
     arrival = msg.time_us
     if msg.reject:
         return Plan(msg, arrival, arrival, [], removed_us=arrival)
+    groups = _groups(site, msg)
+    n = sum(len(g) for g in groups.values())
     # cleanup -> qmgr hand-off; huge recipient lists take the queue manager a while to read
-    rcpts = expand(site, msg)
-    active = arrival + rng.randint(15_000, 250_000) + len(rcpts) * 20
-    plan = Plan(msg, arrival, active, [])
-    groups: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
-    for r in rcpts:
-        key = _route(site, r[0])
-        g = groups.get(key)
-        if g is None:
-            groups[key] = [r]
-        else:
-            g.append(r)
-    pending = _attempt(site, msg, plan, groups, active, active, 0, rng)
+    active = arrival + randint(15_000, 250_000) + n * 20
+    plan = Plan(msg, arrival, active, [], [], [], 0, n)
+    pending, end = _attempt(site, msg, plan, groups, active, active, 0, rng.random, randint)
     attempt, backoff = 0, 300_000_000  # minimal_backoff_time
-    end = max((d.time_us for d in plan.deliveries), default=active)
-    bounced = [d for d in plan.deliveries if d.status == "bounced"]
+    bounced = plan.bounced
     if bounced and msg.sender:
-        plan.notices.append(_notice(msg, bounced, end + rng.randint(2_000, 40_000), rng))
+        plan.notices.append(_notice(msg, bounced, end + randint(2_000, 40_000), rng))
     while pending:
         attempt += 1
-        again = end + backoff + rng.randint(0, 300_000_000)  # queue_run_delay jitter
+        again = end + backoff + randint(0, 300_000_000)  # queue_run_delay jitter
         plan.activations.append((again, len(pending)))
         retry: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
         for r in pending:
             retry.setdefault(_route(site, r[0]), []).append(r)
-        pending = _attempt(site, msg, plan, retry, again + rng.randint(5_000, 60_000),
-                           again, attempt, rng)
-        end = max(d.time_us for d in plan.deliveries)
+        pending, end = _attempt(site, msg, plan, retry, again + randint(5_000, 60_000),
+                                again, attempt, rng.random, randint)
         backoff *= 2
-    last = max((d.time_us for d in plan.deliveries), default=active)
+    last = end
     if plan.notices:
         last = max(last, plan.notices[-1].time_us)
-    plan.removed_us = last + rng.randint(300, 4_000)
+    plan.removed_us = last + randint(300, 4_000)
     return plan
 
 
-def _attempt(site, msg, plan, groups, start, arrival, attempt, rng):
-    """Deliver every group once; return the recipients that were deferred."""
-    deliveries = plan.deliveries
-    add = deliveries.append
-    rand, randint = rng.random, rng.randint
+def _attempt(site, msg, plan, groups, start, arrival, attempt, rand, randint):
+    """Deliver every group once; return the deferred recipients and the last attempt time."""
+    add = plan.rows.append
+    last = start
     gone = site.gone
     pending: list[tuple[str, str | None]] = []
     size_us = msg.size // 20  # ~50 MB/s to a local store
     for (transport, relay), rcpts in groups.items():
         nb = (len(rcpts) + RCPT_PER_BATCH - 1) // RCPT_PER_BATCH
-        free = [start + randint(0, 3_000) + i * 400 for i in range(min(MAX_AGENTS, nb))]
+        free = ([start + randint(0, 3_000) + i * 400 for i in range(min(MAX_AGENTS, nb))]
+                if nb > 1 else [start + randint(0, 3_000)])
         dom = relay if transport == "lmtp" else rcpts[0][0].rpartition("@")[2]
         down = transport == "smtp" and dom in site.down and (attempt == 0 or rand() < 0.5)
         grey = transport == "smtp" and dom in site.greylisting and attempt == 0
@@ -147,11 +189,10 @@ def _attempt(site, msg, plan, groups, start, arrival, attempt, rng):
                 conn = t0 + CONNECT_TIMEOUT_US + randint(0, 200_000)
                 batch = Batch(transport, relay, agent, t0, conn, arrival, attempt, False)
                 for i, (a, o) in enumerate(chunk):
-                    t = conn + i * 150
-                    add(Delivery(t, a, o, "deferred", "4.4.1", "timeout", batch,
-                                 (t - msg.time_us) / 1e6))
+                    add((conn + i * 150, a, o, "timeout", batch))
                     pending.append((a, o))
-                free[agent] = conn + 1_000
+                free[agent] = batch.end_us = conn + len(chunk) * 150 + 1_000
+                last = max(last, batch.end_us)
                 continue
             if transport == "lmtp":
                 conn = t0 + randint(800, 4_000)
@@ -162,30 +203,29 @@ def _attempt(site, msg, plan, groups, start, arrival, attempt, rng):
                 per = 0
                 done = conn + len(chunk) * 25_000 + msg.size * 2 + randint(30_000, 600_000)
             batch = Batch(transport, relay, agent, t0, conn, arrival, attempt)
-            for i, (a, o) in enumerate(chunk):
+            step = per + 120
+            t = done + per
+            for a, o in chunk:
                 if a in gone:  # rejected at RCPT TO, before the data phase
-                    t = conn + (i + 1) * 300
-                    add(Delivery(t, a, o, "bounced", "5.1.1", "unknown_user", batch,
-                                 (t - msg.time_us) / 1e6))
-                    continue
-                t = done + (i + 1) * per + i * 120
-                if grey or (full and rand() < full):
-                    st, dsn, why = ("deferred", "4.2.0", "greylist") if grey else (
-                        "deferred", "4.2.2", "quota")
+                    plan.bounced += 1
+                    add((conn + 300, a, o, "bounced", batch))
+                elif grey or (full and rand() < full):
+                    add((t, a, o, "greylist" if grey else "quota", batch))
                     pending.append((a, o))
                 else:
-                    st, dsn, why = "sent", "2.0.0", "ok"
-                add(Delivery(t, a, o, st, dsn, why, batch, (t - msg.time_us) / 1e6))
-            free[agent] = done + len(chunk) * per + randint(500, 3_000)
-    return pending
+                    add((t, a, o, "sent", batch))
+                t += step
+            free[agent] = batch.end_us = done + len(chunk) * (per + 120) + randint(500, 3_000)
+            last = max(last, batch.end_us)
+    return pending, last
 
 
-def _notice(msg: Message, bounced: list[Delivery], when: int, rng: random.Random) -> Message:
+def _notice(msg: Message, bounced: int, when: int, rng: random.Random) -> Message:
     """The non-delivery notification the MTA sends back to the sender."""
     return Message(
         time=from_us(when), sender="", recipients=[msg.sender],
         subject="Undelivered Mail Returned to Sender", message_id="",
-        size=2_600 + 180 * len(bounced) + min(msg.size, 50_000), client_host="localhost",
+        size=2_600 + 180 * bounced + min(msg.size, 50_000), client_host="localhost",
         client_ip="127.0.0.1", is_auto=True, mua="postfix", source="bounce",
         seed=rng.getrandbits(32),
     )

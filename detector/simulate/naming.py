@@ -11,9 +11,37 @@ import base64
 import random
 from datetime import datetime
 
-FIRST = ["james", "john", "robert", "michael", "david", "william", "richard", "joseph", "thomas", "charles", "mary", "patricia", "jennifer", "linda", "elizabeth", "barbara", "susan", "jessica", "sarah", "karen", "nancy", "lisa", "betty", "margaret", "sandra", "ashley", "emily", "donna", "michelle", "carol", "amanda", "melissa", "deborah", "stephanie", "rebecca", "laura", "helen", "anna", "olivia", "amelia", "isla", "ava", "mia", "ruby", "grace", "sophie", "chloe", "lucy", "ellie", "jack", "harry", "oliver", "george", "noah", "charlie", "jacob", "alfie", "freddie", "oscar", "leo", "archie", "henry", "joshua", "samuel", "daniel", "matthew", "luke", "adam", "ben", "tom", "peter", "paul", "mark", "andrew", "simon", "ian", "gareth", "rhys", "owen", "aisha", "fatima", "priya", "anjali", "ravi", "sanjay", "arjun", "mohammed", "ali", "omar", "yusuf", "zara", "hannah", "katie", "claire", "fiona", "morag", "eilidh", "niamh", "siobhan", "ciara", "sean", "liam", "declan", "conor", "patrick"]
+FIRST = (
+    "james", "john", "robert", "michael", "david", "william", "richard", "joseph", "thomas",
+    "charles", "mary", "patricia", "jennifer", "linda", "elizabeth", "barbara", "susan",
+    "jessica", "sarah", "karen", "nancy", "lisa", "betty", "margaret", "sandra", "ashley",
+    "emily", "donna", "michelle", "carol", "amanda", "melissa", "deborah", "stephanie",
+    "rebecca", "laura", "helen", "anna", "olivia", "amelia", "isla", "ava", "mia", "ruby",
+    "grace", "sophie", "chloe", "lucy", "ellie", "jack", "harry", "oliver", "george",
+    "noah", "charlie", "jacob", "alfie", "freddie", "oscar", "leo", "archie", "henry",
+    "joshua", "samuel", "daniel", "matthew", "luke", "adam", "ben", "tom", "peter", "paul",
+    "mark", "andrew", "simon", "ian", "gareth", "rhys", "owen", "aisha", "fatima", "priya",
+    "anjali", "ravi", "sanjay", "arjun", "mohammed", "ali", "omar", "yusuf", "zara",
+    "hannah", "katie", "claire", "fiona", "morag", "eilidh", "niamh", "siobhan", "ciara",
+    "sean", "liam", "declan", "conor", "patrick",
+)
 
-LAST = ["smith", "jones", "taylor", "brown", "williams", "wilson", "johnson", "davies", "robinson", "wright", "thompson", "evans", "walker", "white", "roberts", "green", "hall", "wood", "jackson", "clarke", "patel", "khan", "lewis", "james", "phillips", "mason", "mitchell", "rose", "davis", "rodriguez", "cox", "alexander", "morgan", "moore", "martin", "price", "hughes", "edwards", "harris", "baker", "turner", "parker", "collins", "bell", "cooper", "ward", "king", "morris", "clark", "hill", "scott", "young", "allen", "adams", "campbell", "anderson", "murphy", "kelly", "bennett", "gray", "rogers", "cook", "carter", "shaw", "watson", "harrison", "lee", "chapman", "lloyd", "richardson", "palmer", "fisher", "ellis", "knight", "webb", "hunt", "mills", "owen", "holmes", "stevens", "gibson", "marshall", "ahmed", "hussain", "begum", "ali", "singh", "kaur", "shah", "mistry", "chowdhury", "das", "nowak", "kowalski", "silva", "santos", "costa", "murray", "reid", "fraser", "macdonald", "stewart", "ross", "grant", "hamilton", "graham", "kerr", "duncan", "burns", "boyle", "doyle", "byrne", "oconnor", "quinn", "lynch", "walsh", "ryan", "flynn", "nolan", "brennan"]
+LAST = (
+    "smith", "jones", "taylor", "brown", "williams", "wilson", "johnson", "davies",
+    "robinson", "wright", "thompson", "evans", "walker", "white", "roberts", "green",
+    "hall", "wood", "jackson", "clarke", "patel", "khan", "lewis", "james", "phillips",
+    "mason", "mitchell", "rose", "davis", "rodriguez", "cox", "alexander", "morgan",
+    "moore", "martin", "price", "hughes", "edwards", "harris", "baker", "turner", "parker",
+    "collins", "bell", "cooper", "ward", "king", "morris", "clark", "hill", "scott",
+    "young", "allen", "adams", "campbell", "anderson", "murphy", "kelly", "bennett", "gray",
+    "rogers", "cook", "carter", "shaw", "watson", "harrison", "lee", "chapman", "lloyd",
+    "richardson", "palmer", "fisher", "ellis", "knight", "webb", "hunt", "mills", "owen",
+    "holmes", "stevens", "gibson", "marshall", "ahmed", "hussain", "begum", "ali", "singh",
+    "kaur", "shah", "mistry", "chowdhury", "das", "nowak", "kowalski", "silva", "santos",
+    "costa", "murray", "reid", "fraser", "macdonald", "stewart", "ross", "grant",
+    "hamilton", "graham", "kerr", "duncan", "burns", "boyle", "doyle", "byrne", "oconnor",
+    "quinn", "lynch", "walsh", "ryan", "flynn", "nolan", "brennan",
+)
 
 # External domains: (domain, MX host, outbound client host, reply style).
 # Reply styles mimic what common receiving servers answer after DATA.

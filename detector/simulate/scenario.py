@@ -45,6 +45,7 @@ class Site:
     greylisting: frozenset[str] = frozenset()  # external domains that greylist first tries
     webmail: str = ""  # fqdn of the webmail front end (submits on port 25 from inside)
     app_server: str = ""  # fqdn of an application server sending notifications
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # derived data
 
     def is_local(self, addr: str) -> bool:
         return addr.endswith("@" + self.domain) and addr not in self.lists
@@ -99,6 +100,7 @@ class Batch:
     arrival_us: int  # when the message entered the active queue for this attempt
     attempt: int  # 0 first try, 1.. retries from the deferred queue
     connected: bool = True
+    end_us: int = 0  # the agent is free again
 
 
 @dataclass(slots=True)
@@ -152,7 +154,8 @@ def make_site(
         mx_of[dom], out_of[dom], style[dom] = mx, out, st
         hosts.setdefault(mx, naming.ip_in(rng, rng.choice(blocks)))
         hosts.setdefault(out, naming.ip_in(rng, rng.choice(blocks)))
-    partner_domains = [d for d, *_ in naming.EXTERNAL if d not in ("mailing.example.net", "news.example")]
+    bulk = ("mailing.example.net", "news.example")  # senders only, nobody's list membership
+    partner_domains = [d for d, *_ in naming.EXTERNAL if d not in bulk]
     ext_taken: set[str] = set()
     site_lists: dict[str, list[str]] = {}
     pool = users[:n_users]  # people, not role accounts
@@ -172,3 +175,22 @@ def make_site(
         down=frozenset({"gone.example"}), greylisting=frozenset({"greylist.example"}),
         webmail=webmail, app_server=app,
     )
+
+
+def ensure_list(site: Site, rng: random.Random, address: str, size: int) -> list[str]:
+    """Make ``address`` a list of ``size`` local members (adding users if the site is small)."""
+    members = site.lists.get(address)
+    if members is not None and len(members) == size:
+        return members
+    people = [u for u in site.users if u not in site.lists and "." in u.split("@")[0]]
+    if len(people) < size:
+        taken = set(site.users)
+        stores = sorted({h for h in site.mailbox_host.values() if h}) or [""]
+        for _ in range(size - len(people)):
+            u = naming.person_address(rng, site.domain, taken)
+            site.users.append(u)
+            site.mailbox_host[u] = rng.choice(stores)
+            people.append(u)
+    members = rng.sample(people, size)
+    site.lists[address] = members
+    return members

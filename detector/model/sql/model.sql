@@ -82,20 +82,22 @@ WHERE d.kind = 'delivery';
 CREATE OR REPLACE TABLE logical_messages AS
 WITH inst AS (
     SELECT *, coalesce(message_id, message_key) AS message_uid FROM messages
-), last_state AS (  -- each recipient once, at its last state; hops excluded
+), last_state AS (
+    -- each copy once, at its last state (a deferral then a success is one delivery);
+    -- hops excluded. A copy is a recipient by one route: someone on the list and in Cc
+    -- gets two copies, and Postfix logs (and delivers) both.
     SELECT
-        i.message_uid, d.recipient,
+        i.message_uid, d.recipient, d.list,
         arg_max(d.status, d.ts) AS status,
-        arg_max(d.list, d.ts) AS list,
         max(d.ts) AS ts
     FROM deliveries d
     JOIN inst i USING (message_key)
     WHERE NOT d.is_hop
-    GROUP BY i.message_uid, d.recipient
+    GROUP BY i.message_uid, d.recipient, d.list
 ), per_msg AS (
     SELECT
         message_uid,
-        count(*) AS recipients,
+        count(DISTINCT recipient) AS recipients,
         count(*) FILTER (WHERE status <> 'deferred') AS deliveries,
         count(*) FILTER (WHERE status = 'bounced') AS bounced,
         count(DISTINCT coalesce(list, recipient)) AS submitted,

@@ -1,0 +1,251 @@
+"""Scenario builders: a day of ordinary mail, a reply-all storm, and storm look-alikes.
+
+Every builder takes the ``Site`` and a seeded ``random.Random`` and returns
+``(messages, truth)``; truth lists the injected incidents (only storms are incidents,
+the look-alikes return an empty list). Builders may add a list to the site.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, timedelta
+
+from detector.simulate import clients, naming
+from detector.simulate.delivery import count_final
+from detector.simulate.scenario import Message, Site, ensure_list
+
+# relative mail volume per UTC hour of an office day (night trickle, morning peak)
+HOURLY = (0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.5, 1.2, 2.6, 3.2, 3.0, 2.8,
+          2.2, 2.6, 2.9, 2.7, 2.2, 1.4, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2)
+SPAM_HELOS = ("bad", "User", "WIN-9QL4SDRB93L", "localhost", "mail.example.com", "ylmf-pc")
+Truth = dict[str, object]
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _day(day: date | datetime) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _jitter(rng: random.Random, t: datetime) -> datetime:
+    """Sub-second part for a time given to the second (queue ids use the microseconds)."""
+    return t + timedelta(microseconds=rng.randrange(1, 1_000_000)) if not t.microsecond else t
+
+
+def background(site: Site, rng: random.Random, day: date | datetime, messages: int = 2000, *,
+               reject_share: float = 0.12, newsletter_list: str | None = None,
+               newsletter_size: int = 2000) -> tuple[list[Message], list[Truth]]:
+    """A day of ordinary traffic: person-to-person mail, small threads, inbound and
+    outbound mail, notifications, auto-replies, cron mail and NOQUEUE rejects; with
+    ``newsletter_list`` also the 07:30 newsletter to that list (no replies). Deferrals and
+    bounces follow from the site (full mailboxes, greylisting, a dead MX, gone users)."""
+    t0 = _day(day)
+    people = [u for u in site.users if "." in u.split("@")[0]][:20_000]
+    partners = [d for d in site.mx_of if d not in site.down | {"news.example"}]
+    outside = [naming.person_address(rng, rng.choice(partners), set()) for _ in range(300)]
+    outside += [f"{rng.choice(naming.ROLE_LOCALPARTS)}@{rng.choice(partners)}" for _ in range(40)]
+    hours = rng.choices(range(24), weights=HOURLY, k=messages)
+    times = sorted(t0 + timedelta(hours=h, microseconds=rng.randrange(3_600_000_000))
+                   for h in hours)
+    out: list[Message] = []
+    threads: list[list] = []  # [participants, last message, closes at]
+    for t in times:
+        if rng.random() < reject_share:
+            out.append(_reject(site, rng, t, people))
+            continue
+        k = rng.random()
+        if len(threads) > 40:  # forget threads that went quiet
+            threads = [th for th in threads if th[2] > t][-40:]
+        if k < 0.14 and threads and threads[-1][2] > t:  # an answer in an open thread
+            th = rng.choice([th for th in threads if th[2] > t])
+            who, parent = rng.choice(th[0]), th[1]
+            if who == parent.sender:
+                continue
+            rcpts = [p for p in th[0] if p != who]
+            m = clients.from_local(site, rng, who, rcpts, t,
+                                   clients.reply_subject(clients.mua_of(who), parent.subject),
+                                   parent=parent)
+            th[1] = m
+        elif k < 0.40:  # person to person(s); a third start a small thread
+            who = rng.choice(people)
+            rcpts = rng.sample(people, rng.choice((1, 1, 1, 2, 3, 4)))
+            rcpts = [r for r in rcpts if r != who] or [rng.choice(people)]
+            m = clients.from_local(site, rng, who, rcpts, t, clients.subject_for(rng))
+            if rng.random() < 0.3:
+                team = [who, *rng.sample(people, rng.randint(2, 7))]
+                m.recipients = team[1:]
+                threads.append([team, m, t + timedelta(hours=rng.uniform(0.5, 5))])
+        elif k < 0.68:  # inbound from outside
+            m = clients.from_outside(site, rng, rng.choice(outside),
+                                     rng.sample(people, rng.choice((1, 1, 1, 2))), t,
+                                     clients.subject_for(rng, clients.EXTERNAL_SUBJECTS))
+        elif k < 0.82:  # outbound
+            who = rng.choice(people)
+            m = clients.from_local(site, rng, who, rng.sample(outside, rng.choice((1, 1, 2, 3))),
+                                   t, clients.subject_for(rng))
+        elif k < 0.945:  # application notifications (appointments, results)
+            m = _app_mail(site, rng, t, rng.choice(people))
+        elif k < 0.99:  # out-of-office answer to an outside sender (null envelope sender)
+            src = clients.from_outside(site, rng, rng.choice(outside), [], t,
+                                       rng.choice(clients.EXTERNAL_SUBJECTS))
+            m = clients.auto_reply(site, rng, rng.choice(people), src.sender, t, src)
+        else:  # cron and monitoring mail submitted with sendmail(1)
+            m = Message(time=t, sender=f"root@{site.domain}",
+                        recipients=[f"it.servicedesk@{site.domain}"],
+                        subject=rng.choice(("Logwatch for mx1 (Linux)", "Cron <root@mx1> "
+                                            "/usr/local/bin/backup-check", "[nagios] disk OK")),
+                        message_id="", size=rng.randint(1_500, 40_000), mua="script",
+                        source="pickup", is_auto=True, seed=rng.getrandbits(32))
+        out.append(m)
+    if newsletter_list:
+        out += newsletter(site, rng, t0 + timedelta(hours=7, minutes=30),
+                          list_address=newsletter_list, list_size=newsletter_size)[0]
+    return out, []
+
+
+def _reject(site: Site, rng: random.Random, t: datetime, people: list[str]) -> Message:
+    kind = rng.choices(("rbl", "unknown_user", "relay", "auth"), weights=(55, 25, 10, 10))[0]
+    ip = naming.ip_in(rng, "203.0.113")
+    host = rng.choice(("unknown", "unknown", f"static-{ip.replace('.', '-')}.isp.example"))
+    rcpt = (rng.choice(people) if kind == "rbl" else
+            f"{rng.choice(naming.ROLE_LOCALPARTS)}{rng.randint(2, 99)}@{site.domain}"
+            if kind == "unknown_user" else f"victim{rng.randint(1, 999)}@example.net")
+    spam_dom = rng.choice(("bad.example", "cheap-meds.example", "lottery.example"))
+    return Message(time=t, sender=f"{rng.choice(('spam', 'info', 'promo', 'admin'))}@{spam_dom}",
+                   recipients=[rcpt], subject="", message_id="", client_host=host,
+                   client_ip=ip, helo=rng.choice(SPAM_HELOS), reject=kind,
+                   seed=rng.getrandbits(32))
+
+
+def _app_mail(site: Site, rng: random.Random, t: datetime, to: str) -> Message:
+    app = site.app_server
+    return Message(time=t, sender=f"noreply@{site.domain}", recipients=[to],
+                   subject=rng.choice(("Results available for review", "Appointment reminder",
+                                       "Task assigned to you", "Shift swap approved")),
+                   message_id=naming.message_id(rng, "app", t, app), size=rng.randint(3_000, 9_000),
+                   client_host=app, client_ip=site.hosts[app], helo=app, is_auto=True,
+                   mua="app", tls=False, seed=rng.getrandbits(32))
+
+
+def storm(site: Site, rng: random.Random, start: datetime, *,
+          list_address: str | None = None, list_size: int = 3000, repliers: int = 40,
+          duration: timedelta = timedelta(minutes=60), subject: str = "test",
+          sender: str | None = None, double_share: float = 0.1, remove_me_share: float = 0.25,
+          nested_share: float = 0.15, drifted: int = 3,
+          auto_replies: int = 4) -> tuple[list[Message], list[Truth]]:
+    """NHS-style reply-all storm: a test mail to a large list, then ``repliers`` members
+    answering to the whole list (every reply is expanded to every member again)."""
+    list_address = list_address or f"all.staff@{site.domain}"
+    members = ensure_list(site, rng, list_address, list_size)
+    start = _jitter(rng, start)
+    local = [m for m in members if m.endswith("@" + site.domain)]
+    sender = sender or rng.choice(local)
+    root = clients.from_local(site, rng, sender, [list_address], start, subject,
+                              msg_size=rng.randint(2_500, 9_000))
+    who = rng.sample([m for m in local if m != sender], repliers)
+    twice = min(repliers, max(1, int(repliers * double_share))) if double_share else 0
+    who += rng.sample(who, twice)  # some people reply a second time
+    # bursty: most people answer within the first 15-20 minutes, a tail up to ``duration``
+    offsets = sorted(max(40.0, duration.total_seconds() * rng.betavariate(1.3, 4.0))
+                     for _ in who)
+    # who does what: index 0 is the first answer, so it cannot answer another reply
+    order = list(range(1, len(who)))
+    rng.shuffle(order)
+    k = max(1, round(len(who) * nested_share)) if nested_share else 0
+    nested_at, order = set(order[:k]), order[k:]
+    drift_at, order = set(order[:drifted]), order[drifted:]
+    encoded_at, order = set(order[:2]), order[2:]
+    remove_at = set(order[: int(len(who) * remove_me_share)])  # said only in the body
+    drift_texts = rng.sample(("please remove me from this list", "Please stop replying all!!",
+                              "PLEASE REMOVE ME", "Unsubscribe"), 4)
+    encoded_texts = rng.sample((f"AW: {subject} – bitte aus dem Verteiler löschen",
+                                f"RE: {subject} — stop replying all ✋"), 2)
+    replies: list[Message] = []
+    for i, (replier, off) in enumerate(zip(who, offsets, strict=True)):
+        t = start + timedelta(seconds=off)
+        parent = root
+        mua = clients.mua_of(replier)
+        if i in nested_at:  # reply-all to someone's reply: "RE: RE: test", "AW: RE: test"
+            others = [r for r in replies if r.sender != replier] or [root]
+            stacked = [r for r in others if clients.reply_subject(mua, r.subject) != r.subject]
+            parent = rng.choice(stacked or others)
+        subj = clients.reply_subject(mua, parent.subject)
+        if i in drift_at:  # edited subject, still threaded under the root
+            subj = drift_texts[len(drift_at & set(range(i))) % len(drift_texts)]
+        elif i in encoded_at:  # clients encode a subject with non-ASCII characters
+            subj = naming.encode_subject(encoded_texts[len(encoded_at & set(range(i))) % 2])
+        rcpts = [list_address]
+        if parent.sender != replier and rng.random() < 0.8:
+            rcpts.insert(0, parent.sender)  # reply-all: To the author, Cc the list
+        replies.append(clients.from_local(site, rng, replier, rcpts, t, subj, parent=parent,
+                                          msg_size=rng.randint(4_000, 60_000)))
+    autos = []
+    for _ in range(auto_replies):  # vacation answers go to the author only
+        t = start + timedelta(seconds=rng.uniform(2, 120))
+        autos.append(clients.auto_reply(site, rng, rng.choice(local), sender, t, root))
+    thread = [root, *replies]
+    truth: Truth = {
+        "kind": "reply_storm",
+        "list": list_address,
+        "list_size": len(members),
+        "root_message_id": root.message_id,
+        "root_sender": sender,
+        "subject": subject,
+        "start": iso(root.time),
+        "end": iso(max(m.time for m in thread)),
+        "messages": len(thread),
+        "replies": len(replies),
+        "repliers": len({m.sender for m in replies}),
+        "deliveries": sum(count_final(site, m) for m in thread),
+        "message_ids": [m.message_id for m in thread],
+        "replier_addresses": sorted({m.sender for m in replies}),
+        "remove_me_replies": len(remove_at) + len(drift_at),
+        "auto_replies": len(autos),
+    }
+    return [root, *replies, *autos], [truth]
+
+
+def busy_small_thread(site: Site, rng: random.Random, start: datetime, *,
+                      list_address: str | None = None, members: int = 25, replies: int = 22,
+                      duration: timedelta = timedelta(minutes=60),
+                      subject: str = "Rota changes for December") -> tuple[list[Message],
+                                                                            list[Truth]]:
+    """A lively thread on a small team list: many replies, but a small audience."""
+    list_address = list_address or f"team.radiology@{site.domain}"
+    team = ensure_list(site, rng, list_address, members)
+    start = _jitter(rng, start)
+    root = clients.from_local(site, rng, team[0], [list_address], start, subject)
+    msgs = [root]
+    talkers = team[: max(3, members // 2)]
+    for off in sorted(rng.uniform(60, duration.total_seconds()) for _ in range(replies)):
+        parent = msgs[-1] if rng.random() < 0.7 else rng.choice(msgs)
+        who = rng.choice([p for p in talkers if p != parent.sender])
+        rcpts = [parent.sender, list_address] if rng.random() < 0.6 else [list_address]
+        msgs.append(clients.from_local(
+            site, rng, who, rcpts, start + timedelta(seconds=off),
+            clients.reply_subject(clients.mua_of(who), parent.subject), parent=parent))
+    return msgs, []
+
+
+def newsletter(site: Site, rng: random.Random, start: datetime, *,
+               list_address: str | None = None, list_size: int = 2000,
+               sender: str | None = None, auto_replies: int = 2) -> tuple[list[Message],
+                                                                         list[Truth]]:
+    """One large mailing to a list and no replies (a few out-of-office answers)."""
+    list_address = list_address or f"news.letter@{site.domain}"
+    ensure_list(site, rng, list_address, list_size)
+    start = _jitter(rng, start)
+    sender = sender or f"news@{site.domain}"
+    title = f"Trust Weekly News – {start:%d %B}"
+    m = _app_mail(site, rng, start, list_address)
+    m.sender, m.subject, m.size = sender, naming.encode_subject(title, b=False), 96_000
+    m.is_auto = False
+    msgs = [m]
+    for _ in range(auto_replies):
+        away = rng.choice(site.lists[list_address])
+        if away.endswith("@" + site.domain):
+            t = start + timedelta(seconds=rng.uniform(3, 90))
+            msgs.append(clients.auto_reply(site, rng, away, sender, t, m))
+    return msgs, []
