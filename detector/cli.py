@@ -74,10 +74,10 @@ def _finish(result: pipeline.RunResult, fail_on: str | None, quiet: bool) -> Non
         for inc in result.incidents:
             counts[inc["severity"]] = counts.get(inc["severity"], 0) + 1
         detail = ", ".join(f"{n} {s}" for s, n in sorted(
-            counts.items(), key=lambda kv: severity_rank(kv[0])))
+            counts.items(), key=lambda kv: -severity_rank(kv[0])))
         click.echo(f"{len(result.incidents)} incident(s){f' ({detail})' if detail else ''}; "
                    f"report: {result.report}", err=True)
-    if fail_on and any(severity_rank(i["severity"]) <= severity_rank(fail_on)
+    if fail_on and any(severity_rank(i["severity"]) >= severity_rank(fail_on)
                        for i in result.incidents):
         sys.exit(EXIT_FAIL_ON)
 

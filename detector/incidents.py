@@ -237,23 +237,28 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
 
 
 def _fold_fanouts(wh: Warehouse, incidents: list[dict]) -> list[dict]:
-    """A fan-out of the message that started a storm is evidence of that storm, not a
-    second incident."""
+    """A fan-out of a message that is part of a reply storm (its root or one of its
+    replies) is evidence of that storm, not an incident of its own."""
     storms = [i for i in incidents if i["kind"] == "reply_storm"]
     if not storms:
         return incidents
     members = _by_key(wh.query("SELECT incident_key, message_uid FROM _members"))
-    kept = []
+    uids = {s["id"]: {m["message_uid"] for m in members.get(s["_key"], [])} for s in storms}
+    kept, folded = [], {}
     for inc in incidents:
-        home = next((s for s in storms if inc["kind"] == "fanout" and inc["root_uid"] in
-                     {m["message_uid"] for m in members.get(s["_key"], [])}), None)
+        home = next((s for s in storms if inc["kind"] == "fanout"
+                     and inc["root_uid"] in uids[s["id"]]), None)
         if home is None:
             kept.append(inc)
-            continue
-        home["evidence"].append(
-            f"The message that started it was itself a fan-out: {inc['deliveries']:,} "
-            f"deliveries ({inc['rule']} rule, incident {inc['id']} folded in here).")
-        home.setdefault("related", []).append(inc["id"])
+        else:
+            folded.setdefault(home["id"], []).append(inc)
+    for storm in storms:
+        fans = folded.get(storm["id"], [])
+        if fans:
+            storm["evidence"].append(
+                f"{len(fans)} of its messages were also fan-outs by the fanout rule "
+                f"(far beyond their senders' usual audience); reported here, not apart.")
+            storm["related"] = sorted(f["id"] for f in fans)
     return kept
 
 
