@@ -224,3 +224,15 @@ def test_module_entry_point_and_version() -> None:
     res = subprocess.run([sys.executable, "-m", "detector", "--version"], capture_output=True,
                          text=True, check=True)
     assert res.stdout.strip() == "mailstorm, version 0.1.0"
+
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "test_demo_incidents_match_snapshot.json"
+
+
+def test_demo_incidents_match_snapshot(demo: Path) -> None:
+    """Speed work must not change what is found: the sample's incidents, field by field.
+
+    Regenerate deliberately (and review the diff) with:
+    mailstorm run sample_logs --year 2016 --tz UTC --out /tmp/d && copy its incidents.
+    """
+    assert _incidents(demo) == json.loads(SNAPSHOT.read_text())
