@@ -114,7 +114,8 @@ _DEBUG = "^(?:" + "|".join([
     "connection established", "connection closed", "idle timeout", "process generation",
     "cleanup flags", "wakeup ", "(?:before|after) input_transp", "host name lookup",
     r"(?:begin|end) \S+ address list", "connecting to ", "Compiled against",
-    "Run-time linked", r"pref +\d", "master disconnect",
+    "Run-time linked", r"pref +\d", "master disconnect", r"lookup \S+ type ",
+    r"open (?:incoming|active|deferred|maildrop|hold)/",
 ]) + ")"
 
 

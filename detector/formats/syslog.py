@@ -1,7 +1,7 @@
 """The syslog envelope shared by Postfix, Exim-via-syslog and Sendmail lines.
 
-Splits ``<timestamp> <host> <program>[<pid>]: <message>`` once per line with one anchored
-regex, and turns the timestamp into UTC. Three timestamp shapes are read:
+Splits ``<timestamp> <host> <program>[<pid>]: <message>`` once per line and turns the
+timestamp into UTC. Three timestamp shapes are read:
 
 * RFC 3164 ``Nov 14 10:02:11`` (no year, no zone: year from ``YearState``, zone from
   the run's ``--tz``), also with fractions ``10:02:11.123`` and with a year in front
@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
-HEADER_PATTERN = (
-    r"^(?:"
-    r"(?:(?P<y>\d{4}) )?(?P<b>[A-Z][a-z]{2}) {1,2}(?P<d>\d{1,2}) (?P<t>\d\d:\d\d:\d\d(?:\.\d+)?)"
-    r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
-    r") (?P<host>[^ ]+) (?P<prog>[^ \[:]+)(?:\[(?P<pid>\d+)\])?: ?(?P<msg>.*)$"
+# the timestamp at the start of a line, in any of the three shapes
+STAMP_PATTERN = (
+    r"^(?:(?:\d{4} )?[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"
+    r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
 )
+# what follows the host: a syslog tag "program[pid]:" or "program:"
+_TAG = r"^[^\[:]+(?:\[\d+\])?:$"
 _ISO = r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|([+-])(\d\d):?(\d\d))?$"
 MONTHS = {m: i for i, m in enumerate(
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)}
@@ -41,10 +42,41 @@ class YearState:
 
 
 def split_header(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add the header fields (y, b, d, t, iso, host, prog, pid, msg) as string columns."""
+    """Add the header fields (y, b, d, t, iso, host, prog, msg) as string columns.
+
+    One short anchored match finds the timestamp; the rest is cut with literal splits,
+    which polars does without copying (string views), several times faster than one
+    regex with a capture group per field. A line that does not fit gets null fields.
+    """
+    raw = pl.col("raw")
+    frame = frame.with_columns(raw.str.extract(STAMP_PATTERN, 0).alias("_stamp"))
+    stamp = pl.col("_stamp")
+    after = raw.str.slice(stamp.str.len_bytes() + 1)
+    frame = frame.with_columns(
+        after.str.splitn(" ", 3).alias("_p"),
+        (raw.str.slice(stamp.str.len_bytes(), 1) == " ").alias("_sep"),
+    ).unnest("_p")
+    tag = pl.col("field_1")
+    ok = stamp.is_not_null() & pl.col("_sep") & tag.str.contains(_TAG)
+    iso = stamp.str.slice(4, 1) == "-"
+    has_year = (stamp.str.slice(0, 1) <= "9") & (stamp.str.slice(4, 1) == " ")
+    # "Nov  4 10:02:11" (padded day) and "Nov 4 10:02:11" split alike once de-doubled
+    bsd = pl.when(has_year).then(stamp.str.slice(5)).otherwise(stamp) \
+        .str.replace("  ", " ", literal=True).str.splitn(" ", 3)
+    frame = frame.with_columns(
+        pl.when(ok & ~iso).then(bsd).alias("_bsd"),
+        y=pl.when(ok & has_year).then(stamp.str.slice(0, 4)),
+        iso=pl.when(ok & iso).then(stamp),
+        host=pl.when(ok).then(pl.col("field_0")),
+        prog=pl.when(ok).then(tag.str.strip_suffix(":").str.splitn("[", 2)
+                              .struct.field("field_0")),
+        msg=pl.when(ok).then(pl.col("field_2").fill_null("")),
+    )
     return frame.with_columns(
-        pl.col("raw").str.extract_groups(HEADER_PATTERN).alias("h")
-    ).unnest("h")
+        b=pl.col("_bsd").struct.field("field_0"),
+        d=pl.col("_bsd").struct.field("field_1"),
+        t=pl.col("_bsd").struct.field("field_2"),
+    ).drop("_stamp", "_sep", "_bsd", "field_0", "field_1", "field_2")
 
 
 def _micros(frac: pl.Expr) -> pl.Expr:
