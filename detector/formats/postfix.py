@@ -59,21 +59,33 @@ KINDS: dict[str, str] = {
 
 _PROGRAM = re.compile(r"(?:^|\s)postfix(?:-[^/\s]+)?/[\w/-]+\[\d+\]: ")
 _QID = (
-    r"^(?P<queue_id>[0-9A-F]{5,}X*|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,}|NOQUEUE)"
-    r": (?P<rest>.*)$"
+    r"^([0-9A-F]{5,}X*|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,}|NOQUEUE): "
 )
+# The shapes that make most of a busy log, told apart by their first words in one anchored
+# pass; every other line goes through the full chain in _classify().
+_FAST_QUEUED = {  # after a queue id
+    "to=<": "delivery", "client=": "smtpd_client", "message-id=": "cleanup_message_id",
+    "from=<": "qmgr_from", "removed": "queue_removed", "uid=": "pickup",
+    "info: header Subject:": "header_subject",
+    "info: header In-Reply-To:": "header_in_reply_to",
+    "info: header References:": "header_references",
+}
+_FAST_UNQUEUED = {
+    "connect from ": "smtpd_connect", "disconnect from ": "smtpd_disconnect",
+    "connect to ": "connect_failure",
+}
+_FAST = "^(" + "|".join(
+    re.escape(k) + ("$" if k == "removed" else "") for k in {**_FAST_QUEUED, **_FAST_UNQUEUED}
+) + ")"
 _REJECT = (
     r"^(?:NOQUEUE: )?(?P<status>[a-z_-]+): (?P<stage>[A-Z-]+) from (?P<client>[^ ]+?): "
     r"(?P<detail>.*?);(?: from=<(?P<sender>[^>]*)>,?)?(?: to=<(?P<recipient>[^>]*)>,?)?"
     r"(?: proto=|$)"  # the reply text may contain ';' (RBL rejects); postscreen adds commas
 )
 # kind -> anchored pattern over the message text after the queue id ("rest")
+# kind -> anchored pattern over the message text after the queue id ("rest");
+# delivery lines, the bulk of a log, have their own splitter (_delivery_fields)
 _FIELDS: dict[str, str] = {
-    "delivery": (
-        r"^to=<(?P<recipient>[^>]*)>,(?: orig_to=<(?P<orig_to>[^>]*)>,)? relay=(?P<relay>[^,]*),"
-        r"(?: conn_use=\d+,)? delay=(?P<delay>[\d.]+),(?: delays=[\d./]+,)?"
-        r" dsn=(?P<dsn>[\d.]+), status=(?P<status>[a-z]+)(?: \((?P<detail>.*)\))?"
-    ),
     "qmgr_from": r"^from=<(?P<sender>[^>]*)>, size=(?P<size>\d+), nrcpt=(?P<nrcpt>\d+)",
     "qmgr_expired": r"^from=<(?P<sender>[^>]*)>, status=(?P<status>(?:force-)?expired)",
     "cleanup_message_id": r"^message-id=<?(?P<message_id>[^<>\s]*)>?",
@@ -188,16 +200,54 @@ def _classify() -> pl.Expr:
     )
 
 
+def _delivery_fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """Fields of delivery lines, the bulk of a storm log, by literal splits.
+
+    ``to=<a>, orig_to=<l>, relay=r, conn_use=2, delay=1, delays=.., dsn=2.0.0, status=sent
+    (reply)``: everything before ", status=" is ", "-separated key=value pairs (found by key,
+    so optional and future keys do not matter); the status word and the reply text follow.
+    Three times faster than one pattern with a capture group per field.
+    """
+    rest = pl.col("rest")
+    at = rest.str.find(", status=", literal=True)
+    tail = rest.str.slice(at + 9)
+    frame = frame.with_columns(
+        rest.str.slice(0, at).str.split(", ").alias("_kv"),
+        tail.alias("_tail"),
+        tail.str.find(" (", literal=True).alias("_sp"),
+    )
+    kv, tail, sp = pl.col("_kv"), pl.col("_tail"), pl.col("_sp")
+
+    def value(key: str) -> pl.Expr:
+        return kv.list.eval(pl.element().filter(pl.element().str.starts_with(key))
+                            .str.slice(len(key))).list.first()
+
+    return frame.with_columns(
+        recipient=value("to=<").str.strip_suffix(">"),
+        orig_to=value("orig_to=<").str.strip_suffix(">"),
+        relay=value("relay="),
+        delay=value("delay="),
+        dsn=value("dsn="),
+        status=pl.when(sp.is_null()).then(tail).otherwise(tail.str.slice(0, sp)),
+        detail=tail.str.slice(sp + 2).str.strip_suffix(")"),
+    ).drop("_kv", "_tail", "_sp")
+
+
 def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
     """Extract each kind's fields on the rows of that kind only, then stack them."""
     group = pl.col("kind").replace_strict(
         {k: _FIELD_GROUP.get(k, k) for k in KINDS}, default=None
     )
     frame = frame.with_columns(group.alias("_group"))
-    parts = [frame.filter(~pl.col("_group").is_in(list(_FIELDS)) | pl.col("_group").is_null())]
-    for name, pattern in _FIELDS.items():
+    extracted = [*_FIELDS, "delivery"]
+    parts = [frame.filter(~pl.col("_group").is_in(extracted) | pl.col("_group").is_null())]
+    for name, pattern in [*_FIELDS.items(), ("delivery", None)]:
         sub = frame.filter(pl.col("_group") == name)
-        if sub.height:
+        if not sub.height:
+            continue
+        if pattern is None:
+            parts.append(_delivery_fields(sub))
+        else:
             parts.append(sub.with_columns(
                 pl.col("rest").str.extract_groups(pattern).alias("_f")).unnest("_f"))
     out = pl.concat(parts, how="diagonal_relaxed")
@@ -218,16 +268,44 @@ def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
+def _fast_kind() -> pl.Expr:
+    qid, token = pl.col("queue_id"), pl.col("rest").str.extract(_FAST, 1)
+    queued = token.replace_strict(_FAST_QUEUED, default=None, return_dtype=pl.String)
+    return (
+        pl.when(pl.col("prog").is_null()).then(pl.lit("unparsed"))
+        .when(~pl.col("prog").str.starts_with("postfix")).then(pl.lit("foreign"))
+        .when(qid == "NOQUEUE").then(pl.lit("noqueue"))
+        .when(qid.is_not_null()).then(
+            # "from=<..., status=expired" is qmgr_expired: left to the full chain
+            pl.when((queued == "qmgr_from") & pl.col("rest").str.contains(", status=",
+                                                                         literal=True))
+            .then(None).otherwise(queued))
+        .otherwise(token.replace_strict(_FAST_UNQUEUED, default=None, return_dtype=pl.String))
+    )
+
+
+def _with_kinds(frame: pl.DataFrame) -> pl.DataFrame:
+    """Kind of every line: the fast path first, the full chain for the rest."""
+    frame = frame.with_columns(kind=_fast_kind())
+    rest = frame.filter(pl.col("kind").is_null())
+    if rest.height == 0:
+        return frame
+    return pl.concat([frame.filter(pl.col("kind").is_not_null()),
+                      rest.with_columns(kind=_classify())])
+
+
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
     frame = add_timestamps(split_header(lines), ctx.tz, ctx.years)
+    qid = pl.col("msg").str.extract(_QID, 1)
     frame = frame.with_columns(
-        pl.col("msg").str.extract_groups(_QID).alias("_q"),
+        qid.alias("queue_id"),
         pl.col("prog").str.extract(r"([^/]+)$").alias("daemon"),
-    ).unnest("_q")
-    frame = frame.with_columns(
-        pl.col("rest").fill_null(pl.col("msg")),
-    ).with_columns(kind=_classify())
+    ).with_columns(
+        rest=pl.when(pl.col("queue_id").is_null()).then(pl.col("msg"))
+        .otherwise(pl.col("msg").str.slice(pl.col("queue_id").str.len_bytes() + 2)),
+    )
+    frame = _with_kinds(frame)
     frame = _with_fields(frame).with_columns(
         program=pl.col("prog"),
         source_file=pl.lit(ctx.source_file),
