@@ -112,12 +112,12 @@ SELECT incident_key, sender, messages, deliveries, first_ts FROM (
     SELECT k.incident_key, m.sender, count(*) AS messages,
            CAST(sum(m.deliveries) AS BIGINT) AS deliveries, min(m.first_seen) AS first_ts,
            row_number() OVER (PARTITION BY k.incident_key
-                              ORDER BY min(m.first_seen)) AS n
+                              ORDER BY min(m.first_seen), m.sender) AS n
     FROM _members k
     JOIN logical_messages m USING (message_uid)
     GROUP BY k.incident_key, m.sender
 ) WHERE n <= 20
-ORDER BY incident_key, first_ts
+ORDER BY incident_key, first_ts, sender
 """
 
 

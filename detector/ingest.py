@@ -132,26 +132,23 @@ def _ingest_file(wh: Warehouse, path: str, tz: str, years: YearState, fmt: str |
     lines = 0  # lines read this run
     whole = 0  # of which newline-terminated (an unterminated one is re-read next run)
     consumed = skip
-    wh.begin_file()
+    txn = wh.begin_file()
     try:
-        if previous is not None:  # a half-written last line stored last time is re-read
-            wh.con.execute("DELETE FROM events WHERE source_file = ? AND line_no > ?",
-                           [previous.path, previous.lines])
         for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):
-            if read_to > consumed or batch.height == 0:
+            partial = read_to == consumed and batch.height > 0
+            if not partial:
                 whole += batch.height
             consumed = read_to
-            events = parser.parse(batch, ctx)
-            wh.append_events(events)
+            wh.append_events(txn, parser.parse(batch, ctx), partial=partial)
             lines += batch.height
             if progress:
                 progress(f"{path}: {lines:,} lines")
         if previous is not None and lines == 0:
-            wh.rollback()
+            wh.rollback(txn)
             return FileResult(path, name, skipped="already ingested")
-        wh.commit_file(path=path, fmt=name, head=head, previous=previous,
+        wh.commit_file(txn, path=path, fmt=name, head=head, previous=previous,
                        bytes_ingested=consumed, lines=whole + (previous.lines if previous else 0))
     except BaseException:  # nothing of a half-read file is kept
-        wh.rollback()
+        wh.rollback(txn)
         raise
     return FileResult(path, name, lines=lines)

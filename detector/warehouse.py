@@ -1,16 +1,27 @@
-"""The DuckDB warehouse: events in, model tables rebuilt, a ledger of what was read.
+"""The warehouse: a DuckDB file for the model and the ledger, Parquet parts for events.
+
+Events, the bulk of the data (one row per log line), are written by polars straight to
+Parquet parts (``<db stem>.parquet/events/part-*.parquet``) as batches are parsed, so
+memory stays bounded and no row passes through DuckDB's insert path; the DuckDB view
+``events`` reads them all. The model tables (messages, deliveries, ...) are DuckDB tables
+built from that view.
 
 Ingest is incremental and idempotent: the ``files`` ledger remembers, for every file read,
 a hash of its first bytes and how many (decompressed) bytes were ingested. A file whose
 head matches a ledger entry is the same log (the live ``mail.log`` grown since, or a
 rotated / compressed copy of it), so only the bytes after the ingested prefix are read.
-Each file is ingested in one transaction: an error leaves the warehouse as it was.
+Each file is one transaction: its parts are written aside and moved into place and
+recorded (table ``parts``) when the file commits; parts a crash left behind are
+removed on the next open, so an error leaves the warehouse as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -19,7 +30,7 @@ import polars as pl
 from detector.errors import MailstormError
 from detector.schema import EVENT_COLUMNS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HEAD_BYTES = 65536
 
 _DUCK_TYPES = {
@@ -29,20 +40,22 @@ _DUCK_TYPES = {
     pl.Float64: "DOUBLE",
 }
 
-
-def _ddl_events() -> str:
-    cols = ",\n  ".join(f"{name} {_DUCK_TYPES[t]}" for name, (t, _) in EVENT_COLUMNS.items())
-    return f"CREATE TABLE IF NOT EXISTS events (\n  {cols}\n)"
-
-
 _DDL = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
     """CREATE TABLE IF NOT EXISTS files (
         path VARCHAR, format VARCHAR, head_len BIGINT, head_sha256 VARCHAR,
         bytes_ingested BIGINT, lines BIGINT, unparsed BIGINT,
         first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ, ingested_at TIMESTAMPTZ)""",
-    _ddl_events(),
+    # partial: the part holds only a last line that had no newline yet (re-read next run)
+    """CREATE TABLE IF NOT EXISTS parts (
+        part VARCHAR PRIMARY KEY, source_file VARCHAR, rows BIGINT, partial BOOLEAN)""",
 ]
+
+
+def _empty_events_sql() -> str:
+    cols = ", ".join(f"CAST(NULL AS {_DUCK_TYPES[t]}) AS {name}"
+                     for name, (t, _) in EVENT_COLUMNS.items())
+    return f"SELECT {cols} WHERE false"
 
 
 @dataclass(frozen=True)
@@ -52,10 +65,23 @@ class LedgerEntry:
     head_sha256: str
     bytes_ingested: int
     lines: int
+    unparsed: int = 0
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
 
 
 def head_digest(head: bytes) -> str:
     return hashlib.sha256(head).hexdigest()
+
+
+@dataclass
+class FileWrite:
+    """The parts of one file being ingested, not yet visible."""
+
+    written: list[tuple[Path, int, bool]] = field(default_factory=list)  # (tmp path, rows, partial)
+    unparsed: int = 0
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
 
 
 class Warehouse:
@@ -70,7 +96,12 @@ class Warehouse:
         self.con.execute("SET TimeZone = 'UTC'")
         if memory_limit:
             self.con.execute("SET memory_limit = ?", [memory_limit])
+        base = Path(self.path)
+        self.parts_dir = base.with_name(base.stem + ".parquet") / "events"
+        self._tmp_dir = self.parts_dir / ".incoming"
         self._migrate()
+        self._tidy_parts()
+        self.refresh_events_view()
 
     def _migrate(self) -> None:
         for ddl in _DDL:
@@ -97,44 +128,98 @@ class Warehouse:
     def find_ingested(self, head: bytes) -> LedgerEntry | None:
         """The ledger entry of a file whose head this file starts with, if any."""
         rows = self.con.execute(
-            "SELECT path, head_len, head_sha256, bytes_ingested, lines FROM files "
-            "WHERE head_len <= ? ORDER BY bytes_ingested DESC", [len(head)]
+            "SELECT path, head_len, head_sha256, bytes_ingested, lines, unparsed, first_ts, "
+            "last_ts FROM files WHERE head_len <= ? ORDER BY bytes_ingested DESC", [len(head)]
         ).fetchall()
-        for path, head_len, sha, ingested, lines in rows:
-            if head_digest(head[:head_len]) == sha:
-                return LedgerEntry(path, head_len, sha, ingested, lines)
+        for row in rows:
+            if head_digest(head[: row[1]]) == row[2]:
+                return LedgerEntry(*row)
         return None
 
-    def begin_file(self) -> None:
-        self.con.execute("BEGIN TRANSACTION")
+    def begin_file(self) -> FileWrite:
+        self._tmp_dir.mkdir(parents=True, exist_ok=True)
+        return FileWrite()
 
-    def append_events(self, events: pl.DataFrame) -> None:
-        self.con.register("_batch", events.to_arrow())
-        try:
-            self.con.execute("INSERT INTO events SELECT * FROM _batch")
-        finally:
-            self.con.unregister("_batch")
+    def append_events(self, txn: FileWrite, events: pl.DataFrame, partial: bool = False) -> None:
+        """Write a batch of events as a Parquet part, aside until the file commits."""
+        if events.height == 0:
+            return
+        part = self._tmp_dir / f"part-{uuid.uuid4().hex}.parquet"
+        events.write_parquet(part, compression="zstd", compression_level=1)
+        txn.written.append((part, events.height, partial))
+        txn.unparsed += int((events["kind"] == "unparsed").sum())
+        lo, hi = events["ts"].min(), events["ts"].max()
+        if lo is not None:
+            txn.first_ts = lo if txn.first_ts is None else min(txn.first_ts, lo)
+            txn.last_ts = hi if txn.last_ts is None else max(txn.last_ts, hi)
 
-    def commit_file(self, *, path: str, fmt: str, head: bytes, previous: LedgerEntry | None,
-                    bytes_ingested: int, lines: int) -> None:
-        """Record the file in the ledger and commit its events."""
+    def commit_file(self, txn: FileWrite, *, path: str, fmt: str, head: bytes,
+                    previous: LedgerEntry | None, bytes_ingested: int, lines: int) -> None:
+        """Make the file's parts visible and record it in the ledger, atomically."""
         head_len = min(len(head), HEAD_BYTES)
-        if previous is not None:
-            self.con.execute(
-                "DELETE FROM files WHERE head_len = ? AND head_sha256 = ?",
-                [previous.head_len, previous.head_sha256])
-        self.con.execute(
-            """INSERT INTO files
-               SELECT ?, ?, ?, ?, ?, ?,
-                 (SELECT count(*) FROM events WHERE source_file = ? AND kind = 'unparsed'),
-                 (SELECT min(ts) FROM events WHERE source_file = ?),
-                 (SELECT max(ts) FROM events WHERE source_file = ?), now()""",
-            [path, fmt, head_len, head_digest(head[:head_len]), bytes_ingested, lines,
-             path, path, path])
-        self.con.execute("COMMIT")
+        stale: list[str] = []
+        unparsed, first, last = txn.unparsed, txn.first_ts, txn.last_ts
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if previous is not None:
+                con.execute("DELETE FROM files WHERE head_len = ? AND head_sha256 = ?",
+                            [previous.head_len, previous.head_sha256])
+                # a half-written last line stored last time is superseded by this read
+                stale = [r[0] for r in con.execute(
+                    "SELECT part FROM parts WHERE source_file = ? AND partial",
+                    [previous.path]).fetchall()]
+                con.execute("DELETE FROM parts WHERE source_file = ? AND partial",
+                            [previous.path])
+                unparsed += previous.unparsed
+                first = min(x for x in (first, previous.first_ts) if x is not None) \
+                    if (first or previous.first_ts) else None
+                last = max(x for x in (last, previous.last_ts) if x is not None) \
+                    if (last or previous.last_ts) else None
+            for tmp, rows, partial in txn.written:
+                con.execute("INSERT INTO parts VALUES (?, ?, ?, ?)",
+                            [tmp.name, path, rows, partial])
+            con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                        [path, fmt, head_len, head_digest(head[:head_len]), bytes_ingested,
+                         lines, unparsed, first, last])
+            for tmp, _, _ in txn.written:
+                os.replace(tmp, self.parts_dir / tmp.name)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            for tmp, _, _ in txn.written:  # moved or not, none of them is committed
+                (self.parts_dir / tmp.name).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
+            raise
+        for name in stale:
+            (self.parts_dir / name).unlink(missing_ok=True)
+        self.refresh_events_view()
 
-    def rollback(self) -> None:
-        self.con.execute("ROLLBACK")
+    def rollback(self, txn: FileWrite) -> None:
+        for tmp, _, _ in txn.written:
+            tmp.unlink(missing_ok=True)
+
+    def _tidy_parts(self) -> None:
+        """Remove what a crash left: uncommitted parts, and ledger rows of lost parts."""
+        if self._tmp_dir.is_dir():
+            for leftover in self._tmp_dir.iterdir():
+                leftover.unlink()
+        known = {r[0] for r in self.con.execute("SELECT part FROM parts").fetchall()}
+        present = {p.name for p in self.parts_dir.glob("part-*.parquet")} \
+            if self.parts_dir.is_dir() else set()
+        for name in present - known:
+            (self.parts_dir / name).unlink()
+        for name in known - present:
+            self.con.execute("DELETE FROM parts WHERE part = ?", [name])
+
+    def refresh_events_view(self) -> None:
+        """The events view over every committed part (a typed empty view when none)."""
+        if any(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else False:
+            glob = str(self.parts_dir / "part-*.parquet").replace("'", "''")
+            body = f"SELECT * FROM read_parquet('{glob}')"
+        else:
+            body = _empty_events_sql()
+        self.con.execute(f"CREATE OR REPLACE VIEW events AS {body}")
 
     # --- queries ------------------------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:

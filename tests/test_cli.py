@@ -142,7 +142,7 @@ def test_sql_error_is_one_line(demo: Path) -> None:
 
 
 def test_sql_is_read_only(demo: Path) -> None:
-    res = invoke("sql", "DELETE FROM events", "--db", str(demo / "mailstorm.duckdb"))
+    res = invoke("sql", "DELETE FROM messages", "--db", str(demo / "mailstorm.duckdb"))
     assert res.exit_code == 1
     assert "read-only" in res.output
 

@@ -179,6 +179,8 @@ def _decode_group(value: str, group: list[tuple[str, bytes, int, int]]) -> str:
     # Adjacent words in one charset are joined as bytes first: mailers split multi-byte
     # characters across words.
     charset = group[0][0].split("*", 1)[0].lower()  # drop RFC 2231 language ("utf-8*en")
+    if "escape" in charset or charset in ("punycode", "idna"):  # codecs, not charsets
+        return value[group[0][2] : group[-1][3]]
     try:
         text = b"".join(g[1] for g in group).decode(_CHARSET_ALIASES.get(charset, charset))
         text.encode("utf-8")  # rejects lone surrogates (e.g. charset=unicode_escape)
