@@ -327,3 +327,19 @@ def test_real_corpus_log_round_trips_through_the_warehouse(logdir: Path, wh: War
     assert wh.scalar("SELECT count(*) FROM events WHERE kind IS NULL") == 0
     assert wh.scalar("SELECT max(line_no) FROM events") == lines
     assert wh.scalar("SELECT lines FROM files") == lines
+
+
+def test_parts_left_by_a_crash_are_removed_on_open(logdir: Path, tmp_path: Path) -> None:
+    p = write(logdir / "mail.log", ["Jun 10 06:00:00", "Jun 10 06:00:01"])
+    with Warehouse(tmp_path / "w.duckdb") as w:
+        ingest(w, discover([str(p)]), year=2024)
+        parts = w.parts_dir
+        committed = sorted(x.name for x in parts.glob("part-*.parquet"))
+        # a crash between writing parts and committing them leaves files nobody recorded
+        (parts / "part-orphan.parquet").write_bytes(next(parts.glob("part-*.parquet"))
+                                                   .read_bytes())
+        (parts / ".incoming" / "part-halfway.parquet").write_bytes(b"not parquet")
+    with Warehouse(tmp_path / "w.duckdb") as w:
+        assert sorted(x.name for x in parts.glob("part-*.parquet")) == committed
+        assert not any((parts / ".incoming").iterdir())
+        assert count(w) == 2
