@@ -7,19 +7,26 @@ so a Dec 31 -> Jan 1 rollover across ``mail.log.1`` and ``mail.log`` is seen.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
+import polars as pl
+
 from detector import formats
 from detector.errors import InputError, UsageError
 from detector.formats.context import ParseContext
-from detector.formats.syslog import YearState, sniff_rfc3164
+from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
 from detector.sources import BATCH_BYTES, STDIN, LogFile, head_lines, iter_batches, last_line
-from detector.warehouse import HEAD_BYTES, Warehouse
+from detector.warehouse import HEAD_BYTES, Part, Warehouse
+
+WORKERS = min(2, os.cpu_count() or 1)  # parse workers per file: the machine's cores
 
 Progress = Callable[[str], None]
 
@@ -88,6 +95,7 @@ def ingest(
     skip_unknown: bool = False,
     batch_bytes: int = BATCH_BYTES,
     progress: Progress | None = None,
+    workers: int = WORKERS,
 ) -> IngestResult:
     """Ingest files into the warehouse; returns what was read."""
     try:
@@ -103,12 +111,14 @@ def ingest(
         years = YearState(_start_year(group, zone, year))
         for log in group:
             result.files.append(
-                _ingest_file(wh, log.path, tz, years, fmt, skip_unknown, batch_bytes, progress))
+                _ingest_file(wh, log.path, tz, years, fmt, skip_unknown, batch_bytes, progress,
+                             workers))
     return result
 
 
 def _ingest_file(wh: Warehouse, path: str, tz: str, years: YearState, fmt: str | None,
-                 skip_unknown: bool, batch_bytes: int, progress: Progress | None) -> FileResult:
+                 skip_unknown: bool, batch_bytes: int, progress: Progress | None,
+                 workers: int) -> FileResult:
     head = _read_head(path) if path != STDIN else b""
     if path != STDIN and not head:
         return FileResult(path, None, skipped="empty")
@@ -133,22 +143,40 @@ def _ingest_file(wh: Warehouse, path: str, tz: str, years: YearState, fmt: str |
     whole = 0  # of which newline-terminated (an unterminated one is re-read next run)
     consumed = skip
     txn = wh.begin_file()
+    in_flight: deque[tuple[Future, bool]] = deque()
+
+    def parse_and_write(batch: pl.DataFrame) -> Part | None:
+        return wh.write_part(parser.parse(batch, ctx))
+
     try:
-        for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):
-            partial = read_to == consumed and batch.height > 0
-            if not partial:
-                whole += batch.height
-            consumed = read_to
-            wh.append_events(txn, parser.parse(batch, ctx), partial=partial)
-            lines += batch.height
-            if progress:
-                progress(f"{path}: {lines:,} lines")
+        # The main thread reads and numbers years (sequential); workers parse and write
+        # parts in parallel. At most workers + 1 batches are in memory at once.
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):
+                partial = read_to == consumed and batch.height > 0
+                if not partial:
+                    whole += batch.height
+                consumed = read_to
+                batch = batch.with_columns(assign_years(months_of_raw(batch["raw"]), years))
+                in_flight.append((pool.submit(parse_and_write, batch), partial))
+                lines += batch.height
+                while len(in_flight) > workers:
+                    future, was_partial = in_flight.popleft()
+                    txn.add(future.result(), was_partial)
+                if progress:
+                    progress(f"{path}: {lines:,} lines")
+            while in_flight:
+                future, was_partial = in_flight.popleft()
+                txn.add(future.result(), was_partial)
         if previous is not None and lines == 0:
             wh.rollback(txn)
             return FileResult(path, name, skipped="already ingested")
         wh.commit_file(txn, path=path, fmt=name, head=head, previous=previous,
                        bytes_ingested=consumed, lines=whole + (previous.lines if previous else 0))
     except BaseException:  # nothing of a half-read file is kept
+        for future, was_partial in in_flight:  # parts finished after the failure
+            with contextlib.suppress(BaseException):
+                txn.add(future.result(), was_partial)
         wh.rollback(txn)
         raise
     return FileResult(path, name, lines=lines)

@@ -186,11 +186,11 @@ def _lines_frame(data: bytes, first_line_no: int) -> pl.DataFrame:
         schema={"raw": pl.String},
         encoding="utf8-lossy",
     )
-    # polars' reader drops no line but turns '\r\n' endings into a trailing '\r'
-    return frame.with_columns(
-        pl.col("raw").str.strip_suffix("\r"),
-        line_no=pl.int_range(first_line_no, first_line_no + frame.height, dtype=pl.Int64),
-    )
+    frame = frame.with_columns(
+        line_no=pl.int_range(first_line_no, first_line_no + frame.height, dtype=pl.Int64))
+    if b"\r" in data:  # polars' reader keeps the '\r' of '\r\n' endings
+        frame = frame.with_columns(pl.col("raw").str.strip_suffix("\r"))
+    return frame
 
 
 def iter_batches(
@@ -224,15 +224,15 @@ def iter_batches(
                 chunk = f.read(batch_bytes)
                 if not chunk:
                     break
-                block = carry + chunk
-                cut = block.rfind(b"\n") + 1
+                cut = chunk.rfind(b"\n") + 1
                 if cut == 0:  # one huge line: keep reading
-                    carry = block
+                    carry += chunk
                     continue
-                carry = block[cut:]
-                frame = _lines_frame(block[:cut], line_no)
+                block = carry + memoryview(chunk)[:cut]  # one copy of the batch, not two
+                carry = chunk[cut:]
+                frame = _lines_frame(block, line_no)
                 line_no += frame.height
-                consumed += cut
+                consumed += len(block)
                 yield frame, consumed
             if carry:  # a last line without newline may still be being written:
                 # yield it, but do not count its bytes, so a later run reads it again whole

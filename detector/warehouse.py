@@ -74,6 +74,17 @@ def head_digest(head: bytes) -> str:
     return hashlib.sha256(head).hexdigest()
 
 
+@dataclass(frozen=True)
+class Part:
+    """One Parquet part written for a file, with what the ledger needs to know of it."""
+
+    path: Path
+    rows: int
+    unparsed: int
+    first_ts: datetime | None
+    last_ts: datetime | None
+
+
 @dataclass
 class FileWrite:
     """The parts of one file being ingested, not yet visible."""
@@ -82,6 +93,17 @@ class FileWrite:
     unparsed: int = 0
     first_ts: datetime | None = None
     last_ts: datetime | None = None
+
+    def add(self, part: Part | None, partial: bool) -> None:
+        if part is None:
+            return
+        self.written.append((part.path, part.rows, partial))
+        self.unparsed += part.unparsed
+        if part.first_ts is not None:
+            self.first_ts = part.first_ts if self.first_ts is None \
+                else min(self.first_ts, part.first_ts)
+            self.last_ts = part.last_ts if self.last_ts is None \
+                else max(self.last_ts, part.last_ts)  # type: ignore[type-var]
 
 
 class Warehouse:
@@ -140,18 +162,22 @@ class Warehouse:
         self._tmp_dir.mkdir(parents=True, exist_ok=True)
         return FileWrite()
 
-    def append_events(self, txn: FileWrite, events: pl.DataFrame, partial: bool = False) -> None:
-        """Write a batch of events as a Parquet part, aside until the file commits."""
+    def write_part(self, events: pl.DataFrame) -> Part | None:
+        """Write a batch of events as a Parquet part, aside until its file commits.
+
+        Thread-safe (no shared state): ingest calls it from its parse workers.
+        """
         if events.height == 0:
-            return
-        part = self._tmp_dir / f"part-{uuid.uuid4().hex}.parquet"
-        events.write_parquet(part, compression="zstd", compression_level=1)
-        txn.written.append((part, events.height, partial))
-        txn.unparsed += int((events["kind"] == "unparsed").sum())
-        lo, hi = events["ts"].min(), events["ts"].max()
-        if lo is not None:
-            txn.first_ts = lo if txn.first_ts is None else min(txn.first_ts, lo)
-            txn.last_ts = hi if txn.last_ts is None else max(txn.last_ts, hi)
+            return None
+        path = self._tmp_dir / f"part-{uuid.uuid4().hex}.parquet"
+        events.write_parquet(path, compression="zstd", compression_level=1)
+        ts = events["ts"]
+        return Part(path, events.height, int((events["kind"] == "unparsed").sum()),
+                    ts.min(), ts.max())  # type: ignore[arg-type]
+
+    def append_events(self, txn: FileWrite, events: pl.DataFrame, partial: bool = False) -> None:
+        """Write a batch of events and add it to the file's transaction."""
+        txn.add(self.write_part(events), partial)
 
     def commit_file(self, txn: FileWrite, *, path: str, fmt: str, head: bytes,
                     previous: LedgerEntry | None, bytes_ingested: int, lines: int) -> None:

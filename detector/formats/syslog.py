@@ -110,22 +110,41 @@ def _localize(naive: pl.Expr, tz: str) -> pl.Expr:
     ).dt.convert_time_zone("UTC")
 
 
-def add_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFrame:
-    """Compute ``ts`` (UTC) from the header columns; advances ``years`` past this batch."""
-    month = pl.col("b").replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
-    frame = frame.with_columns(month.alias("_mon"))
-    # only year-less lines take part in rollover detection
-    known = frame.select(pl.when(pl.col("y").is_null()).then("_mon")).to_series()
-    known = known.fill_null(strategy="forward")
+def assign_years(months: pl.Series, years: YearState) -> pl.Series:
+    """The year of each line from its month (null where the line has none), continuing
+    ``years`` and advancing it past these lines. Sequential by nature, and cheap: ingest
+    runs it ahead of the parallel parse so that batches can be parsed in any order."""
+    known = months.fill_null(strategy="forward")
     if years.prev_month is not None:
         known = known.fill_null(years.prev_month)
     prev = known.shift(1, fill_value=years.prev_month if years.prev_month else None)
     delta = known - prev
     step = (delta <= -6).cast(pl.Int32).fill_null(0) - (delta >= 6).cast(pl.Int32).fill_null(0)
-    year = years.year + step.cum_sum()
-    if len(known) and known.drop_nulls().len():
+    year = (years.year + step.cum_sum()).cast(pl.Int64)
+    if known.drop_nulls().len():
         years.prev_month = int(known.drop_nulls()[-1])
         years.year = int(year[-1])
+    return year.alias("_year")
+
+
+def months_of_raw(raw: pl.Series) -> pl.Series:
+    """Month number of each RFC 3164 line ("Nov 14 ..."), from its first three bytes."""
+    return raw.str.slice(0, 3).replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
+
+
+def add_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFrame:
+    """Compute ``ts`` (UTC) from the header columns.
+
+    The year comes from a ``_year`` column when ingest computed it ahead; otherwise it is
+    inferred here from ``years``, which advances past this batch.
+    """
+    month = pl.col("b").replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
+    frame = frame.with_columns(month.alias("_mon"))
+    if "_year" in frame.columns:
+        year = frame["_year"]
+    else:  # only year-less lines take part in rollover detection
+        year = assign_years(
+            frame.select(pl.when(pl.col("y").is_null()).then("_mon")).to_series(), years)
 
     t = pl.col("t")
     rfc3164 = _naive_datetime(
@@ -154,7 +173,7 @@ def add_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFra
         .then(_localize(rfc3164, tz))
         .otherwise(iso_utc)
         .alias("ts")
-    ).drop("_mon")
+    ).drop(["_mon", "_year"], strict=False)
 
 
 def sniff_rfc3164(line: str) -> tuple[int, int, str] | None:
