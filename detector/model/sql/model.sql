@@ -6,15 +6,42 @@
 -- detector/model/build.py from the patterns in detector/model/subjects.py.
 
 -- Stage 1. Queue-id events, numbered by generation: Postfix reuses a queue id after
--- 'removed', so (host, queue_id, generation) names one message instance.
-CREATE OR REPLACE TEMP TABLE _qev AS
-SELECT
-    *,
-    host || ' ' || queue_id || ' ' || coalesce(sum(CASE WHEN kind = 'queue_removed' THEN 1 END)
-        OVER (PARTITION BY host, queue_id ORDER BY ts, source_file, line_no
-              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS message_key
+-- 'removed', so (host, queue_id, generation) names one message instance. A window over
+-- every event would sort them all; almost every id is removed at most once, so the
+-- generation is found by comparing with its one removal, and only ids removed more than
+-- once pay for the window.
+CREATE OR REPLACE TEMP TABLE _removals AS
+SELECT host, queue_id, count(*) AS removals, max(ts) AS removed_at
 FROM events
-WHERE queue_id IS NOT NULL;
+WHERE kind = 'queue_removed' AND queue_id IS NOT NULL
+GROUP BY host, queue_id;
+
+CREATE OR REPLACE TEMP TABLE _qev AS
+WITH ev AS (
+    SELECT
+        e.host, e.queue_id, e.ts, e.source_file, e.line_no, e.kind, e.message_id, e.sender,
+        e.recipient, e.orig_to, e.size, e.nrcpt, e.relay, e.delay, e.dsn, e.status, e.client,
+        e.subject, e.in_reply_to, e.refs, e.next_queue_id, e.program,
+        coalesce(r.removals, 0) AS removals,
+        r.removed_at
+    FROM events e
+    LEFT JOIN _removals r ON r.host = e.host AND r.queue_id = e.queue_id
+    WHERE e.queue_id IS NOT NULL
+), numbered AS (
+    SELECT * EXCLUDE (removals, removed_at),
+        CASE WHEN removals = 0 OR ts <= removed_at THEN 0 ELSE 1 END AS generation
+    FROM ev
+    WHERE removals <= 1
+    UNION ALL
+    SELECT * EXCLUDE (removals, removed_at),
+        coalesce(sum(CASE WHEN kind = 'queue_removed' THEN 1 END)
+            OVER (PARTITION BY host, queue_id ORDER BY ts, source_file, line_no
+                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS generation
+    FROM ev
+    WHERE removals > 1
+)
+SELECT * EXCLUDE (generation), host || ' ' || queue_id || ' ' || generation AS message_key
+FROM numbered;
 
 -- Stage 2. One row per message per host.
 CREATE OR REPLACE TABLE messages AS
@@ -168,3 +195,4 @@ FROM logical_messages
 GROUP BY thread_id;
 
 DROP TABLE _qev;
+DROP TABLE _removals;
