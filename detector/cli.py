@@ -105,7 +105,8 @@ def main() -> None:
               "from the newest file's modification time).")
 @click.option("--format", "fmt", help="Read every file as this format instead of sniffing.")
 @click.option("--skip-unknown", is_flag=True, help="Skip files of unknown format with a warning.")
-@click.option("--memory-limit", help="Memory cap for DuckDB, e.g. 2GB.")
+@click.option("--memory-limit", help="Memory for the warehouse engine (DuckDB), e.g. 2GB; "
+              "default a quarter of RAM, at most 1GB. It spills to disk beyond that.")
 @rules_options
 @_errors_as_click
 def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,

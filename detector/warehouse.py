@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from detector.errors import MailstormError
+from detector.errors import MailstormError, UsageError
 from detector.schema import EVENT_COLUMNS
 
 SCHEMA_VERSION = 2
@@ -50,6 +50,19 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS parts (
         part VARCHAR PRIMARY KEY, source_file VARCHAR, rows BIGINT, partial BOOLEAN)""",
 ]
+
+
+def default_memory_limit() -> str:
+    """DuckDB's share of memory: a quarter of the machine, at most 1 GB.
+
+    The parse keeps its own memory bounded by the batch size; together they stay under
+    about 2 GB on any log size (see bench/README.md).
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 4 << 30
+    return f"{max(256, min(1024, total // 4 >> 20))}MB"
 
 
 def _empty_events_sql() -> str:
@@ -116,9 +129,17 @@ class Warehouse:
         except duckdb.Error as exc:
             raise MailstormError(f"cannot open warehouse {self.path}: {exc}") from exc
         self.con.execute("SET TimeZone = 'UTC'")
-        if memory_limit:
-            self.con.execute("SET memory_limit = ?", [memory_limit])
+        # no query here relies on row order; keeping it costs memory on big tables
+        self.con.execute("SET preserve_insertion_order = false")
         base = Path(self.path)
+        # DuckDB spills what does not fit under the limit to a folder beside the file
+        self.con.execute("SET temp_directory = ?",
+                         [str(base.with_name(base.stem + ".tmp"))])
+        try:
+            self.con.execute("SET memory_limit = ?", [memory_limit or default_memory_limit()])
+        except duckdb.Error as exc:
+            raise UsageError(f"bad --memory-limit {memory_limit!r}: use a size like 2GB or "
+                             "500MB") from exc
         self.parts_dir = base.with_name(base.stem + ".parquet") / "events"
         self._tmp_dir = self.parts_dir / ".incoming"
         self._migrate()

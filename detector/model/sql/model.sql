@@ -9,21 +9,16 @@
 -- 'removed', so (host, queue_id, generation) names one message instance. A window over
 -- every event would sort them all; almost every id is removed at most once, so the
 -- generation is found by comparing with its one removal, and only ids removed more than
--- once pay for the window.
-CREATE OR REPLACE TEMP TABLE _removals AS
+-- once pay for the window. _qev is a view: each stage reads only the columns it needs.
+CREATE OR REPLACE TABLE _removals AS
 SELECT host, queue_id, count(*) AS removals, max(ts) AS removed_at
 FROM events
 WHERE kind = 'queue_removed' AND queue_id IS NOT NULL
 GROUP BY host, queue_id;
 
-CREATE OR REPLACE TEMP TABLE _qev AS
+CREATE OR REPLACE VIEW _qev AS
 WITH ev AS (
-    SELECT
-        e.host, e.queue_id, e.ts, e.source_file, e.line_no, e.kind, e.message_id, e.sender,
-        e.recipient, e.orig_to, e.size, e.nrcpt, e.relay, e.delay, e.dsn, e.status, e.client,
-        e.subject, e.in_reply_to, e.refs, e.next_queue_id, e.program,
-        coalesce(r.removals, 0) AS removals,
-        r.removed_at
+    SELECT e.*, coalesce(r.removals, 0) AS removals, r.removed_at
     FROM events e
     LEFT JOIN _removals r ON r.host = e.host AND r.queue_id = e.queue_id
     WHERE e.queue_id IS NOT NULL
@@ -82,55 +77,61 @@ FROM inst
 LEFT JOIN ndr ON ndr.host = inst.host AND ndr.queue_id = inst.queue_id;
 
 -- Stage 3. One row per delivery attempt. A hop hands the message to a host or content
--- filter whose log we also read ('queued as X' and X shows up within the hour): the
--- message is counted where it finally lands, not at every hop.
+-- filter whose log we also read ('queued as X' and a message X was queued within the
+-- hour): the message is counted where it finally lands, not at every hop.
 CREATE OR REPLACE TABLE deliveries AS
-WITH hops AS (
-    SELECT d.message_key, d.line_no, d.source_file
-    FROM _qev d
-    JOIN messages m
-      ON m.queue_id = d.next_queue_id
-     AND m.first_seen BETWEEN d.ts - INTERVAL 1 HOUR AND d.ts + INTERVAL 1 HOUR
-    WHERE d.kind = 'delivery' AND d.next_queue_id IS NOT NULL
+WITH queued AS (  -- small: one row per queue id seen
+    SELECT queue_id, min(first_seen) AS first_seen, max(first_seen) AS last_seen
+    FROM messages
+    GROUP BY queue_id
 )
 SELECT
     d.message_key, d.host, d.queue_id, d.ts, d.recipient,
     CASE WHEN d.orig_to <> d.recipient THEN d.orig_to END AS list,
     d.status, d.dsn, d.relay, d.delay, d.next_queue_id, d.program,
-    hops.message_key IS NOT NULL AS is_hop,
+    coalesce(d.ts BETWEEN q.first_seen - INTERVAL 1 HOUR AND q.last_seen + INTERVAL 1 HOUR,
+             false) AS is_hop,
     d.source_file, d.line_no
 FROM _qev d
-LEFT JOIN (SELECT DISTINCT * FROM hops) hops
-  ON hops.message_key = d.message_key AND hops.line_no = d.line_no
- AND hops.source_file = d.source_file
+LEFT JOIN queued q ON q.queue_id = d.next_queue_id
 WHERE d.kind = 'delivery';
 
 -- Stage 4. One row per message across hosts (same Message-ID = same message).
 CREATE OR REPLACE TABLE logical_messages AS
 WITH inst AS (
     SELECT *, coalesce(message_id, message_key) AS message_uid FROM messages
-), last_state AS (
-    -- each copy once, at its last state (a deferral then a success is one delivery);
-    -- hops excluded. A copy is a recipient by one route: someone on the list and in Cc
-    -- gets two copies, and Postfix logs (and delivers) both.
-    SELECT
-        i.message_uid, d.recipient, d.list,
-        arg_max(d.status, d.ts) AS status,
-        max(d.ts) AS ts
+), routed AS (  -- delivery attempts joined to their logical message; hops excluded
+    SELECT i.message_uid, d.recipient, d.list, d.status, d.ts
     FROM deliveries d
     JOIN inst i USING (message_key)
     WHERE NOT d.is_hop
-    GROUP BY i.message_uid, d.recipient, d.list
+), by_route AS (
+    -- per message and list (few groups, unlike one per recipient). A copy is a recipient
+    -- by one route: someone on the list and in Cc gets two copies, and Postfix logs (and
+    -- delivers) both. Deferrals are retried, so a copy is delivered once its status is
+    -- final (not 'deferred').
+    SELECT
+        message_uid, list,
+        count(DISTINCT recipient) AS copies,
+        count(*) FILTER (WHERE status <> 'deferred') AS deliveries,
+        count(*) FILTER (WHERE status = 'bounced') AS bounced,
+        max(ts) AS last_delivery
+    FROM routed
+    GROUP BY message_uid, list
 ), per_msg AS (
     SELECT
         message_uid,
-        count(DISTINCT recipient) AS recipients,
-        count(*) FILTER (WHERE status <> 'deferred') AS deliveries,
-        count(*) FILTER (WHERE status = 'bounced') AS bounced,
-        count(DISTINCT coalesce(list, recipient)) AS submitted,
-        mode(list) AS list,
-        max(ts) AS last_delivery
-    FROM last_state
+        CAST(sum(deliveries) AS BIGINT) AS deliveries,
+        CAST(sum(bounced) AS BIGINT) AS bounced,
+        -- what the sender wrote: each list once, each direct recipient once
+        count(list) + coalesce(max(copies) FILTER (WHERE list IS NULL), 0) AS submitted,
+        arg_max(list, copies) FILTER (WHERE list IS NOT NULL) AS list,
+        max(last_delivery) AS last_delivery
+    FROM by_route
+    GROUP BY message_uid
+), audience AS (  -- distinct people reached, whatever the route
+    SELECT message_uid, count(DISTINCT recipient) AS recipients
+    FROM routed
     GROUP BY message_uid
 ), merged AS (
     SELECT
@@ -154,7 +155,7 @@ WITH inst AS (
 ), keyed AS (
     SELECT
         merged.*,
-        coalesce(p.recipients, 0) AS recipients,
+        coalesce(a.recipients, 0) AS recipients,
         coalesce(p.deliveries, 0) AS deliveries,
         coalesce(p.bounced, 0) AS bounced,
         coalesce(p.submitted, 0) AS submitted,
@@ -170,6 +171,7 @@ WITH inst AS (
         END AS subject_key
     FROM merged
     LEFT JOIN per_msg p USING (message_uid)
+    LEFT JOIN audience a USING (message_uid)
 )
 SELECT
     k.* EXCLUDE (subject_key, root_ref),
@@ -194,5 +196,4 @@ SELECT
 FROM logical_messages
 GROUP BY thread_id;
 
-DROP TABLE _qev;
-DROP TABLE _removals;
+DROP VIEW _qev;
