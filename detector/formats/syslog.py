@@ -42,41 +42,45 @@ class YearState:
 
 
 def split_header(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add the header fields (y, b, d, t, iso, host, prog, msg) as string columns.
+    """Add the header fields (host, prog, msg, and the raw timestamp text ``_stamp``).
 
     One short anchored match finds the timestamp; the rest is cut with literal splits,
-    which polars does without copying (string views), several times faster than one
-    regex with a capture group per field. A line that does not fit gets null fields.
+    several times faster than one regex with a capture group per field. A line that does
+    not fit gets null fields.
     """
     raw = pl.col("raw")
     frame = frame.with_columns(raw.str.extract(STAMP_PATTERN, 0).alias("_stamp"))
     stamp = pl.col("_stamp")
-    after = raw.str.slice(stamp.str.len_bytes() + 1)
     frame = frame.with_columns(
-        after.str.splitn(" ", 3).alias("_p"),
+        raw.str.slice(stamp.str.len_bytes() + 1).str.splitn(" ", 3).alias("_p"),
         (raw.str.slice(stamp.str.len_bytes(), 1) == " ").alias("_sep"),
     ).unnest("_p")
     tag = pl.col("field_1")
     ok = stamp.is_not_null() & pl.col("_sep") & tag.str.contains(_TAG)
+    return frame.with_columns(
+        _stamp=pl.when(ok).then(stamp),
+        host=pl.when(ok).then(pl.col("field_0")),
+        prog=pl.when(ok).then(tag.str.strip_suffix(":").str.splitn("[", 2)
+                              .struct.field("field_0")),
+        msg=pl.when(ok).then(pl.col("field_2").fill_null("")),
+    ).drop("_sep", "field_0", "field_1", "field_2")
+
+
+def _stamp_parts(stamp: pl.Expr) -> list[pl.Expr]:
+    """y, b, d, t (RFC 3164, y only when written) and iso, as strings, from the stamp."""
     iso = stamp.str.slice(4, 1) == "-"
     has_year = (stamp.str.slice(0, 1) <= "9") & (stamp.str.slice(4, 1) == " ")
     # "Nov  4 10:02:11" (padded day) and "Nov 4 10:02:11" split alike once de-doubled
     bsd = pl.when(has_year).then(stamp.str.slice(5)).otherwise(stamp) \
         .str.replace("  ", " ", literal=True).str.splitn(" ", 3)
-    frame = frame.with_columns(
-        pl.when(ok & ~iso).then(bsd).alias("_bsd"),
-        y=pl.when(ok & has_year).then(stamp.str.slice(0, 4)),
-        iso=pl.when(ok & iso).then(stamp),
-        host=pl.when(ok).then(pl.col("field_0")),
-        prog=pl.when(ok).then(tag.str.strip_suffix(":").str.splitn("[", 2)
-                              .struct.field("field_0")),
-        msg=pl.when(ok).then(pl.col("field_2").fill_null("")),
-    )
-    return frame.with_columns(
-        b=pl.col("_bsd").struct.field("field_0"),
-        d=pl.col("_bsd").struct.field("field_1"),
-        t=pl.col("_bsd").struct.field("field_2"),
-    ).drop("_stamp", "_sep", "_bsd", "field_0", "field_1", "field_2")
+    bsd = pl.when(~iso).then(bsd)
+    return [
+        pl.when(has_year).then(stamp.str.slice(0, 4)).alias("y"),
+        bsd.struct.field("field_0").alias("b"),
+        bsd.struct.field("field_1").alias("d"),
+        bsd.struct.field("field_2").alias("t"),
+        pl.when(iso).then(stamp).alias("iso"),
+    ]
 
 
 def _micros(frac: pl.Expr) -> pl.Expr:
@@ -133,11 +137,25 @@ def months_of_raw(raw: pl.Series) -> pl.Series:
 
 
 def add_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFrame:
-    """Compute ``ts`` (UTC) from the header columns.
+    """Compute ``ts`` (UTC) from the ``_stamp`` text of each line.
 
-    The year comes from a ``_year`` column when ingest computed it ahead; otherwise it is
-    inferred here from ``years``, which advances past this batch.
+    A busy log writes many lines per second, so the work is done once per run of equal
+    stamps and gathered back. The year comes from a ``_year`` column when ingest
+    computed it ahead; otherwise it is inferred here from ``years``, which advances.
     """
+    stamp = frame["_stamp"]
+    first = stamp.ne_missing(stamp.shift(1)).fill_null(True)
+    if frame.height:
+        first[0] = True
+    run = (first.cast(pl.Int64).cum_sum() - 1).alias("_run")
+    keep = ["_stamp", "_year"] if "_year" in frame.columns else ["_stamp"]
+    runs = frame.select(keep).filter(first).with_columns(_stamp_parts(pl.col("_stamp")))
+    runs = _run_timestamps(runs, tz, years)
+    return frame.with_columns(runs["ts"].gather(run)).drop(
+        ["_stamp", "_year"], strict=False)
+
+
+def _run_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFrame:
     month = pl.col("b").replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
     frame = frame.with_columns(month.alias("_mon"))
     if "_year" in frame.columns:
