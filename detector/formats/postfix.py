@@ -287,11 +287,14 @@ def _fast_kind() -> pl.Expr:
 def _with_kinds(frame: pl.DataFrame) -> pl.DataFrame:
     """Kind of every line: the fast path first, the full chain for the rest."""
     frame = frame.with_columns(kind=_fast_kind())
-    rest = frame.filter(pl.col("kind").is_null())
-    if rest.height == 0:
+    todo = frame["kind"].is_null()
+    if not todo.any():
         return frame
-    return pl.concat([frame.filter(pl.col("kind").is_not_null()),
-                      rest.with_columns(kind=_classify())])
+    # classify the rest on their own rows and put the kinds back in place (no frame copy)
+    slow = frame.select("rest", "daemon", "queue_id", "prog").filter(todo) \
+        .select(kind=_classify())["kind"]
+    kinds = frame["kind"].scatter(todo.arg_true(), slow)
+    return frame.with_columns(kinds)
 
 
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
