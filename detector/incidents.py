@@ -88,7 +88,7 @@ TIMELINE = """
 WITH keyed AS (
     SELECT k.incident_key, m.message_key
     FROM _members k
-    JOIN messages m ON coalesce(m.message_id, m.message_key) = k.message_uid
+    JOIN messages m USING (message_uid)
 ), dl AS (
     SELECT keyed.incident_key, date_trunc('minute', d.ts) AS minute, count(*) AS deliveries
     FROM keyed
