@@ -19,7 +19,8 @@ def _hhmm(ts: str | None) -> str:
 def describe(inc: dict) -> dict:
     """{'headline': str, 'evidence': [str, ...]} for an incident dict."""
     root = inc["root"]
-    minutes = _minutes(inc["start"], inc["end"])
+    # how long people kept sending; deliveries (retries) may trail on to inc["end"]
+    minutes = _minutes(inc["start"], inc.get("last_message") or inc["end"])
     audience = f"all {inc['list_size']:,} members of {inc['list']}" if inc["list"] \
         else f"{inc['list_size']:,} recipients"
     if inc["kind"] == "reply_storm":
@@ -37,7 +38,9 @@ def describe(inc: dict) -> dict:
         f"{root['sender'] or '<>'} at {_hhmm(root['ts'])} UTC"
         + (f", delivered to {root['deliveries']:,} mailboxes." if root["deliveries"] else "."),
         f"{inc['messages']:,} messages from {inc['senders']:,} distinct senders "
-        f"({inc['replies']:,} replies) between {_hhmm(inc['start'])} and {_hhmm(inc['end'])} UTC.",
+        f"({inc['replies']:,} replies) sent between {_hhmm(inc['start'])} and "
+        f"{_hhmm(inc.get('last_message') or inc['end'])} UTC; the last delivery was at "
+        f"{_hhmm(inc['end'])} UTC.",
         f"Busiest minute {_hhmm(inc['peak'])} UTC; {inc['deliveries']:,} deliveries in all, "
         f"{inc['amplification']:,} per message sent.",
     ]
