@@ -39,6 +39,9 @@ def _errors_as_click(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from exc
         except duckdb.Error as exc:
             raise click.ClickException(str(exc).splitlines()[0]) from exc
+        except OSError as exc:  # an unwritable --out, a full disk...
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
     return wrapper
 

@@ -236,3 +236,24 @@ def test_demo_incidents_match_snapshot(demo: Path) -> None:
     mailstorm run sample_logs --year 2016 --tz UTC --out /tmp/d && copy its incidents.
     """
     assert _incidents(demo) == json.loads(SNAPSHOT.read_text())
+
+
+def test_unwritable_output_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "mail.log").write_text(
+        "Nov 14 09:00:00 mx1 postfix/smtpd[1]: connect from a.example[192.0.2.1]\n")
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where a folder should be")
+    res = invoke("run", str(tmp_path / "mail.log"), "--out", str(blocker / "report"),
+                 "--year", "2016")
+    assert res.exit_code == 1
+    assert res.output.startswith("Error: ") and res.output.count("\n") == 1
+    assert str(blocker) in res.output
+
+
+def test_missing_rules_folder_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "mail.log").write_text("")
+    res = invoke("run", str(tmp_path / "mail.log"), "--out", str(tmp_path / "o"), "--rules",
+                 str(tmp_path / "no-rules"))
+    assert res.exit_code == 1
+    assert res.output.startswith("Error: ") and res.output.count("\n") == 1
+    assert "no-rules" in res.output
