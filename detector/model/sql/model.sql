@@ -1,7 +1,7 @@
 -- The model: events -> messages, deliveries, logical_messages, threads.
 -- Plain SQL over tables Parquet can hold, so the same stages can run on Spark later.
 -- DuckDB-isms kept to functions Spark has under another name:
---   arg_min/arg_max (Spark: min_by/max_by), mode, md5, FILTER (WHERE ...).
+--   arg_min/arg_max (Spark: min_by/max_by), md5, hash (Spark: xxhash64), FILTER (WHERE ...).
 -- The macros thread_subject(), has_reply_prefix() and is_auto_subject() are created by
 -- detector/model/build.py from the patterns in detector/model/subjects.py.
 
@@ -16,29 +16,28 @@ FROM events
 WHERE kind = 'queue_removed' AND queue_id IS NOT NULL
 GROUP BY host, queue_id;
 
+-- generations of the rare ids removed more than once, by a window over their events only
+CREATE OR REPLACE TABLE _generations AS
+SELECT e.source_file, e.line_no,
+    coalesce(sum(CASE WHEN e.kind = 'queue_removed' THEN 1 END)
+        OVER (PARTITION BY e.host, e.queue_id ORDER BY e.ts, e.source_file, e.line_no
+              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS generation
+FROM events e
+JOIN _removals r ON r.host = e.host AND r.queue_id = e.queue_id AND r.removals > 1;
+
 CREATE OR REPLACE VIEW _qev AS
-WITH ev AS (
-    SELECT e.*, coalesce(r.removals, 0) AS removals, r.removed_at
-    FROM events e
-    LEFT JOIN _removals r ON r.host = e.host AND r.queue_id = e.queue_id
-    WHERE e.queue_id IS NOT NULL
-), numbered AS (
-    SELECT * EXCLUDE (removals, removed_at),
-        CASE WHEN removals = 0 OR ts <= removed_at THEN 0 ELSE 1 END AS generation
-    FROM ev
-    WHERE removals <= 1
-    UNION ALL
-    SELECT * EXCLUDE (removals, removed_at),
-        coalesce(sum(CASE WHEN kind = 'queue_removed' THEN 1 END)
-            OVER (PARTITION BY host, queue_id ORDER BY ts, source_file, line_no
-                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS generation
-    FROM ev
-    WHERE removals > 1
-)
--- the key is a 64-bit hash: joins and groups on it are far cheaper than on text
-SELECT * EXCLUDE (generation),
-    CAST(hash(host, queue_id, generation) >> 1 AS BIGINT) AS message_key
-FROM numbered;
+SELECT
+    e.*,
+    -- the key is a 64-bit hash: joins and groups on it are far cheaper than on text
+    CAST(hash(e.host, e.queue_id, CASE
+        WHEN g.generation IS NOT NULL THEN g.generation
+        WHEN r.removals IS NULL OR e.ts <= r.removed_at THEN 0
+        ELSE 1
+    END) >> 1 AS BIGINT) AS message_key
+FROM events e
+LEFT JOIN _removals r ON r.host = e.host AND r.queue_id = e.queue_id
+LEFT JOIN _generations g ON g.source_file = e.source_file AND g.line_no = e.line_no
+WHERE e.queue_id IS NOT NULL;
 
 -- Stage 2. One row per message per host.
 CREATE OR REPLACE TABLE messages AS
