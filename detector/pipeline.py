@@ -16,9 +16,9 @@ from detector.model.build import build_model
 from detector.reports import write_report
 from detector.rules.loader import apply_overrides, load_rules
 from detector.rules.model import Rule
-from detector.sources import STDIN, LogFile, discover
+from detector.sources import BATCH_BYTES, STDIN, LogFile, discover
 from detector.summary import build_summary
-from detector.warehouse import Warehouse
+from detector.warehouse import Warehouse, parse_size
 
 Progress = Callable[[str], None]
 
@@ -29,6 +29,14 @@ class RunResult:
     summary: dict
     report: Path
     ingested: IngestResult | None = None
+
+
+def batch_bytes_for(memory_limit: str | None) -> int:
+    """Text per parse batch: a parsed batch takes about ten times its text, and two are in
+    flight, so a smaller --memory-limit makes smaller batches (between 4 and 32 MB)."""
+    if not memory_limit:
+        return BATCH_BYTES
+    return max(4 << 20, min(BATCH_BYTES, parse_size(memory_limit) // 32))
 
 
 def load_ruleset(rules_dir: Path | None, overrides: Mapping[str, str]) -> list[Rule]:
@@ -71,7 +79,7 @@ def run(
     with tempfile.TemporaryDirectory() as tmp, Warehouse(db, memory_limit) as wh:
         files = _spool_stdin(files, Path(tmp))
         ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, skip_unknown=skip_unknown,
-                          progress=progress)
+                          batch_bytes=batch_bytes_for(memory_limit), progress=progress)
         if progress:
             progress(f"read {ingested.lines:,} new lines; building the model")
         build_model(wh.con)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,6 +64,18 @@ def default_memory_limit() -> str:
     except (ValueError, OSError, AttributeError):
         total = 4 << 30
     return f"{max(256, min(1024, total // 4 >> 20))}MB"
+
+
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size like '2GB', '500 MB' or '1.5GiB' (the forms DuckDB accepts)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).upper() not in _UNITS:
+        raise UsageError(f"bad --memory-limit {text!r}: use a size like 2GB or 500MB")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
 def _empty_events_sql() -> str:

@@ -257,3 +257,21 @@ def test_missing_rules_folder_is_one_clear_line(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert res.output.startswith("Error: ") and res.output.count("\n") == 1
     assert "no-rules" in res.output
+
+
+def test_memory_limit_small_or_bad(tmp_path: Path) -> None:
+    res = invoke("run", str(SAMPLES / "mail.log.1.gz"), "--year", "2016", "--tz", "UTC",
+                 "--out", str(tmp_path / "a"), "--memory-limit", "lots")
+    assert res.exit_code == 2
+    assert "bad --memory-limit 'lots': use a size like 2GB or 500MB" in res.output
+    # a small limit means small batches and spilling, not a different answer
+    res = invoke("run", str(SAMPLES / "mail.log.1.gz"), "--year", "2016", "--tz", "UTC",
+                 "--out", str(tmp_path / "b"), "--memory-limit", "128MB", "-q")
+    assert res.exit_code == 0
+    db = str(tmp_path / "b" / "mailstorm.duckdb")
+    counts = invoke("sql", "SELECT count(*), sum(deliveries) FROM logical_messages", "--db",
+                    db, "--format", "csv").output
+    res = invoke("run", str(SAMPLES / "mail.log.1.gz"), "--year", "2016", "--tz", "UTC",
+                 "--out", str(tmp_path / "c"), "-q")
+    assert invoke("sql", "SELECT count(*), sum(deliveries) FROM logical_messages", "--db",
+                  str(tmp_path / "c" / "mailstorm.duckdb"), "--format", "csv").output == counts
