@@ -23,7 +23,16 @@ from detector import formats
 from detector.errors import InputError, UsageError
 from detector.formats.context import ParseContext
 from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
-from detector.sources import BATCH_BYTES, STDIN, LogFile, head_lines, iter_batches, last_line
+from detector.sources import (
+    BATCH_BYTES,
+    STDIN,
+    LogFile,
+    head_lines,
+    iter_batches,
+    last_line,
+    open_binary,
+    reading,
+)
 from detector.warehouse import HEAD_BYTES, Part, Warehouse
 
 WORKERS = min(2, os.cpu_count() or 1)  # parse workers per file: the machine's cores
@@ -49,8 +58,6 @@ class IngestResult:
 
 
 def _read_head(path: str) -> bytes:
-    from detector.sources import open_binary, reading
-
     with reading(path), open_binary(path) as f:
         return f.read(HEAD_BYTES)
 

@@ -209,10 +209,6 @@ class Warehouse:
         return Part(path, events.height, int((events["kind"] == "unparsed").sum()),
                     ts.min(), ts.max())  # type: ignore[arg-type]
 
-    def append_events(self, txn: FileWrite, events: pl.DataFrame, partial: bool = False) -> None:
-        """Write a batch of events and add it to the file's transaction."""
-        txn.add(self.write_part(events), partial)
-
     def commit_file(self, txn: FileWrite, *, path: str, fmt: str, head: bytes,
                     previous: LedgerEntry | None, bytes_ingested: int, lines: int) -> None:
         """Make the file's parts visible and record it in the ledger, atomically."""
