@@ -103,39 +103,25 @@ WHERE d.kind = 'delivery';
 CREATE OR REPLACE TABLE logical_messages AS
 WITH inst AS (
     SELECT * FROM messages
-), routed AS (  -- delivery attempts joined to their logical message; hops excluded
-    SELECT i.message_uid, d.recipient, d.list, d.status, d.ts
-    FROM deliveries d
-    JOIN inst i USING (message_key)
-    WHERE NOT d.is_hop
-), by_route AS (
-    -- per message and list (few groups, unlike one per recipient). A copy is a recipient
+), per_msg AS (
+    -- one pass over the deliveries of each message, hops excluded. A copy is a recipient
     -- by one route: someone on the list and in Cc gets two copies, and Postfix logs (and
     -- delivers) both. Deferrals are retried, so a copy is delivered once its status is
     -- final (not 'deferred').
     SELECT
-        message_uid, list,
-        count(DISTINCT recipient) AS copies,
-        count(*) FILTER (WHERE status <> 'deferred') AS deliveries,
-        count(*) FILTER (WHERE status = 'bounced') AS bounced,
-        max(ts) AS last_delivery
-    FROM routed
-    GROUP BY message_uid, list
-), per_msg AS (
-    SELECT
-        message_uid,
-        CAST(sum(deliveries) AS BIGINT) AS deliveries,
-        CAST(sum(bounced) AS BIGINT) AS bounced,
+        i.message_uid,
+        count(DISTINCT d.recipient) AS recipients,
+        count(*) FILTER (WHERE d.status <> 'deferred') AS deliveries,
+        count(*) FILTER (WHERE d.status = 'bounced') AS bounced,
         -- what the sender wrote: each list once, each direct recipient once
-        count(list) + coalesce(max(copies) FILTER (WHERE list IS NULL), 0) AS submitted,
-        arg_max(list, copies) FILTER (WHERE list IS NOT NULL) AS list,
-        max(last_delivery) AS last_delivery
-    FROM by_route
-    GROUP BY message_uid
-), audience AS (  -- distinct people reached, whatever the route
-    SELECT message_uid, count(DISTINCT recipient) AS recipients
-    FROM routed
-    GROUP BY message_uid
+        count(DISTINCT d.list)
+            + count(DISTINCT d.recipient) FILTER (WHERE d.list IS NULL) AS submitted,
+        mode(d.list) AS list,
+        max(d.ts) AS last_delivery
+    FROM deliveries d
+    JOIN inst i USING (message_key)
+    WHERE NOT d.is_hop
+    GROUP BY i.message_uid
 ), merged AS (
     SELECT
         message_uid,
@@ -158,7 +144,7 @@ WITH inst AS (
 ), keyed AS (
     SELECT
         merged.*,
-        coalesce(a.recipients, 0) AS recipients,
+        coalesce(p.recipients, 0) AS recipients,
         coalesce(p.deliveries, 0) AS deliveries,
         coalesce(p.bounced, 0) AS bounced,
         coalesce(p.submitted, 0) AS submitted,
@@ -174,7 +160,6 @@ WITH inst AS (
         END AS subject_key
     FROM merged
     LEFT JOIN per_msg p USING (message_uid)
-    LEFT JOIN audience a USING (message_uid)
 )
 SELECT
     k.* EXCLUDE (subject_key, root_ref),
