@@ -158,12 +158,14 @@ def _collect_spans(wh: Warehouse, rules: list[Rule]) -> list[dict]:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _hits AS {compiled.sql}", compiled.params)
         peak = rule.severity.measure  # a name from the compiler's measure table
         islands = wh.query(ISLANDS.format(peak=peak))
+        rows = []
         for row in islands.iter_rows(named=True):
             key = f"{rule.name}|{row['group_key']}|{row['island']}"
-            spans.append({"key": key, "rule": rule, "hit": row})
-            con.execute("INSERT INTO _spans VALUES (?, ?, ?, ?, ?, ?)",
-                        [key, rule.name, row["group_key"], row["span_start"], row["span_end"],
-                         rule.window_seconds or 0])
+            spans.append({"key": key, "rule": rule, "hit": row, "measures": compiled.measures})
+            rows.append((key, rule.name, row["group_key"], row["span_start"], row["span_end"],
+                         rule.window_seconds or 0))
+        if rows:  # one statement for all of a rule's incidents, however many
+            con.executemany("INSERT INTO _spans VALUES (?, ?, ?, ?, ?, ?)", rows)
         con.execute(MEMBERS.format(group=GROUP_SQL[rule.group_by],
                                    nature=MEMBER_SQL[rule.select]), [rule.name])
     return spans
@@ -189,7 +191,7 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
         timeline = [{"minute": _iso(p["minute"]), "messages": p["messages"],
                      "deliveries": p["deliveries"]} for p in timelines.get(span["key"], [])]
         peak = max(timeline, key=lambda p: p["deliveries"], default=None)
-        measures = {m: _number(span["hit"][m]) for m in compile_rule(rule).measures}
+        measures = {m: _number(span["hit"][m]) for m in span["measures"]}
         value = agg["deliveries"] if rule.severity.measure == "deliveries" \
             else measures[rule.severity.measure]
         start = _iso(agg["start"])
