@@ -21,7 +21,8 @@ from detector import __version__, pipeline
 from detector.errors import MailstormError, UsageError
 from detector.reports import SEVERITIES, severity_rank
 from detector.rules.catalogue import MEASURES
-from detector.rules.loader import check_rules, parse_overrides
+from detector.rules.loader import check_rules
+from detector.rules.overrides import parse_overrides
 
 EXIT_FAIL_ON = 3
 

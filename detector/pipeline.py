@@ -14,8 +14,9 @@ from detector.incidents import detect
 from detector.ingest import IngestResult, ingest
 from detector.model.build import build_model
 from detector.reports import write_report
-from detector.rules.loader import apply_overrides, load_rules
+from detector.rules.loader import load_rules
 from detector.rules.model import Rule
+from detector.rules.overrides import apply_overrides
 from detector.sources import BATCH_BYTES, STDIN, LogFile, discover
 from detector.summary import build_summary
 from detector.warehouse import Warehouse, parse_size

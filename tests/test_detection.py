@@ -15,7 +15,8 @@ from detector.assets import builtin_rules_dir
 from detector.incidents import detect
 from detector.model.build import build_model
 from detector.rules.compiler import compile_rule
-from detector.rules.loader import apply_overrides, load_rules
+from detector.rules.loader import load_rules
+from detector.rules.overrides import apply_overrides
 from detector.warehouse import Warehouse
 from tests.logsynth import Mail, Site, storm, write_log
 

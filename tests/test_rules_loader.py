@@ -12,14 +12,9 @@ from hypothesis import strategies as st
 
 from detector.errors import MailstormError, RuleError, UsageError
 from detector.rules import catalogue
-from detector.rules.loader import (
-    apply_overrides,
-    check_rules,
-    load_rule,
-    load_rules,
-    parse_overrides,
-)
+from detector.rules.loader import check_rules, load_rule, load_rules
 from detector.rules.model import DURATION_UNITS, Condition, Param, parse_duration
+from detector.rules.overrides import apply_overrides, parse_overrides
 
 DATA = Path(__file__).parent / "data" / "rules"
 
