@@ -84,6 +84,24 @@ def _empty_events_sql() -> str:
     return f"SELECT {cols} WHERE false"
 
 
+def parts_dir_of(db: Path | str) -> Path:
+    """Where the Parquet parts of the warehouse file ``db`` live."""
+    base = Path(db)
+    return base.with_name(base.stem + ".parquet") / "events"
+
+
+def events_view_sql(parts_dir: Path) -> str:
+    """SELECT over every part in the folder; a typed empty relation when there is none.
+
+    The path is absolute (DuckDB resolves relative ones against the working directory),
+    so every open recreates the view: moving the folder does not break it.
+    """
+    if parts_dir.is_dir() and any(parts_dir.glob("part-*.parquet")):
+        glob = str(parts_dir.resolve() / "part-*.parquet").replace("'", "''")
+        return f"SELECT * FROM read_parquet('{glob}')"
+    return _empty_events_sql()
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
     path: str
@@ -153,7 +171,7 @@ class Warehouse:
         except duckdb.Error as exc:
             raise UsageError(f"bad --memory-limit {memory_limit!r}: use a size like 2GB or "
                              "500MB") from exc
-        self.parts_dir = base.with_name(base.stem + ".parquet") / "events"
+        self.parts_dir = parts_dir_of(base)
         self._tmp_dir = self.parts_dir / ".incoming"
         self._migrate()
         self._tidy_parts()
@@ -270,12 +288,7 @@ class Warehouse:
 
     def refresh_events_view(self) -> None:
         """The events view over every committed part (a typed empty view when none)."""
-        if any(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else False:
-            glob = str(self.parts_dir / "part-*.parquet").replace("'", "''")
-            body = f"SELECT * FROM read_parquet('{glob}')"
-        else:
-            body = _empty_events_sql()
-        self.con.execute(f"CREATE OR REPLACE VIEW events AS {body}")
+        self.con.execute(f"CREATE OR REPLACE VIEW events AS {events_view_sql(self.parts_dir)}")
 
     # --- queries ------------------------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:

@@ -275,3 +275,18 @@ def test_memory_limit_small_or_bad(tmp_path: Path) -> None:
                  "--out", str(tmp_path / "c"), "-q")
     assert invoke("sql", "SELECT count(*), sum(deliveries) FROM logical_messages", "--db",
                   str(tmp_path / "c" / "mailstorm.duckdb"), "--format", "csv").output == counts
+
+
+def test_sql_works_after_the_output_folder_moved(demo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(demo, moved)  # a copy in a new place: its view names the old place
+    shutil.rmtree(demo / "mailstorm.parquet", ignore_errors=False)
+    try:
+        res = invoke("sql", "SELECT count(*) FROM events", "--db",
+                     str(moved / "mailstorm.duckdb"), "--format", "csv")
+        assert res.exit_code == 0, res.output
+        assert int(res.output.splitlines()[1]) > 80_000
+    finally:  # put the module's demo back for the tests after this one
+        shutil.copytree(moved / "mailstorm.parquet", demo / "mailstorm.parquet")
