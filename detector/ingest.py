@@ -33,7 +33,7 @@ from detector.sources import (
     open_binary,
     reading,
 )
-from detector.warehouse import HEAD_BYTES, Part, Warehouse
+from detector.warehouse import HEAD_BYTES, FileWrite, LedgerEntry, Part, Warehouse
 
 WORKERS = min(2, os.cpu_count() or 1)  # parse workers per file: the machine's cores
 
@@ -113,77 +113,141 @@ def ingest(
     if fmt is not None and fmt not in formats.FORMATS:
         raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(formats.FORMATS)})")
     result = IngestResult()
-    for _, members in groupby(files, key=lambda f: f.group):
-        group = list(members)
-        years = YearState(_start_year(group, zone, year))
-        for log in group:
-            result.files.append(
-                _ingest_file(wh, log.path, tz, years, fmt, skip_unknown, batch_bytes, progress,
-                             workers))
+    # One pool for the whole run: while the last batches of a file are parsed, the next
+    # file is already being read, so many small files (one per host) keep both cores busy.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        run = _Run(wh, pool, workers, progress)
+        try:
+            for _, members in groupby(files, key=lambda f: f.group):
+                group = list(members)
+                years = YearState(_start_year(group, zone, year))
+                for log in group:
+                    result.files.append(run.read_file(log.path, tz, years, fmt, skip_unknown,
+                                                      batch_bytes))
+            run.commit_all()
+        except BaseException:
+            run.abandon()
+            raise
+    for job_result, job in run.results:
+        job_result.lines, job_result.skipped = job.lines, job.skipped
     return result
 
 
-def _ingest_file(wh: Warehouse, path: str, tz: str, years: YearState, fmt: str | None,
-                 skip_unknown: bool, batch_bytes: int, progress: Progress | None,
-                 workers: int) -> FileResult:
-    head = _read_head(path) if path != STDIN else b""
-    if path != STDIN and not head:
-        return FileResult(path, None, skipped="empty")
-    name = fmt or formats.sniff(head.decode("utf-8", "replace").splitlines()[:200])
-    if name is None:
-        if skip_unknown:
-            if progress:
-                progress(f"warning: skipping {path}: unknown log format")
-            return FileResult(path, None, skipped="unknown format")
-        raise InputError(path, None, "unknown log format (use --format, or --skip-unknown)")
-    previous = wh.find_ingested(head) if path != STDIN else None
-    if previous is not None:
-        last = wh.scalar("SELECT max(last_ts) FROM files WHERE head_sha256 = ?",
-                         [previous.head_sha256])
-        if last is not None:  # resume the year where the earlier run stopped
-            local = last.astimezone(ZoneInfo(tz))
+@dataclass
+class _Job:
+    """A file read and handed to the workers, committed once all its parts are written."""
+
+    path: str
+    fmt: str
+    head: bytes
+    previous: LedgerEntry | None
+    txn: FileWrite
+    futures: deque[tuple[Future, bool]] = field(default_factory=deque)
+    consumed: int = 0
+    whole: int = 0  # newline-terminated lines (an unterminated one is re-read next run)
+    lines: int = 0
+    reading: bool = True
+    failed: bool = False  # a batch could not be parsed or written
+    skipped: str | None = None
+
+
+class _Run:
+    """Files in order: the main thread reads them and numbers years (sequential work);
+    workers parse and write parts; files commit in order as their parts complete. At most
+    workers + 1 batches are in memory at once, across all files."""
+
+    def __init__(self, wh: Warehouse, pool: ThreadPoolExecutor, workers: int,
+                 progress: Progress | None) -> None:
+        self.wh, self.pool, self.workers, self.progress = wh, pool, workers, progress
+        self.jobs: deque[_Job] = deque()
+        self.results: list[tuple[FileResult, _Job]] = []
+
+    def read_file(self, path: str, tz: str, years: YearState, fmt: str | None,
+                  skip_unknown: bool, batch_bytes: int) -> FileResult:
+        wh = self.wh
+        head = _read_head(path)
+        if not head:
+            return FileResult(path, None, skipped="empty")
+        name = fmt or formats.sniff(head.decode("utf-8", "replace").splitlines()[:200])
+        if name is None:
+            if skip_unknown:
+                if self.progress:
+                    self.progress(f"warning: skipping {path}: unknown log format")
+                return FileResult(path, None, skipped="unknown format")
+            raise InputError(path, None, "unknown log format (use --format, or --skip-unknown)")
+        if any(head.startswith(j.head[:HEAD_BYTES]) or j.head.startswith(head)
+               for j in self.jobs):
+            self.commit_all()  # a copy of a file still in flight: let the ledger see it first
+        previous = wh.find_ingested(head)
+        if previous is not None and previous.last_ts is not None:
+            # resume the year where the earlier run stopped
+            local = previous.last_ts.astimezone(ZoneInfo(tz))
             years.year, years.prev_month = local.year, local.month
-    parser = formats.FORMATS[name]
-    ctx = ParseContext(source_file=path, tz=tz, years=years)
-    skip = previous.bytes_ingested if previous else 0
-    lines = 0  # lines read this run
-    whole = 0  # of which newline-terminated (an unterminated one is re-read next run)
-    consumed = skip
-    txn = wh.begin_file()
-    in_flight: deque[tuple[Future, bool]] = deque()
+        parser = formats.FORMATS[name]
+        ctx = ParseContext(source_file=path, tz=tz, years=years)
+        skip = previous.bytes_ingested if previous else 0
+        job = _Job(path, name, head, previous, wh.begin_file(), consumed=skip)
+        self.jobs.append(job)
 
-    def parse_and_write(batch: pl.DataFrame) -> Part | None:
-        return wh.write_part(parser.parse(batch, ctx))
+        def parse_and_write(batch: pl.DataFrame) -> Part | None:
+            return wh.write_part(parser.parse(batch, ctx))
 
-    try:
-        # The main thread reads and numbers years (sequential); workers parse and write
-        # parts in parallel. At most workers + 1 batches are in memory at once.
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):
-                partial = read_to == consumed and batch.height > 0
-                if not partial:
-                    whole += batch.height
-                consumed = read_to
-                batch = batch.with_columns(assign_years(months_of_raw(batch["raw"]), years))
-                in_flight.append((pool.submit(parse_and_write, batch), partial))
-                lines += batch.height
-                while len(in_flight) > workers:
-                    future, was_partial = in_flight.popleft()
-                    txn.add(future.result(), was_partial)
-                if progress:
-                    progress(f"{path}: {lines:,} lines")
-            while in_flight:
-                future, was_partial = in_flight.popleft()
-                txn.add(future.result(), was_partial)
-        if previous is not None and lines == 0:
-            wh.rollback(txn)
-            return FileResult(path, name, skipped="already ingested")
-        wh.commit_file(txn, path=path, fmt=name, head=head, previous=previous,
-                       bytes_ingested=consumed, lines=whole + (previous.lines if previous else 0))
-    except BaseException:  # nothing of a half-read file is kept
-        for future, was_partial in in_flight:  # parts finished after the failure
-            with contextlib.suppress(BaseException):
-                txn.add(future.result(), was_partial)
-        wh.rollback(txn)
-        raise
-    return FileResult(path, name, lines=lines)
+        for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):
+            partial = read_to == job.consumed and batch.height > 0
+            if not partial:
+                job.whole += batch.height
+            job.consumed = read_to
+            batch = batch.with_columns(assign_years(months_of_raw(batch["raw"]), years))
+            job.futures.append((self.pool.submit(parse_and_write, batch), partial))
+            job.lines += batch.height
+            while sum(len(j.futures) for j in self.jobs) > self.workers:
+                self._wait_one()
+            if self.progress:
+                self.progress(f"{path}: {job.lines:,} lines")
+        job.reading = False
+        result = FileResult(path, name)
+        self.results.append((result, job))
+        self._commit_ready()
+        return result
+
+    def _wait_one(self) -> None:
+        job = next(j for j in self.jobs if j.futures)
+        future, partial = job.futures.popleft()
+        try:
+            job.txn.add(future.result(), partial)
+        except BaseException:
+            job.failed = True
+            raise
+        self._commit_ready()
+
+    def _commit_ready(self) -> None:
+        while self.jobs and not self.jobs[0].reading and not self.jobs[0].futures:
+            job = self.jobs.popleft()
+            if job.previous is not None and job.lines == 0:
+                self.wh.rollback(job.txn)
+                job.skipped = "already ingested"
+                continue
+            previous_lines = job.previous.lines if job.previous else 0
+            self.wh.commit_file(job.txn, path=job.path, fmt=job.fmt, head=job.head,
+                                previous=job.previous, bytes_ingested=job.consumed,
+                                lines=job.whole + previous_lines)
+
+    def commit_all(self) -> None:
+        while any(j.futures for j in self.jobs):
+            self._wait_one()
+        self._commit_ready()
+
+    def abandon(self) -> None:
+        """After a failure: files read whole are committed, the one that failed is not."""
+        for job in list(self.jobs):
+            while job.futures:
+                future, partial = job.futures.popleft()
+                try:
+                    job.txn.add(future.result(), partial)
+                except BaseException:
+                    job.failed = True
+            if job.reading or job.failed:
+                self.jobs.remove(job)
+                self.wh.rollback(job.txn)
+        with contextlib.suppress(BaseException):
+            self._commit_ready()

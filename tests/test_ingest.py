@@ -343,3 +343,37 @@ def test_parts_left_by_a_crash_are_removed_on_open(logdir: Path, tmp_path: Path)
         assert sorted(x.name for x in parts.glob("part-*.parquet")) == committed
         assert not any((parts / ".incoming").iterdir())
         assert count(w) == 2
+
+
+def test_many_small_files_give_the_same_model_as_one(tmp_path: Path) -> None:
+    from detector.model.build import build_model
+
+    sample = Path(__file__).resolve().parents[1] / "sample_logs" / "mail.log.1.gz"
+    lines = gzip.decompress(sample.read_bytes()).splitlines(keepends=True)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    whole.mkdir()
+    split.mkdir()
+    (whole / "mail.log").write_bytes(b"".join(lines))
+    step = len(lines) // 7 + 1
+    for i in range(7):  # as from seven hosts' files, read in one run by one worker pool
+        (split / f"part{i}.log").write_bytes(b"".join(lines[i * step:(i + 1) * step]))
+    figures = []
+    for folder in (whole, split):
+        with Warehouse(tmp_path / f"{folder.name}.duckdb") as w:
+            result = ingest(w, discover([str(folder)]), tz="UTC", year=2016,
+                            batch_bytes=64 * 1024)
+            assert result.lines == len(lines)
+            build_model(w.con)
+            figures.append(w.query("SELECT count(*) AS n, sum(deliveries) AS d, "
+                                   "count(DISTINCT thread_id) AS t FROM logical_messages").rows())
+    assert figures[0] == figures[1]
+
+
+def test_a_copy_in_the_same_run_is_read_once(logdir: Path, wh: Warehouse) -> None:
+    live = write(logdir / "mail.log", ["Jun 10 06:00:00", "Jun 10 06:00:01"])
+    (logdir / "mail.log.1.gz").write_bytes(gzip.compress(live.read_bytes()))
+    result = ingest(wh, discover([str(logdir)]), year=2024)
+    # the rotated copy counts as older, so it is read and the live file adds nothing
+    assert [(Path(f.path).name, f.skipped) for f in result.files] == [
+        ("mail.log.1.gz", None), ("mail.log", "already ingested")]
+    assert count(wh) == 2
