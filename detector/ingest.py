@@ -1,8 +1,8 @@
 """Read log files into the warehouse: sniff, anchor years, parse in batches, append.
 
-Memory stays bounded by the batch size: each batch is parsed and appended before the
-next one is read. Files of one rotation group are read oldest first with one year state,
-so a Dec 31 -> Jan 1 rollover across ``mail.log.1`` and ``mail.log`` is seen.
+Memory stays bounded by the batch size: at most workers + 1 batches are in flight. Files
+of one rotation group are read oldest first with one year state, so a Dec 31 -> Jan 1
+rollover across ``mail.log.1`` and ``mail.log`` is seen.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from detector.sources import (
 )
 from detector.warehouse import HEAD_BYTES, FileWrite, LedgerEntry, Part, Warehouse
 
-WORKERS = min(2, os.cpu_count() or 1)  # parse workers per file: the machine's cores
+WORKERS = min(2, os.cpu_count() or 1)  # parse workers for a run: the machine's cores
 
 Progress = Callable[[str], None]
 
