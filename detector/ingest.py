@@ -25,7 +25,6 @@ from detector.formats.context import ParseContext
 from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
 from detector.sources import (
     BATCH_BYTES,
-    STDIN,
     LogFile,
     head_lines,
     iter_batches,
@@ -82,9 +81,7 @@ def _start_year(group: list[LogFile], tz: ZoneInfo, year: int | None) -> int:
     """Year of the first line of a rotation group (assumed to span less than a year)."""
     if year is not None:
         return year
-    newest = group[-1].path
-    if newest == STDIN:
-        return datetime.now(tz).year
+    newest = group[-1].path  # standard input arrives here spooled to a file
     end_year, last = _end_year(newest, tz)
     first = next((s for s in map(sniff_rfc3164, head_lines(group[0].path, 5)) if s), None)
     if first and last and first > last:
@@ -128,8 +125,6 @@ def ingest(
         except BaseException:
             run.abandon()
             raise
-    for job_result, job in run.results:
-        job_result.lines, job_result.skipped = job.lines, job.skipped
     return result
 
 
@@ -142,13 +137,13 @@ class _Job:
     head: bytes
     previous: LedgerEntry | None
     txn: FileWrite
+    result: FileResult  # what the caller is told; completed as the job goes
     futures: deque[tuple[Future, bool]] = field(default_factory=deque)
     consumed: int = 0
     whole: int = 0  # newline-terminated lines (an unterminated one is re-read next run)
     lines: int = 0
     reading: bool = True
     failed: bool = False  # a batch could not be parsed or written
-    skipped: str | None = None
 
 
 class _Run:
@@ -160,7 +155,6 @@ class _Run:
                  progress: Progress | None) -> None:
         self.wh, self.pool, self.workers, self.progress = wh, pool, workers, progress
         self.jobs: deque[_Job] = deque()
-        self.results: list[tuple[FileResult, _Job]] = []
 
     def read_file(self, path: str, tz: str, years: YearState, fmt: str | None,
                   skip_unknown: bool, batch_bytes: int) -> FileResult:
@@ -186,7 +180,8 @@ class _Run:
         parser = formats.FORMATS[name]
         ctx = ParseContext(source_file=path, tz=tz, years=years)
         skip = previous.bytes_ingested if previous else 0
-        job = _Job(path, name, head, previous, wh.begin_file(), consumed=skip)
+        job = _Job(path, name, head, previous, wh.begin_file(), FileResult(path, name),
+                   consumed=skip)
         self.jobs.append(job)
 
         def parse_and_write(batch: pl.DataFrame) -> Part | None:
@@ -205,10 +200,9 @@ class _Run:
             if self.progress:
                 self.progress(f"{path}: {job.lines:,} lines")
         job.reading = False
-        result = FileResult(path, name)
-        self.results.append((result, job))
+        job.result.lines = job.lines
         self._commit_ready()
-        return result
+        return job.result
 
     def _wait_one(self) -> None:
         job = next(j for j in self.jobs if j.futures)
@@ -225,7 +219,7 @@ class _Run:
             job = self.jobs.popleft()
             if job.previous is not None and job.lines == 0:
                 self.wh.rollback(job.txn)
-                job.skipped = "already ingested"
+                job.result.skipped = "already ingested"
                 continue
             previous_lines = job.previous.lines if job.previous else 0
             self.wh.commit_file(job.txn, path=job.path, fmt=job.fmt, head=job.head,

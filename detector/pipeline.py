@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detector.assets import builtin_rules_dir
+from detector.errors import UsageError
 from detector.incidents import detect
 from detector.ingest import IngestResult, ingest
 from detector.model.build import build_model
@@ -92,8 +93,6 @@ def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
            templates_dir: Path | None = None, overrides: Mapping[str, str] | None = None,
            progress: Progress | None = None) -> RunResult:
     """Detect and report again from an existing warehouse (no log is read)."""
-    from detector.errors import UsageError
-
     rules = load_ruleset(rules_dir, overrides or {})
     if not db.exists():
         raise UsageError(f"no warehouse at {db} (run 'mailstorm run' first)")
