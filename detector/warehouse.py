@@ -118,6 +118,12 @@ def head_digest(head: bytes) -> str:
     return hashlib.sha256(head).hexdigest()
 
 
+def _extreme(pick, a: datetime | None, b: datetime | None) -> datetime | None:  # noqa: ANN001
+    """min or max of two optional times (None when both are)."""
+    present = [t for t in (a, b) if t is not None]
+    return pick(present) if present else None
+
+
 @dataclass(frozen=True)
 class Part:
     """One Parquet part written for a file, with what the ledger needs to know of it."""
@@ -143,11 +149,8 @@ class FileWrite:
             return
         self.written.append((part.path, part.rows, partial))
         self.unparsed += part.unparsed
-        if part.first_ts is not None:
-            self.first_ts = part.first_ts if self.first_ts is None \
-                else min(self.first_ts, part.first_ts)
-            self.last_ts = part.last_ts if self.last_ts is None \
-                else max(self.last_ts, part.last_ts)  # type: ignore[type-var]
+        self.first_ts = _extreme(min, self.first_ts, part.first_ts)
+        self.last_ts = _extreme(max, self.last_ts, part.last_ts)
 
 
 class Warehouse:
@@ -246,10 +249,8 @@ class Warehouse:
                 con.execute("DELETE FROM parts WHERE source_file = ? AND partial",
                             [previous.path])
                 unparsed += previous.unparsed
-                first = min(x for x in (first, previous.first_ts) if x is not None) \
-                    if (first or previous.first_ts) else None
-                last = max(x for x in (last, previous.last_ts) if x is not None) \
-                    if (last or previous.last_ts) else None
+                first = _extreme(min, first, previous.first_ts)
+                last = _extreme(max, last, previous.last_ts)
             for tmp, rows, partial in txn.written:
                 con.execute("INSERT INTO parts VALUES (?, ?, ?, ?)",
                             [tmp.name, path, rows, partial])
