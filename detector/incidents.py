@@ -9,13 +9,13 @@ is set-based SQL over the warehouse; Python only shapes the few resulting rows.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
 import polars as pl
 
 from detector.narrative import describe
 from detector.rules.compiler import GROUP_SQL, compile_rule
 from detector.rules.model import Rule
+from detector.times import iso_z
 from detector.warehouse import Warehouse
 
 ISLANDS = """
@@ -122,10 +122,6 @@ ORDER BY incident_key, first_ts, sender
 """
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat().replace("+00:00", "Z") if ts is not None else None
-
-
 def _number(value: object) -> int | float:
     """DuckDB sums come back as Decimal; JSON and templates want int or float."""
     number = float(value or 0)  # type: ignore[arg-type]
@@ -188,13 +184,13 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
     for span in spans:
         agg = aggregates[span["key"]]
         rule: Rule = span["rule"]
-        timeline = [{"minute": _iso(p["minute"]), "messages": p["messages"],
+        timeline = [{"minute": iso_z(p["minute"]), "messages": p["messages"],
                      "deliveries": p["deliveries"]} for p in timelines.get(span["key"], [])]
         peak = max(timeline, key=lambda p: p["deliveries"], default=None)
         measures = {m: _number(span["hit"][m]) for m in span["measures"]}
         value = agg["deliveries"] if rule.severity.measure == "deliveries" \
             else measures[rule.severity.measure]
-        start = _iso(agg["start"])
+        start = iso_z(agg["start"])
         incident = {
             "id": stable_id(rule.kind, rule.name, span["hit"]["group_key"],
                             agg["root_message_id"], start or ""),
@@ -205,8 +201,8 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
             "subject": agg["subject"],
             "root_message_id": agg["root_message_id"],
             "start": start,
-            "end": _iso(agg["end"]),
-            "last_message": _iso(agg["last_message"]),
+            "end": iso_z(agg["end"]),
+            "last_message": iso_z(agg["last_message"]),
             "peak": peak["minute"] if peak else start,
             "messages": agg["messages"],
             "deliveries": agg["deliveries"] or 0,
@@ -220,7 +216,7 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
                      "subject": agg["root_subject"], "ts": start,
                      "deliveries": agg["root_deliveries"]},
             "root_uid": agg["root_uid"],
-            "top_senders": [dict(s, first_ts=_iso(s["first_ts"]))
+            "top_senders": [dict(s, first_ts=iso_z(s["first_ts"]))
                             for s in senders.get(span["key"], [])],
             "timeline": timeline,
             "rule_description": rule.description,

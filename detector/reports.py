@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, Stri
 
 from detector import __version__, assets
 from detector.charts import timeline_svg
+from detector.times import iso_z
 
 #: incidents.json fields whose names and meanings are fixed, in this order.
 CONTRACT_FIELDS = (
@@ -217,8 +218,7 @@ def _plain(value: Any) -> Any:
         f = float(value)
         return f if math.isfinite(f) else None
     if isinstance(value, datetime):
-        t = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return t.isoformat().replace("+00:00", "Z")
+        return iso_z(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from detector import __version__
-from detector.incidents import _iso
 from detector.rules.model import Rule
+from detector.times import iso_z
 from detector.warehouse import Warehouse
 
 UNPARSED_SAMPLES = 20
@@ -16,8 +16,8 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
     """Summary dict for the report, from the warehouse (all runs so far) and this run."""
     inputs = [
         {"path": r["path"], "format": r["format"], "host": r["host"], "lines": r["lines"],
-         "unparsed": r["unparsed"], "first_ts": _iso(r["first_ts"]),
-         "last_ts": _iso(r["last_ts"]), "skipped": False}
+         "unparsed": r["unparsed"], "first_ts": iso_z(r["first_ts"]),
+         "last_ts": iso_z(r["last_ts"]), "skipped": False}
         for r in wh.query("""
             SELECT f.path, f.format, f.lines, f.unparsed, f.first_ts, f.last_ts,
                    (SELECT string_agg(DISTINCT host, ', ') FROM events e
@@ -36,15 +36,14 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
     lines = int(kinds["lines"].sum()) if kinds.height else 0
     unparsed = kinds.filter(kinds["kind"] == "unparsed")["lines"].sum() if kinds.height else 0
     return {
-        "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat()
-        .replace("+00:00", "Z"),
+        "generated_at": iso_z(datetime.now(UTC).replace(microsecond=0)),
         "version": __version__,
         "inputs": inputs,
         "lines": lines,
         "kinds": kinds.to_dicts(),
         "unparsed": int(unparsed or 0),
         "unparsed_samples": samples.to_dicts(),
-        "time_span": {"start": _iso(span[0]), "end": _iso(span[1])},
+        "time_span": {"start": iso_z(span[0]), "end": iso_z(span[1])},
         "messages": int(wh.scalar("SELECT count(*) FROM logical_messages") or 0),
         "deliveries": int(wh.scalar("SELECT sum(deliveries) FROM logical_messages") or 0),
         "hosts": [r[0] for r in wh.con.execute(
