@@ -162,7 +162,8 @@ class _Run:
         head = _read_head(path)
         if not head:
             return FileResult(path, None, skipped="empty")
-        name = fmt or formats.sniff(head.decode("utf-8", "replace").splitlines()[:200])
+        head_text = tuple(head.decode("utf-8", "replace").splitlines()[:200])
+        name = fmt or formats.sniff(list(head_text))
         if name is None:
             if skip_unknown:
                 if self.progress:
@@ -178,7 +179,7 @@ class _Run:
             local = previous.last_ts.astimezone(ZoneInfo(tz))
             years.year, years.prev_month = local.year, local.month
         parser = formats.FORMATS[name]
-        ctx = ParseContext(source_file=path, tz=tz, years=years)
+        ctx = ParseContext(source_file=path, tz=tz, years=years, head=head_text)
         skip = previous.bytes_ingested if previous else 0
         job = _Job(path, name, head, previous, wh.begin_file(), FileResult(path, name),
                    consumed=skip)

@@ -14,3 +14,6 @@ class ParseContext:
     source_file: str
     tz: str = "UTC"
     years: YearState = field(default_factory=lambda: YearState(1970))
+    #: the file's first lines (decoded), for formats whose header names the columns
+    #: (Exchange ``#Fields:``, CSV exports): batches after the first do not contain it
+    head: tuple[str, ...] = ()
