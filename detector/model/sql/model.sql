@@ -110,12 +110,14 @@ WITH inst AS (
     -- final (not 'deferred').
     SELECT
         i.message_uid,
-        count(DISTINCT d.recipient) AS recipients,
+        -- distinct over 64-bit hashes of the addresses: half the time of distinct text on a
+        -- storm night; two of a million addresses collide with odds of about 1 in 37 million
+        count(DISTINCT hash(d.recipient)) AS recipients,
         count(*) FILTER (WHERE d.status <> 'deferred') AS deliveries,
         count(*) FILTER (WHERE d.status = 'bounced') AS bounced,
         -- what the sender wrote: each list once, each direct recipient once
         count(DISTINCT d.list)
-            + count(DISTINCT d.recipient) FILTER (WHERE d.list IS NULL) AS submitted,
+            + count(DISTINCT hash(d.recipient)) FILTER (WHERE d.list IS NULL) AS submitted,
         mode(d.list) AS list,
         max(d.ts) AS last_delivery
     FROM deliveries d
