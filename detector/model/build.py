@@ -1,4 +1,4 @@
-"""Rebuild the model tables (messages, deliveries, logical_messages, threads) from events."""
+"""Rebuild the model tables (messages, deliveries, logical_messages, threads...) from events."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from detector.model.subjects import (
     normalize_subject_sql,
 )
 
-MODEL_TABLES = ("messages", "deliveries", "logical_messages", "threads")
+MODEL_TABLES = (
+    "messages", "expansions", "list_posts", "deliveries", "logical_messages", "threads",
+)
 
 
 def create_macros(con: duckdb.DuckDBPyConnection) -> None:

@@ -39,7 +39,9 @@ LEFT JOIN _removals r ON r.host = e.host AND r.queue_id = e.queue_id
 LEFT JOIN _generations g ON g.source_file = e.source_file AND g.line_no = e.line_no
 WHERE e.queue_id IS NOT NULL;
 
--- Stage 2. One row per message per host.
+-- Stage 2. One row per message per host. Postfix spreads a message's facts over several
+-- lines (cleanup, qmgr, header_checks, smtpd); other formats log them on one 'received'
+-- line (docs/formats.md lists the kinds the model reads).
 CREATE OR REPLACE TABLE messages AS
 WITH ndr AS (  -- messages that Postfix's bounce daemon created (non-delivery notices)
     SELECT DISTINCT host, next_queue_id AS queue_id
@@ -50,23 +52,25 @@ WITH ndr AS (  -- messages that Postfix's bounce daemon created (non-delivery no
         message_key,
         max(host) AS host,
         max(queue_id) AS queue_id,
-        max(message_id) FILTER (WHERE kind = 'cleanup_message_id') AS message_id,
+        max(message_id) FILTER (WHERE kind IN ('cleanup_message_id', 'received'))
+            AS message_id,
         coalesce(
-            max(sender) FILTER (WHERE kind = 'qmgr_from'),
+            max(sender) FILTER (WHERE kind IN ('qmgr_from', 'received')),
             max(sender) FILTER (WHERE kind IN ('pickup', 'qmgr_expired', 'header_subject'))
         ) AS sender,
-        max(subject) FILTER (WHERE kind = 'header_subject') AS subject,
-        max(in_reply_to) FILTER (WHERE kind = 'header_in_reply_to') AS in_reply_to,
-        max(refs) FILTER (WHERE kind = 'header_references') AS refs,
-        max(size) FILTER (WHERE kind = 'qmgr_from') AS size,
-        max(nrcpt) FILTER (WHERE kind = 'qmgr_from') AS nrcpt,
+        max(subject) FILTER (WHERE kind IN ('header_subject', 'received')) AS subject,
+        max(in_reply_to) FILTER (WHERE kind IN ('header_in_reply_to', 'received'))
+            AS in_reply_to,
+        max(refs) FILTER (WHERE kind IN ('header_references', 'received')) AS refs,
+        max(size) FILTER (WHERE kind IN ('qmgr_from', 'received')) AS size,
+        max(nrcpt) FILTER (WHERE kind IN ('qmgr_from', 'received')) AS nrcpt,
         min(ts) AS first_seen,
         max(ts) AS last_seen,
-        max(client) FILTER (WHERE kind = 'smtpd_client') AS client
+        max(client) FILTER (WHERE kind IN ('smtpd_client', 'received')) AS client
     FROM _qev
     GROUP BY message_key
     HAVING bool_or(kind IN ('smtpd_client', 'pickup', 'cleanup_message_id', 'qmgr_from',
-                            'delivery'))
+                            'delivery', 'received'))
 )
 SELECT
     inst.*,
@@ -79,51 +83,110 @@ SELECT
 FROM inst
 LEFT JOIN ndr ON ndr.host = inst.host AND ndr.queue_id = inst.queue_id;
 
--- Stage 3. One row per delivery attempt. A hop hands the message to a host or content
+-- Stage 3. List expansions logged as events of their own (Exchange EXPAND, Sendmail
+-- aliases): one row per message, list and member. Postfix and Exim name the list on the
+-- delivery line itself (deliveries.list). The expanding host may not be the delivering
+-- one, so expansions are keyed by the message across hosts.
+CREATE OR REPLACE TABLE expansions AS
+SELECT m.message_uid, e.host, e.queue_id, e.orig_to AS list, e.recipient, min(e.ts) AS ts
+FROM _qev e
+JOIN messages m USING (message_key)
+WHERE e.kind = 'expansion' AND e.orig_to IS NOT NULL AND e.recipient IS NOT NULL
+GROUP BY ALL;
+
+-- Posts a list server logged (Mailman): they name the list of a message whose MTA log
+-- shows only the members. Mailman 2 logs the list's name, not its address; the address is
+-- recovered from the envelope sender of the list's own copies (<name>-bounces@domain).
+CREATE OR REPLACE TABLE list_posts AS
+WITH posts AS (
+    SELECT message_id, arg_min(orig_to, ts) AS list, arg_min(sender, ts) AS sender,
+        min(ts) AS ts, max(nrcpt) AS nrcpt
+    FROM events
+    WHERE kind = 'list_post' AND message_id IS NOT NULL AND orig_to IS NOT NULL
+    GROUP BY message_id
+), list_copies AS (
+    SELECT message_id,
+        min(regexp_replace(sender, '-bounces(\+[^@]*)?@', '@')) AS address
+    FROM messages
+    WHERE regexp_matches(sender, '-bounces(\+[^@]*)?@') AND message_id IS NOT NULL
+    GROUP BY message_id
+)
+SELECT p.message_id,
+    CASE WHEN contains(p.list, '@') THEN p.list
+         WHEN lower(split_part(c.address, '@', 1)) = lower(p.list) THEN c.address
+         ELSE p.list END AS list,
+    p.sender, p.ts, p.nrcpt
+FROM posts p
+LEFT JOIN list_copies c USING (message_id);
+
+-- Stage 4. One row per delivery attempt. A hop hands the message to a host or content
 -- filter whose log we also read ('queued as X' and a message X was queued within the
--- hour): the message is counted where it finally lands, not at every hop.
+-- hour): the message is counted where it finally lands, not at every hop. A list
+-- server's copies (Mailman) go to each member directly: their list is the one the post
+-- went to, and the delivery to the list address itself is the hop into the list server.
 CREATE OR REPLACE TABLE deliveries AS
 WITH queued AS (  -- small: one row per queue id seen
     SELECT queue_id, min(first_seen) AS first_seen, max(first_seen) AS last_seen
     FROM messages
     GROUP BY queue_id
+), member_of AS (  -- per instance of an expanded message; a member of two lists is
+    -- credited to the first. Small tables joined on the instance key: no cost when the
+    -- logs hold no expansions or list posts.
+    SELECT m.message_key, x.recipient, arg_min(x.list, x.ts) AS list
+    FROM expansions x
+    JOIN messages m USING (message_uid)
+    GROUP BY ALL
+), posted AS (
+    SELECT m.message_key, lp.list
+    FROM list_posts lp
+    JOIN messages m ON m.message_uid = lp.message_id
 )
 SELECT
     d.message_key, d.host, d.queue_id, d.ts, d.recipient,
-    CASE WHEN d.orig_to <> d.recipient THEN d.orig_to END AS list,
+    coalesce(CASE WHEN d.orig_to <> d.recipient THEN d.orig_to END, x.list,
+             CASE WHEN lower(d.recipient) <> lower(lp.list) THEN lp.list END) AS list,
     d.status, d.dsn, d.relay, d.delay, d.next_queue_id, d.program,
     coalesce(d.ts BETWEEN q.first_seen - INTERVAL 1 HOUR AND q.last_seen + INTERVAL 1 HOUR,
-             false) AS is_hop,
+             false) OR coalesce(lower(d.recipient) = lower(lp.list), false) AS is_hop,
     d.source_file, d.line_no
 FROM _qev d
 LEFT JOIN queued q ON q.queue_id = d.next_queue_id
+LEFT JOIN member_of x ON x.message_key = d.message_key AND x.recipient = d.recipient
+LEFT JOIN posted lp ON lp.message_key = d.message_key
 WHERE d.kind = 'delivery';
 
--- Stage 4. One row per message across hosts (same Message-ID = same message).
+-- Stage 5. One row per message across hosts (same Message-ID = same message).
 CREATE OR REPLACE TABLE logical_messages AS
 WITH inst AS (
     SELECT * FROM messages
-), per_msg AS (
-    -- one pass over the deliveries of each message, hops excluded. A copy is a recipient
-    -- by one route: someone on the list and in Cc gets two copies, and Postfix logs (and
-    -- delivers) both. Deferrals are retried, so a copy is delivered once its status is
-    -- final (not 'deferred').
-    SELECT
-        i.message_uid,
-        -- distinct over 64-bit hashes of the addresses: half the time of distinct text on a
-        -- storm night; two of a million addresses collide with odds of about 1 in 37 million
-        count(DISTINCT hash(d.recipient)) AS recipients,
-        count(*) FILTER (WHERE d.status <> 'deferred') AS deliveries,
-        count(*) FILTER (WHERE d.status = 'bounced') AS bounced,
-        -- what the sender wrote: each list once, each direct recipient once
-        count(DISTINCT d.list)
-            + count(DISTINCT hash(d.recipient)) FILTER (WHERE d.list IS NULL) AS submitted,
-        mode(d.list) AS list,
-        max(d.ts) AS last_delivery
+), routes AS (
+    -- a copy is a recipient by one route (a list, or written directly): someone on the
+    -- list and in Cc gets two copies, and Postfix logs (and delivers) both. The same route
+    -- logged on two hosts (an Exchange SEND to a server whose DELIVER we also read) is one
+    -- copy. Deferrals are retried: a copy counts as delivered once a final status (not
+    -- 'deferred') is logged. Hashes of the addresses: grouping on 64-bit integers is
+    -- twice as fast as on text on a storm night; two of a million addresses collide with
+    -- odds of about 1 in 37 million.
+    SELECT hash(i.message_uid) AS uid_key, hash(d.recipient) AS rh, d.list,
+        bool_or(d.status <> 'deferred') AS delivered,
+        bool_or(d.status = 'bounced') AS bounced,
+        max(d.ts) AS last_ts
     FROM deliveries d
     JOIN inst i USING (message_key)
     WHERE NOT d.is_hop
-    GROUP BY i.message_uid
+    GROUP BY ALL
+), per_msg AS (
+    SELECT
+        uid_key,
+        count(DISTINCT rh) AS recipients,
+        count(*) FILTER (WHERE delivered) AS deliveries,
+        count(*) FILTER (WHERE bounced) AS bounced,
+        -- what the sender wrote: each list once, each direct recipient once
+        count(DISTINCT list) + count(*) FILTER (WHERE list IS NULL) AS submitted,
+        mode(list) AS list,
+        max(last_ts) AS last_delivery
+    FROM routes
+    GROUP BY uid_key
 ), merged AS (
     SELECT
         message_uid,
@@ -150,18 +213,20 @@ WITH inst AS (
         coalesce(p.deliveries, 0) AS deliveries,
         coalesce(p.bounced, 0) AS bounced,
         coalesce(p.submitted, 0) AS submitted,
-        p.list,
+        coalesce(p.list, lp.list) AS list,
         p.last_delivery,
         -- the thread root: first id of References, else In-Reply-To
         coalesce(regexp_extract(refs, '<([^<>]+)>', 1), in_reply_to) AS root_ref,
         CASE
             WHEN coalesce(thread_subject, '') <> ''
-                THEN coalesce(p.list, '') || ' | ' || thread_subject
-            WHEN p.list IS NOT NULL THEN p.list || ' |'  -- no subject logged: by list
+                THEN coalesce(p.list, lp.list, '') || ' | ' || thread_subject
+            WHEN coalesce(p.list, lp.list) IS NOT NULL  -- no subject logged: by list
+                THEN coalesce(p.list, lp.list) || ' |'
             ELSE message_uid
         END AS subject_key
     FROM merged
-    LEFT JOIN per_msg p USING (message_uid)
+    LEFT JOIN per_msg p ON p.uid_key = hash(merged.message_uid)
+    LEFT JOIN list_posts lp ON lp.message_id = merged.message_id
 )
 SELECT
     k.* EXCLUDE (subject_key, root_ref),
@@ -170,7 +235,7 @@ SELECT
 FROM keyed k
 LEFT JOIN keyed r ON r.message_id = nullif(k.root_ref, '') AND r.message_uid <> k.message_uid;
 
--- Stage 5. Threads.
+-- Stage 6. Threads.
 CREATE OR REPLACE TABLE threads AS
 SELECT
     thread_id,
