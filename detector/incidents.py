@@ -13,7 +13,7 @@ import hashlib
 import polars as pl
 
 from detector.narrative import describe
-from detector.rules.compiler import GROUP_SQL, compile_rule
+from detector.rules.compiler import compile_rule, group_sql
 from detector.rules.model import Rule
 from detector.times import iso_z
 from detector.warehouse import Warehouse
@@ -48,7 +48,7 @@ INSERT INTO _members
 SELECT s.incident_key, m.message_uid
 FROM _spans s
 JOIN logical_messages m
-  ON m.{group} = s.group_key
+  ON {group} = s.group_key
  AND m.first_seen >= s.span_start - to_seconds(s.window_seconds)
  AND m.first_seen <= s.span_end
 WHERE s.rule = ? AND {nature}
@@ -56,8 +56,10 @@ WHERE s.rule = ? AND {nature}
 MEMBER_SQL = {
     "messages": "NOT m.is_auto",
     "replies": "NOT m.is_auto",
-    "auto_replies": "m.is_auto AND m.sender <> ''",
+    "auto_replies": "m.sender <> ''",  # the answers and the post they answer
     "bounces": "m.sender = ''",
+    "bounced": "m.bounced > 0 AND NOT m.is_auto",
+    "one_to_one": "m.to_address IS NOT NULL AND m.sender <> ''",
 }
 
 AGGREGATES = """
@@ -79,7 +81,16 @@ SELECT
     arg_min(m.sender, m.first_seen) AS root_sender,
     arg_min(m.subject, m.first_seen) AS root_subject,
     arg_min(m.thread_subject, m.first_seen) AS subject,
-    arg_min(m.deliveries, m.first_seen) AS root_deliveries
+    arg_min(m.deliveries, m.first_seen) AS root_deliveries,
+    CAST(sum(m.bounced) AS BIGINT) AS bounced,
+    count(*) FILTER (WHERE m.subject IS NULL) AS no_subject,
+    count(*) FILTER (WHERE m.is_auto) AS auto_messages,
+    -- what the automatic messages are, from their subjects (see CAUSES)
+    count(*) FILTER (WHERE m.is_auto AND regexp_matches(lower(m.subject), 'recall')) AS recalls,
+    count(*) FILTER (WHERE m.is_auto AND regexp_matches(lower(m.subject),
+                     '^(not )?read:|gelesen:')) AS receipts,
+    max(m.max_passes) AS max_passes,
+    CAST(sum(m.loop_bounces) AS BIGINT) AS loop_bounces
 FROM _members k
 JOIN logical_messages m USING (message_uid)
 GROUP BY k.incident_key
@@ -122,6 +133,29 @@ ORDER BY incident_key, first_ts, sender
 """
 
 
+def cause_of(kind: str, agg: dict) -> str:
+    """What set the incident off, in words, from its messages' subjects and counts."""
+    messages = max(agg["messages"], 1)
+    if agg["no_subject"] >= messages / 2 and kind in ("reply_storm", "auto_storm"):
+        return ("unknown: the log has no subjects, so replies, recalls and auto-replies "
+                "look alike; many senders posted to one large list")
+    if kind == "auto_storm":
+        if agg["recalls"] >= agg["auto_messages"] / 2:
+            return "message recalls answered to the whole list"
+        if agg["receipts"] >= agg["auto_messages"] / 2:
+            return "read receipts sent to the whole list"
+        return "out-of-office and other automatic replies sent to the whole list"
+    if kind == "reply_storm":
+        return "reply-all to a large list"
+    if kind == "bounce_storm":
+        return "deliveries to dead addresses" + (" on the list" if agg["list"] else "")
+    if kind == "mail_loop":
+        if (agg["max_passes"] or 1) > 1 or agg["loop_bounces"]:
+            return "a message forwarded round in a loop"
+        return "two addresses answering each other automatically"
+    return "one message expanded far beyond its sender's usual audience"
+
+
 def _number(value: object) -> int | float:
     """DuckDB sums come back as Decimal; JSON and templates want int or float."""
     number = float(value or 0)  # type: ignore[arg-type]
@@ -162,7 +196,7 @@ def _collect_spans(wh: Warehouse, rules: list[Rule]) -> list[dict]:
                          rule.window_seconds or 0))
         if rows:  # one statement for all of a rule's incidents, however many
             con.executemany("INSERT INTO _spans VALUES (?, ?, ?, ?, ?, ?)", rows)
-        con.execute(MEMBERS.format(group=GROUP_SQL[rule.group_by],
+        con.execute(MEMBERS.format(group=group_sql(rule.group_by, "m"),
                                    nature=MEMBER_SQL[rule.select]), [rule.name])
     return spans
 
@@ -212,6 +246,8 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
             "list_size": agg["list_size"],
             # deliveries per submitted message: what each press of "send" cost
             "amplification": round((agg["deliveries"] or 0) / max(agg["messages"], 1), 1),
+            "cause": cause_of(rule.kind, agg),
+            "bounced": agg["bounced"] or 0,
             "root": {"message_id": agg["root_message_id"], "sender": agg["root_sender"],
                      "subject": agg["root_subject"], "ts": start,
                      "deliveries": agg["root_deliveries"]},
@@ -230,36 +266,44 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
         }
         incident.update(describe(incident))
         incidents.append(incident)
-    incidents = _fold_fanouts(wh, incidents)
+    incidents = _fold_related(wh, incidents)
     incidents.sort(key=lambda i: (i["start"] or "", i["id"]))  # independent of row order
     _store(wh, incidents)
     return incidents
 
 
-def _fold_fanouts(wh: Warehouse, incidents: list[dict]) -> list[dict]:
-    """A fan-out of a message that is part of a reply storm (its root or one of its
-    replies) is evidence of that storm, not an incident of its own."""
-    storms = [i for i in incidents if i["kind"] == "reply_storm"]
-    if not storms:
+#: when two incidents share messages, the one whose kind comes first is the incident and
+#: the other its evidence: a storm that also fans out or bounces is one incident
+FOLD_ORDER = ("reply_storm", "auto_storm", "bounce_storm", "mail_loop", "fanout")
+
+
+def _fold_related(wh: Warehouse, incidents: list[dict]) -> list[dict]:
+    """Fold an incident whose root message belongs to an incident of a higher kind (a
+    fan-out of a storm's root, the bounces of a storm's replies) into that incident."""
+    if len({i["kind"] for i in incidents}) < 2:
         return incidents
     members = _by_key(wh.query("SELECT incident_key, message_uid FROM _members"))
-    uids = {s["id"]: {m["message_uid"] for m in members.get(s["_key"], [])} for s in storms}
-    kept, folded = [], {}
-    for inc in incidents:
-        home = next((s for s in storms if inc["kind"] == "fanout"
-                     and inc["root_uid"] in uids[s["id"]]), None)
+    uids = {i["_key"]: {m["message_uid"] for m in members.get(i["_key"], [])}
+            for i in incidents}
+    rank = {kind: n for n, kind in enumerate(FOLD_ORDER)}
+    ordered = sorted(incidents, key=lambda i: rank.get(i["kind"], len(rank)))
+    kept: list[dict] = []
+    folded: dict[str, dict[str, list[dict]]] = {}  # home key -> rule -> folded incidents
+    for inc in ordered:
+        home = next((k for k in kept if rank.get(k["kind"], 99) < rank.get(inc["kind"], 99)
+                     and inc["root_uid"] in uids[k["_key"]]), None)
         if home is None:
             kept.append(inc)
         else:
-            folded.setdefault(home["id"], []).append(inc)
-    for storm in storms:
-        fans = folded.get(storm["id"], [])
-        if fans:
-            storm["evidence"].append(
-                f"{len(fans)} of its messages were also fan-outs by the fanout rule "
-                f"(far beyond their senders' usual audience); reported here, not apart.")
-            storm["related"] = sorted(f["id"] for f in fans)
-    return kept
+            folded.setdefault(home["_key"], {}).setdefault(inc["rule"], []).append(inc)
+    for home in kept:
+        for rule, found in folded.get(home["_key"], {}).items():
+            home["related"] = sorted([*home.get("related", []), *(i["id"] for i in found)])
+            home["evidence"].append(
+                f"Also found by the {rule} rule: {found[0]['headline']}" if len(found) == 1
+                else f"{len(found)} of its messages were also found by the {rule} rule "
+                     f"({found[0]['kind']}); reported here, not apart.")
+    return [i for i in incidents if i in kept]
 
 
 def _store(wh: Warehouse, incidents: list[dict]) -> None:

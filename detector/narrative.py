@@ -26,6 +26,16 @@ def describe(inc: dict) -> dict:
     if inc["kind"] == "reply_storm":
         headline = (f"{inc['repliers']:,} people replied to {audience} "
                     f"within {minutes} minutes, costing {inc['deliveries']:,} deliveries")
+    elif inc["kind"] == "auto_storm":
+        headline = (f"{inc['senders']:,} mail clients answered {audience} automatically "
+                    f"within {minutes} minutes, costing {inc['deliveries']:,} deliveries")
+    elif inc["kind"] == "bounce_storm":
+        where = f"to {inc['list']}" if inc["list"] else f"from {root['sender'] or '<>'}"
+        headline = (f"{inc['bounced']:,} deliveries of mail {where} bounced "
+                    f"within {minutes} minutes")
+    elif inc["kind"] == "mail_loop":
+        headline = (f"{inc['messages']:,} messages went round a loop in {minutes} minutes "
+                    f"({inc['cause']})")
     elif inc["kind"] == "fanout":
         headline = (f"One message from {root['sender'] or '<>'} reached "
                     f"{inc['deliveries']:,} mailboxes"
@@ -34,6 +44,7 @@ def describe(inc: dict) -> dict:
         headline = (f"{inc['kind'].replace('_', ' ')}: {inc['messages']:,} messages, "
                     f"{inc['deliveries']:,} deliveries in {minutes} minutes")
     evidence = [
+        f"Cause: {inc['cause']}.",
         f"It started with message {root['message_id'] or '(no Message-ID logged)'} from "
         f"{root['sender'] or '<>'} at {_hhmm(root['ts'])} UTC"
         + (f", delivered to {root['deliveries']:,} mailboxes." if root["deliveries"] else "."),

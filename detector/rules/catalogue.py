@@ -13,16 +13,18 @@ KINDS: dict[str, str] = {
     "fanout": "one message is delivered to far more mailboxes than it was addressed to",
     "mail_loop": "the same message keeps coming back between the same parties",
     "bounce_storm": "a burst of bounces (non-delivery reports) for one sender or list",
-    "auto_storm": "auto-replies (out-of-office, receipts) answering each other or a list",
+    "auto_storm": "automatic messages (recalls, out-of-office, receipts) sent to a large list",
 }
 
 #: which rows of the message table feed a rule
 SELECTS: dict[str, str] = {
     "messages": "every submitted message",
     "replies": "messages that answer another message (In-Reply-To or References set)",
-    "auto_replies": "automatic replies: out-of-office, vacation, read receipts",
+    "auto_replies": "automatic messages with a sender: out-of-office, recalls, read receipts "
+                    "(with the list's ordinary posts, so the post they answer is the root)",
     "bounces": "non-delivery reports (null sender <>)",
-    "deliveries": "one row per delivery attempt to one recipient",
+    "bounced": "messages some of whose deliveries bounced",
+    "one_to_one": "messages written to one address (auto-responders, forwarding loops)",
 }
 
 #: what the selected rows are grouped by before measuring
@@ -30,7 +32,8 @@ GROUP_BYS: dict[str, str] = {
     "thread": "conversation, from Message-ID, In-Reply-To and References",
     "list": "distribution list or alias the message was expanded from",
     "sender": "envelope sender",
-    "sender_recipient": "pair of envelope sender and recipient",
+    "list_or_sender": "the list a message went to, else its envelope sender",
+    "pair": "two addresses writing to each other, in either direction",
     "message": "one message (no time window)",
 }
 
@@ -63,6 +66,11 @@ MEASURES: dict[str, str] = {
     "baseline_ratio": "deliveries relative to the group's usual per-message deliveries",
     "history": "earlier messages of the group used for the baseline",
     "recipients": "distinct recipients",
-    "bounces": "bounces (non-delivery reports)",
+    "bounces": "deliveries that bounced",
+    "bounce_rate": "share of deliveries that bounced",
+    "auto_messages": "automatic messages (auto-replies, recalls, receipts)",
+    "unknown_or_auto": "automatic messages, or messages of unknown nature (no subject logged)",
+    "passes": "most times the message passed one host (a loop brings it back)",
+    "loop_bounces": "deliveries bounced as a mail loop (5.4.6: forwarding loop, too many hops)",
     "span_seconds": "seconds from the first to the last message",
 }

@@ -23,17 +23,28 @@ from detector.rules.model import Rule
 #: rows that feed a rule (over logical_messages)
 SELECT_SQL = {
     "messages": "NOT is_auto",
-    "replies": "is_reply AND NOT is_auto",
+    # a message whose subject was not logged may be a reply: the degraded mode of sites
+    # that log no subjects, where a storm is many senders posting to one large list
+    "replies": "NOT is_auto AND (is_reply OR subject IS NULL)",
     "auto_replies": "is_auto AND sender <> ''",
     "bounces": "sender = ''",
+    "bounced": "bounced > 0 AND NOT is_auto",
+    "one_to_one": "to_address IS NOT NULL AND sender <> ''",
 }
-#: what hits are grouped by
+#: what hits are grouped by: expressions over logical_messages, ``{t}`` the table prefix
 GROUP_SQL = {
-    "thread": "thread_id",
-    "list": "list",
-    "sender": "sender",
-    "message": "message_uid",
+    "thread": "{t}thread_id",
+    "list": "{t}list",
+    "sender": "{t}sender",
+    "list_or_sender": "coalesce({t}list, {t}sender)",
+    "pair": "least({t}sender, {t}to_address) || ' <-> ' || greatest({t}sender, {t}to_address)",
+    "message": "{t}message_uid",
 }
+
+
+def group_sql(group_by: str, table: str = "") -> str:
+    """The grouping expression of ``group_by`` over ``table`` (an alias, or none)."""
+    return GROUP_SQL[group_by].format(t=f"{table}." if table else "")
 #: measures of the windowed shape, over the window's messages b
 WINDOW_MEASURES = {
     "messages": "count(*)",
@@ -43,6 +54,9 @@ WINDOW_MEASURES = {
     "audience": "max(b.recipients)",
     "recipients": "sum(b.recipients)",
     "bounces": "sum(b.bounced)",
+    "bounce_rate": "sum(b.bounced) / greatest(sum(b.deliveries), 1)",
+    "auto_messages": "count(*) FILTER (WHERE b.is_auto)",
+    "unknown_or_auto": "count(*) FILTER (WHERE b.is_auto OR b.no_subject)",
     "amplification": "sum(b.deliveries) / greatest(sum(b.submitted), 1)",
     "span_seconds": "max(b.t) - min(b.t)",
 }
@@ -54,6 +68,11 @@ MESSAGE_MEASURES = {
     "audience": "recipients",
     "recipients": "recipients",
     "bounces": "bounced",
+    "bounce_rate": "bounced / greatest(deliveries, 1)",
+    "auto_messages": "CASE WHEN is_auto THEN 1 ELSE 0 END",
+    "unknown_or_auto": "CASE WHEN is_auto OR subject IS NULL THEN 1 ELSE 0 END",
+    "passes": "coalesce(max_passes, 1)",
+    "loop_bounces": "loop_bounces",
     "amplification": "deliveries / greatest(submitted, 1)",
     "baseline_ratio": "deliveries / greatest(sender_median, 1)",
     "history": "history",
@@ -64,7 +83,8 @@ _FEED = """
 feed AS (
     SELECT
         {group} AS group_key, message_uid, first_seen AS ts, epoch(first_seen) AS t,
-        sender, is_reply, deliveries, recipients, submitted, bounced
+        sender, is_reply, is_auto, subject IS NULL AS no_subject,
+        deliveries, recipients, submitted, bounced
     FROM logical_messages
     WHERE {select} AND {group} IS NOT NULL
 )"""
@@ -88,8 +108,8 @@ WHERE {conditions}
 PER_MESSAGE = """
 WITH base AS (
     SELECT
-        {group} AS group_key, message_uid, first_seen AS ts, sender,
-        deliveries, recipients, submitted, bounced,
+        {group} AS group_key, message_uid, first_seen AS ts, sender, is_auto, subject,
+        deliveries, recipients, submitted, bounced, max_passes, loop_bounces,
         count(*) OVER (PARTITION BY sender) - 1 AS history,
         median(deliveries) OVER (PARTITION BY sender) AS sender_median
     FROM logical_messages
@@ -140,10 +160,10 @@ def compile_rule(rule: Rule) -> CompiledRule:
                               for c in rule.conditions)
     params: list[float | int] = []
     if rule.group_by == "message":
-        sql = PER_MESSAGE.format(group=GROUP_SQL[rule.group_by], select=SELECT_SQL[rule.select],
+        sql = PER_MESSAGE.format(group=group_sql(rule.group_by), select=SELECT_SQL[rule.select],
                                  measures=select_cols, conditions=conditions)
     else:
-        feed = _FEED.format(group=GROUP_SQL[rule.group_by], select=SELECT_SQL[rule.select])
+        feed = _FEED.format(group=group_sql(rule.group_by), select=SELECT_SQL[rule.select])
         sql = WINDOWED.format(feed=feed.strip(), measures=select_cols, conditions=conditions)
         params.append(rule.window_seconds or 0)
     params.extend(rule.value(c.param) for c in rule.conditions)

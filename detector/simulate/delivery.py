@@ -63,6 +63,34 @@ class Plan:
         return out
 
 
+def members(site: Site, address: str) -> list[str] | None:
+    """Final members of a list, nested lists expanded (each address once), else None.
+
+    Like Postfix virtual alias expansion, which recurses and drops duplicate addresses;
+    the original recipient of every member stays the list that was written to.
+    """
+    direct = site.lists.get(address)
+    if direct is None:
+        return None
+    if not any(m in site.lists for m in direct):
+        return direct
+    cache = site.cache.setdefault("flat", {})
+    hit = cache.get(address)
+    if hit is None or hit[0] != len(direct):
+        out: dict[str, None] = {}
+        todo, seen = [address], {address}
+        while todo:
+            for m in site.lists[todo.pop(0)]:
+                if m in site.lists:
+                    if m not in seen:
+                        seen.add(m)
+                        todo.append(m)
+                else:
+                    out.setdefault(m)
+        hit = cache[address] = (len(direct), list(out))
+    return hit[1]
+
+
 def expand(site: Site, msg: Message) -> list[tuple[str, str | None]]:
     """Final recipients as (address, list it came from), in queue-file order.
 
@@ -75,11 +103,11 @@ def expand(site: Site, msg: Message) -> list[tuple[str, str | None]]:
         if rcpt in seen:
             continue
         seen.add(rcpt)
-        members = site.lists.get(rcpt)
-        if members is None:
+        flat = members(site, rcpt)
+        if flat is None:
             out.append((rcpt, None))
         else:
-            out.extend([(m, rcpt) for m in members])
+            out.extend([(m, rcpt) for m in flat])
     return out
 
 
@@ -87,7 +115,7 @@ def count_final(site: Site, msg: Message) -> int:
     """Number of final-status delivery lines the message will have (one per recipient)."""
     if msg.reject:
         return 0
-    return sum(len(site.lists.get(r, (r,))) for r in dict.fromkeys(msg.recipients))
+    return sum(len(members(site, r) or (r,)) for r in dict.fromkeys(msg.recipients))
 
 
 def _route(site: Site, addr: str) -> tuple[str, str]:
@@ -114,17 +142,17 @@ def _groups(site: Site, msg: Message) -> dict[tuple[str, str], list[tuple[str, s
     cache = site.cache.setdefault("groups", {})
     groups: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
     for rcpt in dict.fromkeys(msg.recipients):
-        members = site.lists.get(rcpt)
-        if members is None:
+        flat = members(site, rcpt)
+        if flat is None:
             key = _route(site, rcpt)
             groups[key] = [*groups.get(key, ()), (rcpt, None)]
             continue
         hit = cache.get(rcpt)
-        if hit is None or hit[0] is not members or hit[1] != len(members):
+        if hit is None or hit[0] is not flat or hit[1] != len(flat):
             by_hop: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
-            for m in members:
+            for m in flat:
                 by_hop.setdefault(_route(site, m), []).append((m, rcpt))
-            hit = cache[rcpt] = (members, len(members), by_hop)
+            hit = cache[rcpt] = (flat, len(flat), by_hop)
         for key, part in hit[2].items():
             g = groups.get(key)
             groups[key] = part if g is None else g + part

@@ -37,10 +37,11 @@ class PostfixRenderer:
 
     def __init__(self, site: Site, *, seed: int = 0, hosts: tuple[str, ...] = ("mx1",),
                  timestamps: str = "rfc3164", tz: str | None = None,
-                 long_queue_ids: bool = False) -> None:
+                 long_queue_ids: bool = False, headers: bool = True) -> None:
         if not 1 <= len(hosts) <= 2:
             raise ValueError("hosts: one MTA, or an edge MX and a list server")
         self.site = site
+        self.headers = headers  # False: no header_checks lines (a site logging no subjects)
         self.rng = random.Random(seed)
         self.ri = fast_randint(self.rng)
         self.pick = fast_choice(self.rng)
@@ -152,6 +153,8 @@ class PostfixRenderer:
         for name in _HEADER_ORDER.get(m.mua, _DEFAULT_ORDER):
             if name == "Message-ID" and m.message_id:
                 ev.append((t, f"{cpre}message-id=<{mid}>"))
+            elif not self.headers:
+                pass
             elif name == "Subject" and m.subject:
                 subj = m.subject
                 subj = f"Subject: {subj}" if len(subj) < 70 else pt.fold("Subject", subj)
@@ -344,15 +347,17 @@ class PostfixRenderer:
 
 def render_postfix(site: Site, messages: Iterable[Message], *, seed: int = 0,
                    hosts: tuple[str, ...] = ("mx1",), timestamps: str = "rfc3164",
-                   tz: str | None = None, long_queue_ids: bool = False) -> Iterator[str]:
+                   tz: str | None = None, long_queue_ids: bool = False,
+                   headers: bool = True) -> Iterator[str]:
     """Postfix mail.log lines for ``messages``, sorted by time (ties keep message order).
 
     hosts: ("mx1",) or (edge, list_server) to relay list mail to a list host.
     timestamps: "rfc3164" (``Nov 14 10:02:11``) or "rfc3339" (with microseconds and offset).
     tz: zoneinfo name for local time (default UTC). long_queue_ids: enable_long_queue_ids.
+    headers: False for a site whose header_checks log no Subject/In-Reply-To/References.
     """
     r = PostfixRenderer(site, seed=seed, hosts=hosts, timestamps=timestamps, tz=tz,
-                        long_queue_ids=long_queue_ids)
+                        long_queue_ids=long_queue_ids, headers=headers)
     for chunk in r.chunks(messages):
         yield from chunk
 
@@ -360,8 +365,8 @@ def render_postfix(site: Site, messages: Iterable[Message], *, seed: int = 0,
 def write_postfix(path: str | Path, site: Site, messages: Iterable[Message], *, seed: int = 0,
                   hosts: tuple[str, ...] = ("mx1",), timestamps: str = "rfc3164",
                   tz: str | None = None, long_queue_ids: bool = False,
-                  compresslevel: int = 6) -> int:
+                  headers: bool = True, compresslevel: int = 6) -> int:
     """Stream the rendered log to ``path`` (gzip if it ends in .gz); return lines written."""
     r = PostfixRenderer(site, seed=seed, hosts=hosts, timestamps=timestamps, tz=tz,
-                        long_queue_ids=long_queue_ids)
+                        long_queue_ids=long_queue_ids, headers=headers)
     return write_lines(path, r.chunks(messages), compresslevel)

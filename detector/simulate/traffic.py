@@ -249,3 +249,125 @@ def newsletter(site: Site, rng: random.Random, start: datetime, *,
             t = start + timedelta(seconds=rng.uniform(3, 90))
             msgs.append(clients.auto_reply(site, rng, away, sender, t, m))
     return msgs, []
+
+
+def _history(site: Site, rng: random.Random, sender: str, before: datetime,
+             n: int = 4) -> list[Message]:
+    """A few ordinary messages of ``sender`` earlier that day: the baseline rules compare with."""
+    people = [u for u in site.users if "." in u.split("@")[0] and u != sender]
+    out = []
+    for i in range(n):
+        t = before - timedelta(minutes=30 + 37 * i, seconds=rng.uniform(0, 30))
+        out.append(clients.from_local(site, rng, sender, rng.sample(people, rng.randint(1, 3)),
+                                      _jitter(rng, t), clients.subject_for(rng)))
+    return out
+
+
+def _truth(kind: str, list_address: str | None, root: Message, msgs: list[Message],
+           site: Site, **extra: object) -> Truth:
+    return {"kind": kind, "list": list_address, "root_message_id": root.message_id,
+            "root_sender": root.sender, "start": iso(root.time),
+            "end": iso(max(m.time for m in msgs)), "messages": len(msgs),
+            "deliveries": sum(count_final(site, m) for m in msgs), **extra}
+
+
+AUTO_PREFIXES = {
+    "recall": ("Recall: ", "Message Recall Failure: ", "Recall: "),
+    "out_of_office": ("Automatic reply: ", "Out of Office: ", "Auto: "),
+    "read_receipt": ("Read: ", "Read: ", "Not read: "),
+}
+
+
+def auto_storm(site: Site, rng: random.Random, start: datetime, *,
+               list_address: str | None = None, list_size: int = 2500, senders: int = 30,
+               duration: timedelta = timedelta(minutes=40), subject: str = "Budget update",
+               cause: str = "recall") -> tuple[list[Message], list[Truth]]:
+    """Microsoft 2006: a message to a large list, then members' mail clients answer the
+    list automatically (recall notices, out-of-office replies to a list set as Reply-To,
+    read receipts), and every answer is expanded to every member again."""
+    list_address = list_address or f"all.managers@{site.domain}"
+    members = ensure_list(site, rng, list_address, list_size)
+    start = _jitter(rng, start)
+    local = [m for m in members if m.endswith("@" + site.domain)]
+    author = rng.choice(local)
+    root = clients.from_local(site, rng, author, [list_address], start, subject)
+    msgs = [root]
+    for who in rng.sample([m for m in local if m != author], senders):
+        t = start + timedelta(seconds=max(20.0, duration.total_seconds()
+                                          * rng.betavariate(1.2, 3.0)))
+        m = clients.from_local(site, rng, who, [list_address], _jitter(rng, t),
+                               rng.choice(AUTO_PREFIXES[cause]) + subject, parent=root)
+        m.is_auto = True
+        if cause != "out_of_office":  # a recall or receipt does not thread as a reply
+            m.in_reply_to, m.references = None, []
+        msgs.append(m)
+    return msgs, [_truth("auto_storm", list_address, root, msgs, site, cause=cause,
+                         senders=senders + 1)]
+
+
+def bounce_storm(site: Site, rng: random.Random, start: datetime, *,
+                 list_address: str | None = None, list_size: int = 3000,
+                 dead_share: float = 0.3, subject: str = "Staff survey 2016"
+                 ) -> tuple[list[Message], list[Truth]]:
+    """A post to a list full of dead addresses (a stale export of a staff directory): a
+    burst of bounced deliveries, and the non-delivery notices back to the sender."""
+    list_address = list_address or f"all.contractors@{site.domain}"
+    members = ensure_list(site, rng, list_address, list_size)
+    site.gone = site.gone | frozenset(rng.sample(members, int(len(members) * dead_share)))
+    site.cache.clear()
+    start = _jitter(rng, start)
+    sender = rng.choice([u for u in site.users if "." in u.split("@")[0]
+                         and u not in site.gone])
+    msgs = [*_history(site, rng, sender, start),
+            clients.from_local(site, rng, sender, [list_address], start, subject)]
+    root = msgs[-1]
+    dead = sum(1 for m in members if m in site.gone)
+    return msgs, [_truth("bounce_storm", list_address, root, [root], site, bounced=dead)]
+
+
+def nested_fanout(site: Site, rng: random.Random, start: datetime, *,
+                  list_address: str | None = None, sublists: int = 12, sublist_size: int = 400,
+                  subject: str = "Car park closure on Monday") -> tuple[list[Message],
+                                                                         list[Truth]]:
+    """Bedlam DL3: an umbrella list whose members are lists; one message to it reaches
+    every member of every sub-list, far beyond what its sender ever writes to."""
+    list_address = list_address or f"all.departments@{site.domain}"
+    subs = [f"dept{i:02d}.staff@{site.domain}" for i in range(sublists)]
+    for sub in subs:
+        ensure_list(site, rng, sub, sublist_size)
+    site.lists[list_address] = subs
+    site.cache.clear()
+    start = _jitter(rng, start)
+    sender = rng.choice([u for u in site.users if "." in u.split("@")[0]])
+    msgs = [*_history(site, rng, sender, start),
+            clients.from_local(site, rng, sender, [list_address], start, subject)]
+    return msgs, [_truth("fanout", list_address, msgs[-1], msgs[-1:], site,
+                         sublists=sublists)]
+
+
+def mail_loop(site: Site, rng: random.Random, start: datetime, *,
+              duration: timedelta = timedelta(minutes=50), every: timedelta = timedelta(
+                  seconds=40)) -> tuple[list[Message], list[Truth]]:
+    """Two auto-responders answering each other (neither uses the null sender): a local
+    user's vacation rule and an outside ticket system, one message each way every
+    ``every``, until someone notices."""
+    user = rng.choice([u for u in site.users if "." in u.split("@")[0]])
+    ext = f"helpdesk@{rng.choice(sorted(site.out_of))}"
+    t = _jitter(rng, start)
+    first = clients.from_outside(site, rng, ext, [user], t, "Ticket #48213 received",
+                                 is_auto=True)
+    msgs = [first]
+    subject = first.subject
+    end = start + duration
+    while t < end:
+        t += every + timedelta(seconds=rng.uniform(-3, 3))
+        last = msgs[-1]
+        if last.sender == ext:  # the user's rule answers the ticket system
+            m = clients.from_local(site, rng, user, [ext], t, "Automatic reply: " + subject,
+                                   parent=last)
+        else:  # the ticket system answers with a new "ticket received"
+            m = clients.from_outside(site, rng, ext, [user], t, subject, is_auto=True)
+        m.is_auto = True
+        msgs.append(m)
+    return msgs, [_truth("mail_loop", None, first, msgs, site,
+                         pair=sorted([user, ext]))]

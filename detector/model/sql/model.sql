@@ -170,6 +170,8 @@ WITH inst AS (
     SELECT hash(i.message_uid) AS uid_key, hash(d.recipient) AS rh, d.list,
         bool_or(d.status <> 'deferred') AS delivered,
         bool_or(d.status = 'bounced') AS bounced,
+        -- 5.4.6: "mail forwarding loop", "too many hops" (RFC 3463 routing loop)
+        bool_or(d.dsn = '5.4.6') AS looped,
         max(d.ts) AS last_ts
     FROM deliveries d
     JOIN inst i USING (message_key)
@@ -181,12 +183,27 @@ WITH inst AS (
         count(DISTINCT rh) AS recipients,
         count(*) FILTER (WHERE delivered) AS deliveries,
         count(*) FILTER (WHERE bounced) AS bounced,
+        count(*) FILTER (WHERE looped) AS loop_bounces,
         -- what the sender wrote: each list once, each direct recipient once
         count(DISTINCT list) + count(*) FILTER (WHERE list IS NULL) AS submitted,
         mode(list) AS list,
         max(last_ts) AS last_delivery
     FROM routes
     GROUP BY uid_key
+), solo AS (
+    -- the one recipient of a message written to one address (auto-replies, a mail loop
+    -- between two addresses): small, joined to the few messages with one recipient
+    SELECT p.uid_key, min(d.recipient) AS to_address
+    FROM per_msg p
+    JOIN inst i ON hash(i.message_uid) = p.uid_key
+    JOIN deliveries d ON d.message_key = i.message_key AND NOT d.is_hop
+    WHERE p.recipients = 1
+    GROUP BY p.uid_key
+), passes AS (
+    -- a message seen again and again on one host is going round in a loop
+    SELECT message_uid, max(n) AS max_passes
+    FROM (SELECT message_uid, host, count(*) AS n FROM inst GROUP BY ALL)
+    GROUP BY message_uid
 ), merged AS (
     SELECT
         message_uid,
@@ -213,6 +230,9 @@ WITH inst AS (
         coalesce(p.deliveries, 0) AS deliveries,
         coalesce(p.bounced, 0) AS bounced,
         coalesce(p.submitted, 0) AS submitted,
+        coalesce(p.loop_bounces, 0) AS loop_bounces,
+        solo.to_address,
+        passes.max_passes,
         coalesce(p.list, lp.list) AS list,
         p.last_delivery,
         -- the thread root: first id of References, else In-Reply-To
@@ -226,6 +246,8 @@ WITH inst AS (
         END AS subject_key
     FROM merged
     LEFT JOIN per_msg p ON p.uid_key = hash(merged.message_uid)
+    LEFT JOIN solo ON solo.uid_key = p.uid_key
+    LEFT JOIN passes USING (message_uid)
     LEFT JOIN list_posts lp ON lp.message_id = merged.message_id
 )
 SELECT

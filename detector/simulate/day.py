@@ -1,0 +1,117 @@
+"""A simulated day with injected incidents, written in any supported log format.
+
+What ``mailstorm simulate`` and the detection-quality matrix run::
+
+    site, messages, truth = build_day(["reply_storm", "mail_loop"], seed=7)
+    write_day(Path("logs"), "postfix", site, messages, truth, seed=7)
+
+Every incident builder lives in ``traffic``; this module only picks them, spaces them
+through the day and hands the messages to a format's renderer. The truth file lists what
+was injected (kind, list, root Message-ID, start, deliveries), so a run can be scored.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from detector.simulate import traffic
+from detector.simulate.output import set_mtime
+from detector.simulate.postfix import write_postfix
+from detector.simulate.scenario import Message, Site, make_site
+from detector.simulate.stamps import utc
+
+Truth = dict[str, object]
+
+#: incident kinds that can be injected, in the order the day places them
+INCIDENTS = ("reply_storm", "auto_storm", "bounce_storm", "fanout", "mail_loop")
+#: storm look-alikes that must not be reported above info
+BENIGN = ("newsletter", "busy_thread", "heavy_day")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How big the injected incidents are."""
+
+    list_size: int = 3000
+    repliers: int = 30
+    duration: timedelta = timedelta(minutes=45)
+    background: int = 1500  # ordinary messages in the day
+    domain: str = "nhs.example"
+
+
+def _inject(kind: str, site: Site, rng: random.Random, start: datetime,
+            o: Options) -> tuple[list[Message], list[Truth]]:
+    if kind == "reply_storm":
+        return traffic.storm(site, rng, start, list_address=f"all.staff@{o.domain}",
+                             list_size=o.list_size, repliers=o.repliers, duration=o.duration)
+    if kind == "auto_storm":
+        return traffic.auto_storm(site, rng, start, list_size=o.list_size,
+                                  senders=o.repliers, duration=o.duration)
+    if kind == "bounce_storm":
+        return traffic.bounce_storm(site, rng, start, list_size=o.list_size)
+    if kind == "fanout":
+        size = max(50, o.list_size // 6)
+        return traffic.nested_fanout(site, rng, start, sublist_size=size)
+    if kind == "mail_loop":
+        return traffic.mail_loop(site, rng, start, duration=o.duration)
+    if kind == "newsletter":
+        return traffic.newsletter(site, rng, start, list_size=o.list_size)
+    if kind == "busy_thread":
+        return traffic.busy_small_thread(site, rng, start, duration=o.duration)
+    if kind == "heavy_day":  # three times the ordinary traffic
+        return traffic.background(site, rng, start, o.background * 2)
+    raise ValueError(f"unknown scenario {kind!r} (choose from {', '.join(INCIDENTS + BENIGN)})")
+
+
+def build_day(kinds: list[str], *, seed: int = 1, day: datetime | None = None,
+              options: Options | None = None) -> tuple[Site, list[Message], list[Truth]]:
+    """Background traffic for one day plus the given incidents (or look-alikes), each
+    starting at its own hour from 09:05, so they do not overlap."""
+    o = options or Options()
+    day = day or utc(2016, 11, 14)
+    rng = random.Random(seed)
+    site = make_site(rng, o.domain, lists={"all.staff": o.list_size})
+    messages, _ = traffic.background(site, rng, day, o.background)
+    truth: list[Truth] = []
+    for i, kind in enumerate(kinds):
+        start = day + timedelta(hours=9 + 2 * i, minutes=5)
+        msgs, found = _inject(kind, site, rng, start, o)
+        messages += msgs
+        truth += found
+    return site, messages, truth
+
+
+Writer = Callable[..., int]
+
+
+def writers() -> dict[str, Writer]:
+    """Format name -> ``write_<format>(path, site, messages, *, seed, headers)``."""
+    return {"postfix": write_postfix}
+
+
+LOG_NAMES = {"postfix": "mail.log"}
+
+
+def write_day(out: Path, fmt: str, site: Site, messages: list[Message], truth: list[Truth],
+              *, seed: int = 1, subjects: bool = True) -> Path:
+    """Render the day as ``fmt`` into ``out`` (plus ``truth.json``); return the log path.
+
+    ``subjects=False`` writes a site that logs no Subject (nor threading headers).
+    """
+    table = writers()
+    if fmt not in table:
+        raise ValueError(f"cannot simulate format {fmt!r} (choose from {', '.join(table)})")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOG_NAMES.get(fmt, f"{fmt}.log")
+    table[fmt](path, site, messages, seed=seed, headers=subjects)
+    (out / "truth.json").write_text(json.dumps({"format": fmt, "subjects": subjects,
+                                                "incidents": truth}, indent=2) + "\n",
+                                    encoding="utf-8")
+    last = max((m.time for m in messages), default=utc(2016, 11, 14))
+    set_mtime(path, (last + timedelta(hours=6)).timestamp())  # the year is inferred from it
+    return path
