@@ -17,6 +17,7 @@ from detector.rules.compiler import compile_rule, group_sql
 from detector.rules.model import Rule
 from detector.times import iso_z
 from detector.warehouse import Warehouse
+from detector.whatif import EXCHANGE_ONLINE, Reply, replay, rule_policy
 
 ISLANDS = """
 WITH ordered AS (
@@ -156,6 +157,41 @@ def cause_of(kind: str, agg: dict) -> str:
     return "one message expanded far beyond its sender's usual audience"
 
 
+# the messages of the storms, for the what-if replay
+STORM_MESSAGES = """
+SELECT k.incident_key, m.message_uid, m.first_seen, m.sender, m.recipients, m.deliveries
+FROM _members k
+JOIN logical_messages m USING (message_uid)
+ORDER BY k.incident_key, m.first_seen
+"""
+WHAT_IF_KINDS = ("reply_storm", "auto_storm")
+
+
+def what_if(rule: Rule, rows: list[dict], root_uid: str) -> list[dict]:
+    """Exchange Online's policy and the rule's own thresholds replayed on a storm."""
+    messages = [Reply(r["first_seen"], r["sender"], r["recipients"], r["deliveries"],
+                      r["message_uid"] == root_uid) for r in rows]
+    policies = [EXCHANGE_ONLINE]
+    if {"min_senders", "min_audience"} <= set(rule.values) and rule.window_seconds:
+        policies.append(rule_policy(rule.name, int(rule.value("min_senders")),
+                                    int(rule.value("min_audience")), rule.window_seconds))
+    out = []
+    for policy in policies:
+        result = replay(policy, messages)
+        out.append(dict(result, fires_at=iso_z(result["fires_at"])))
+    return out
+
+
+def _what_if_sentence(result: dict) -> str:
+    if result["fires_at"] is None:
+        return f"What if: {result['label']} would not have fired on this storm."
+    return (f"What if: {result['label']} would have fired at "
+            f"{result['fires_at'][11:16]} UTC, after {result['messages_before']:,} messages; "
+            f"blocking the {result['blocked_messages']:,} later replies would have saved "
+            f"{result['prevented_deliveries']:,} of {result['deliveries']:,} deliveries "
+            f"({result['prevented_share']:.0%}).")
+
+
 def _number(value: object) -> int | float:
     """DuckDB sums come back as Decimal; JSON and templates want int or float."""
     number = float(value or 0)  # type: ignore[arg-type]
@@ -214,6 +250,8 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
     aggregates = {r["incident_key"]: r for r in wh.query(AGGREGATES).iter_rows(named=True)}
     timelines = _by_key(wh.query(TIMELINE))
     senders = _by_key(wh.query(TOP_SENDERS))
+    storm_rows = _by_key(wh.query(STORM_MESSAGES)) if any(
+        s["rule"].kind in WHAT_IF_KINDS for s in spans) else {}
     incidents = []
     for span in spans:
         agg = aggregates[span["key"]]
@@ -264,7 +302,11 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
                            for c in rule.conditions],
             "_key": span["key"],
         }
+        if rule.kind in WHAT_IF_KINDS:
+            incident["what_if"] = what_if(rule, storm_rows.get(span["key"], []),
+                                          agg["root_uid"])
         incident.update(describe(incident))
+        incident["evidence"] += [_what_if_sentence(w) for w in incident.get("what_if", [])]
         incidents.append(incident)
     incidents = _fold_related(wh, incidents)
     incidents.sort(key=lambda i: (i["start"] or "", i["id"]))  # independent of row order

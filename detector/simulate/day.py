@@ -99,15 +99,16 @@ LOG_NAMES = {"postfix": "mail.log"}
 
 def write_day(out: Path, fmt: str, site: Site, messages: list[Message], truth: list[Truth],
               *, seed: int = 1, subjects: bool = True) -> Path:
-    """Render the day as ``fmt`` into ``out`` (plus ``truth.json``); return the log path.
+    """Render the day as ``fmt`` into ``out/logs/`` and the truth into ``out/truth.json``
+    (kept apart, so ``mailstorm run out/logs`` reads only logs); return the log path.
 
     ``subjects=False`` writes a site that logs no Subject (nor threading headers).
     """
     table = writers()
     if fmt not in table:
         raise ValueError(f"cannot simulate format {fmt!r} (choose from {', '.join(table)})")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / LOG_NAMES.get(fmt, f"{fmt}.log")
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    path = out / "logs" / LOG_NAMES.get(fmt, f"{fmt}.log")
     table[fmt](path, site, messages, seed=seed, headers=subjects)
     (out / "truth.json").write_text(json.dumps({"format": fmt, "subjects": subjects,
                                                 "incidents": truth}, indent=2) + "\n",
