@@ -156,6 +156,8 @@ AUTO_CASES = [
     ("Gelesen: Lunch", True),
     ("Not read: Lunch", True),
     ("Recall: Lunch", True),
+    ("Message Recall Failure: Budget update", True),
+    ("Message Recall Success: Budget update", True),
     ("Zurückrufen: Lunch", True),
     ("Delivered: Lunch", True),
     ("RE: Automatic reply: Lunch", True),

@@ -61,6 +61,7 @@ AUTO_PHRASES = (
     "respuesta automatica", "risposta automatica", "automatisch antwoord", "undeliverable:",
     "undelivered mail returned to sender", "delivery status notification", "mail delivery failed",
     "returned mail:", "read:", "gelesen:", "not read:", "recall:", "zurückrufen:", "delivered:",
+    "message recall failure:", "message recall success:", "message recall report",
 )
 # fmt: on
 
