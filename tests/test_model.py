@@ -144,3 +144,19 @@ def test_a_list_post_names_the_list_of_copies_sent_to_members_directly(tmp_path:
         assert wh.scalar("SELECT count(*) FROM deliveries WHERE is_hop") == 1  # into Mailman
         assert wh.query("SELECT sender, deliveries, submitted, list FROM logical_messages"
                         ).rows() == [("a@x", 3, 1, "all@x")]
+
+
+def test_a_message_to_two_overlapping_lists_is_a_duplicates_fanout(tmp_path: Path) -> None:
+    from detector.assets import builtin_rules_dir
+    from detector.incidents import detect
+    from detector.rules.loader import load_rules
+
+    members = [f"u{i}@x" for i in range(600)]
+    rows = [_received("mx", "Q1", "m@x")]
+    rows += [_delivery("mx", "Q1", m, orig_to=lst) for lst in ("a@x", "b@x") for m in members]
+    with _events_model(tmp_path, rows) as wh:
+        assert wh.query("SELECT recipients, deliveries FROM logical_messages").rows() == [
+            (600, 1200)]
+        rules = [r for r in load_rules(builtin_rules_dir()) if r.name == "fanout_duplicates"]
+        [incident] = detect(wh, rules)
+        assert (incident["kind"], incident["measures"]["duplicates"]) == ("fanout", 600)

@@ -70,6 +70,7 @@ MEASURES: dict[str, str] = {
     "bounce_rate": "share of deliveries that bounced",
     "auto_messages": "automatic messages (auto-replies, recalls, receipts)",
     "unknown_or_auto": "automatic messages, or messages of unknown nature (no subject logged)",
+    "duplicates": "copies beyond one per recipient (one person reached through two lists)",
     "passes": "most times the message passed one host (a loop brings it back)",
     "loop_bounces": "deliveries bounced as a mail loop (5.4.6: forwarding loop, too many hops)",
     "span_seconds": "seconds from the first to the last message",

@@ -72,6 +72,7 @@ MESSAGE_MEASURES = {
     "auto_messages": "CASE WHEN is_auto THEN 1 ELSE 0 END",
     "unknown_or_auto": "CASE WHEN is_auto OR subject IS NULL THEN 1 ELSE 0 END",
     "passes": "coalesce(max_passes, 1)",
+    "duplicates": "greatest(deliveries - recipients, 0)",
     "loop_bounces": "loop_bounces",
     "amplification": "deliveries / greatest(submitted, 1)",
     "baseline_ratio": "deliveries / greatest(sender_median, 1)",
