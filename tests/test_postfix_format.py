@@ -188,6 +188,12 @@ CASES = [
          queue_id="4VxKqT1bZ2z9vKN", recipient="carol@example.org",
          relay="mx.example.org[198.51.100.7]:25", delay=1.2, dsn="2.0.0", status="sent",
          detail="250 2.0.0 Ok: queued as 4VxKr02mGbz9vLP", next_queue_id="4VxKr02mGbz9vLP"),
+    case("delivery", f"{H} postfix/smtp[28692]: 4F1B61F4B8: to=<prøve@eksempel.no>, "
+         "orig_to=<alle@eksempel.no>, relay=mx.eksempel.no[198.51.100.8]:25, delay=0.4, "
+         "delays=0.1/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Mottatt – ok)",
+         "non-ascii-address", queue_id="4F1B61F4B8", recipient="prøve@eksempel.no",
+         orig_to="alle@eksempel.no", delay=0.4, dsn="2.0.0",
+         relay="mx.eksempel.no[198.51.100.8]:25", status="sent", detail="250 2.0.0 Mottatt – ok"),
     case("delivery", f"{H} postfix/local[4242]: 5C8E23F1A0: to=<bob@example.com>, "
          "orig_to=<bob@example.com>, relay=local, delay=0.1, delays=0.05/0/0/0.05, dsn=2.0.0, "
          "status=sent (forwarded as 6D9F34A2B1)", "local-forwarded-as",
