@@ -33,6 +33,7 @@ GROUP_BYS: dict[str, str] = {
     "list": "distribution list or alias the message was expanded from",
     "sender": "envelope sender",
     "list_or_sender": "the list a message went to, else its envelope sender",
+    "list_or_thread": "the list a message went to, else its thread",
     "pair": "two addresses writing to each other, in either direction",
     "message": "one message (no time window)",
 }

@@ -37,6 +37,7 @@ GROUP_SQL = {
     "list": "{t}list",
     "sender": "{t}sender",
     "list_or_sender": "coalesce({t}list, {t}sender)",
+    "list_or_thread": "coalesce({t}list, {t}thread_id)",
     "pair": "least({t}sender, {t}to_address) || ' <-> ' || greatest({t}sender, {t}to_address)",
     "message": "{t}message_uid",
 }
