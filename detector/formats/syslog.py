@@ -174,8 +174,13 @@ def _run_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFr
         t.str.slice(6, 2).cast(pl.Int64),
         _micros(t.str.slice(9)),
     )
-    iso = pl.col("iso").str.extract_groups(_ISO)
-    parts = [iso.struct.field(str(i)) for i in range(1, 12)]
+    if frame["iso"].null_count() == frame.height:  # no ISO stamps: skip their parsing
+        return frame.with_columns(_localize(rfc3164, tz).alias("ts")).drop(
+            ["_mon", "_year"], strict=False)
+    # the ISO groups are extracted once into a column: an expression re-used six times
+    # would run the pattern six times
+    frame = frame.with_columns(pl.col("iso").str.extract_groups(_ISO).alias("_iso"))
+    parts = [pl.col("_iso").struct.field(str(i)) for i in range(1, 12)]
     iso_naive = _naive_datetime(
         *(p.cast(pl.Int64) for p in parts[:6]), _micros(parts[6])
     )
@@ -191,7 +196,7 @@ def _run_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFr
         .then(_localize(rfc3164, tz))
         .otherwise(iso_utc)
         .alias("ts")
-    ).drop(["_mon", "_year"], strict=False)
+    ).drop(["_mon", "_year", "_iso"], strict=False)
 
 
 def sniff_rfc3164(line: str) -> tuple[int, int, str] | None:
