@@ -229,7 +229,8 @@ def _delivery_fields(frame: pl.DataFrame) -> pl.DataFrame:
         dsn=value("dsn="),
         status=tail.struct.field("field_0"),
         detail=tail.struct.field("field_1").str.strip_suffix(")"),
-    ).drop("_kv", "_tail")
+    ).drop("_kv", "_tail").with_columns(  # the reply names the next hop's queue id
+        next_queue_id=pl.col("detail").str.extract(r"(?:queued as|forwarded as) ([0-9A-Za-z]{5,})"))
 
 
 def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
@@ -258,17 +259,11 @@ def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
             in_reply_to=pl.when(pl.col("kind") == "header_in_reply_to").then(bare),
             refs=pl.when(pl.col("kind") == "header_references").then(value),
         )
-    if "detail" in out.columns:  # a delivery's reply names the next hop's queue id
-        hop = pl.when(pl.col("kind") == "delivery").then(
-            pl.col("detail").str.extract(r"(?:queued as|forwarded as) ([0-9A-Za-z]{5,})"))
-        if "next_queue_id" in out.columns:
-            hop = pl.coalesce(hop, pl.col("next_queue_id"))
-        out = out.with_columns(next_queue_id=hop)
     return out
 
 
 def _fast_kind() -> pl.Expr:
-    qid, token = pl.col("queue_id"), pl.col("rest").str.extract(_FAST, 1)
+    qid, token = pl.col("queue_id"), pl.col("_token")
     queued = token.replace_strict(_FAST_QUEUED, default=None, return_dtype=pl.String)
     return (
         pl.when(pl.col("prog").is_null()).then(pl.lit("unparsed"))
@@ -285,7 +280,9 @@ def _fast_kind() -> pl.Expr:
 
 def _with_kinds(frame: pl.DataFrame) -> pl.DataFrame:
     """Kind of every line: the fast path first, the full chain for the rest."""
-    frame = frame.with_columns(kind=_fast_kind())
+    # the first words, extracted once (an expression used twice would run twice)
+    frame = frame.with_columns(pl.col("rest").str.extract(_FAST, 1).alias("_token"))
+    frame = frame.with_columns(kind=_fast_kind()).drop("_token")
     todo = frame["kind"].is_null()
     if not todo.any():
         return frame
