@@ -109,10 +109,11 @@ def test_a_received_line_gives_the_message_its_facts(tmp_path: Path) -> None:
 
 def test_an_expansion_names_the_list_of_deliveries_on_another_host(tmp_path: Path) -> None:
     # Exchange: the hub expands the group, the mailbox server delivers
-    rows = [_received("hub", "H1", "m@x"),
+    # written to all@x and boss@x: two envelope recipients
+    rows = [{**_received("hub", "H1", "m@x"), "nrcpt": 2},
             *({"ts": "2016-11-14T09:00:00", "host": "hub", "kind": "expansion", "queue_id": "H1",
                "orig_to": "all@x", "recipient": f"u{i}@x"} for i in range(3)),
-            _received("mbx", "M1", "m@x"),
+            {**_received("mbx", "M1", "m@x"), "nrcpt": 4},
             *(_delivery("mbx", "M1", f"u{i}@x") for i in range(3)),
             _delivery("mbx", "M1", "boss@x")]  # in Cc: no list
     with _events_model(tmp_path, rows) as wh:
@@ -120,6 +121,16 @@ def test_an_expansion_names_the_list_of_deliveries_on_another_host(tmp_path: Pat
             ("boss@x", None), ("u0@x", "all@x"), ("u1@x", "all@x"), ("u2@x", "all@x")]
         assert wh.query("SELECT deliveries, submitted, list FROM logical_messages").rows() == [
             (4, 2, "all@x")]
+
+
+def test_the_envelope_count_bounds_what_the_sender_wrote(tmp_path: Path) -> None:
+    # Sendmail: a member with a mailbox on the MTA itself shows no list (ctladdr is the
+    # user), but the from= line's nrcpts says the sender wrote one address
+    rows = [_received("mx", "Q1", "m@x"),
+            *(_delivery("mx", "Q1", f"u{i}@x", orig_to="all@x") for i in range(5)),
+            _delivery("mx", "Q1", "local.user@x")]
+    with _events_model(tmp_path, rows) as wh:
+        assert wh.query("SELECT deliveries, submitted FROM logical_messages").rows() == [(6, 1)]
 
 
 def test_the_same_route_logged_on_two_hosts_is_one_delivery(tmp_path: Path) -> None:
@@ -160,3 +171,18 @@ def test_a_message_to_two_overlapping_lists_is_a_duplicates_fanout(tmp_path: Pat
         rules = [r for r in load_rules(builtin_rules_dir()) if r.name == "fanout_duplicates"]
         [incident] = detect(wh, rules)
         assert (incident["kind"], incident["measures"]["duplicates"]) == ("fanout", 600)
+
+
+def test_members_of_nested_groups_are_credited_to_the_outer_group(tmp_path: Path) -> None:
+    # Exchange expands all@x into two groups, then each group into its members
+    def expand(group: str, members: list[str]) -> list[dict]:
+        return [{"ts": "2016-11-14T09:00:00", "host": "hub", "kind": "expansion",
+                 "queue_id": "H1", "orig_to": group, "recipient": m} for m in members]
+
+    rows = [_received("hub", "H1", "m@x"), *expand("all@x", ["d1@x", "d2@x"]),
+            *expand("d1@x", ["u1@x", "u2@x"]), *expand("d2@x", ["u3@x"]),
+            *(_delivery("hub", "H1", u) for u in ("u1@x", "u2@x", "u3@x"))]
+    with _events_model(tmp_path, rows) as wh:
+        assert wh.query("SELECT DISTINCT list FROM deliveries").rows() == [("all@x",)]
+        assert wh.query("SELECT deliveries, submitted, list FROM logical_messages").rows() == [
+            (3, 1, "all@x")]

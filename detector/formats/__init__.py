@@ -8,12 +8,28 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from detector.formats import postfix
+from detector.formats import (
+    exchange,
+    exchange_protocol,
+    exim,
+    m365,
+    mailman,
+    postfix,
+    sendmail,
+)
 from detector.formats.context import ParseContext
 
 __all__ = ["FORMATS", "ParseContext", "sniff"]
 
-FORMATS: dict[str, ModuleType] = {postfix.NAME: postfix}
+FORMATS: dict[str, ModuleType] = {
+    exchange.NAME: exchange,
+    exchange_protocol.NAME: exchange_protocol,
+    m365.NAME: m365,
+    mailman.NAME: mailman,
+    exim.NAME: exim,
+    postfix.NAME: postfix,
+    sendmail.NAME: sendmail,
+}
 
 
 def sniff(lines: list[str]) -> str | None:

@@ -91,10 +91,30 @@ Writer = Callable[..., int]
 
 def writers() -> dict[str, Writer]:
     """Format name -> ``write_<format>(path, site, messages, *, seed, headers)``."""
-    return {"postfix": write_postfix}
+    from detector.simulate.exchange import write_exchange, write_m365
+    from detector.simulate.exim import write_exim
+    from detector.simulate.mailman import write_mailman
+    from detector.simulate.sendmail import write_sendmail
+
+    def sendmail(path: Path, site: Site, messages: list[Message], *, seed: int,
+                 headers: bool) -> int:
+        return write_sendmail(path, site, messages, seed=seed, log_headers=headers)
+
+    def mailman(path: Path, site: Site, messages: list[Message], *, seed: int,
+                headers: bool) -> int:
+        """A list server: Sendmail hands list posts to Mailman, whose copies go to each
+        member directly (the MTA log alone does not show the list); Mailman's own post
+        and smtp logs sit beside it."""
+        lines = write_sendmail(path, site, messages, seed=seed, lists="mailman",
+                               log_headers=headers)
+        return lines + sum(write_mailman(path.parent, site, messages, seed=seed).values())
+
+    return {"postfix": write_postfix, "exim": write_exim, "exchange": write_exchange,
+            "m365": write_m365, "sendmail": sendmail, "mailman": mailman}
 
 
-LOG_NAMES = {"postfix": "mail.log"}
+LOG_NAMES = {"postfix": "mail.log", "exim": "mainlog", "exchange": "MSGTRK2016111400-1.LOG",
+             "m365": "MessageTrace.csv", "sendmail": "maillog", "mailman": "maillog"}
 
 
 def write_day(out: Path, fmt: str, site: Site, messages: list[Message], truth: list[Truth],

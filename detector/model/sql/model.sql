@@ -43,10 +43,11 @@ WHERE e.queue_id IS NOT NULL;
 -- lines (cleanup, qmgr, header_checks, smtpd); other formats log them on one 'received'
 -- line (docs/formats.md lists the kinds the model reads).
 CREATE OR REPLACE TABLE messages AS
-WITH ndr AS (  -- messages that Postfix's bounce daemon created (non-delivery notices)
+WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bounce
+    -- daemon, Sendmail's DSN): the notice line names the new message's queue id
     SELECT DISTINCT host, next_queue_id AS queue_id
     FROM events
-    WHERE kind = 'bounce_notification' AND next_queue_id IS NOT NULL
+    WHERE kind IN ('bounce_notification', 'dsn') AND next_queue_id IS NOT NULL
 ), inst AS (
     SELECT
         message_key,
@@ -129,11 +130,26 @@ WITH queued AS (  -- small: one row per queue id seen
     SELECT queue_id, min(first_seen) AS first_seen, max(first_seen) AS last_seen
     FROM messages
     GROUP BY queue_id
+), outermost AS (
+    -- nested lists (a group whose members are groups, each expanded in turn): a member
+    -- is credited to the list the sender wrote to, as Postfix's orig_to does. Recursive
+    -- SQL (Spark would unroll it to a fixed depth).
+    WITH RECURSIVE up(message_uid, recipient, list, ts, depth) AS (
+        SELECT message_uid, recipient, list, ts, 0 FROM expansions
+        UNION ALL
+        SELECT u.message_uid, u.recipient, x.list, x.ts, u.depth + 1
+        FROM up u
+        JOIN expansions x ON x.message_uid = u.message_uid AND x.recipient = u.list
+        WHERE u.depth < 8
+    )
+    SELECT message_uid, recipient, arg_max(list, depth) AS list, min(ts) AS ts
+    FROM up
+    GROUP BY message_uid, recipient
 ), member_of AS (  -- per instance of an expanded message; a member of two lists is
     -- credited to the first. Small tables joined on the instance key: no cost when the
     -- logs hold no expansions or list posts.
     SELECT m.message_key, x.recipient, arg_min(x.list, x.ts) AS list
-    FROM expansions x
+    FROM outermost x
     JOIN messages m USING (message_uid)
     GROUP BY ALL
 ), posted AS (
@@ -200,9 +216,14 @@ WITH inst AS (
     WHERE p.recipients = 1
     GROUP BY p.uid_key
 ), passes AS (
-    -- a message seen again and again on one host is going round in a loop
+    -- a message seen again and again on one host is going round in a loop; a list
+    -- server's copies (Mailman re-sends a post in envelopes of a few hundred members,
+    -- from <list>-bounces@) are not passes
     SELECT message_uid, max(n) AS max_passes
-    FROM (SELECT message_uid, host, count(*) AS n FROM inst GROUP BY ALL)
+    FROM (SELECT message_uid, host, count(*) AS n
+          FROM inst
+          WHERE NOT coalesce(regexp_matches(sender, '-bounces(\+[^@]*)?@'), false)
+          GROUP BY ALL)
     GROUP BY message_uid
 ), merged AS (
     SELECT
@@ -215,6 +236,7 @@ WITH inst AS (
         max(in_reply_to) AS in_reply_to,
         max(refs) AS refs,
         max(size) AS size,
+        min(nrcpt) FILTER (WHERE nrcpt > 0) AS nrcpt,
         bool_or(is_reply) AS is_reply,
         bool_or(is_auto) AS is_auto,
         min(first_seen) AS first_seen,
@@ -229,7 +251,11 @@ WITH inst AS (
         coalesce(p.recipients, 0) AS recipients,
         coalesce(p.deliveries, 0) AS deliveries,
         coalesce(p.bounced, 0) AS bounced,
-        coalesce(p.submitted, 0) AS submitted,
+        -- what the sender wrote: by routes, or the envelope's recipient count before
+        -- expansion when a host logs it (Sendmail nrcpts=, Exim, Exchange) and it is
+        -- smaller: a list member delivered to a local mailbox shows no list in Sendmail
+        CASE WHEN merged.nrcpt < p.submitted THEN merged.nrcpt
+             ELSE coalesce(p.submitted, 0) END AS submitted,
         coalesce(p.loop_bounces, 0) AS loop_bounces,
         solo.to_address,
         passes.max_passes,

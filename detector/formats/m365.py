@@ -1,0 +1,299 @@
+"""Microsoft 365 (Exchange Online) message trace exports -> events.
+
+Three CSV layouts, told apart by their header row (read from ``ctx.head``, or from a
+header row inside the batch when exports are concatenated):
+
+* ``Get-MessageTrace | Export-Csv`` (and the admin center's message trace download):
+  ``Received, SenderAddress, RecipientAddress, Subject, Status, ToIP, FromIP, Size,
+  MessageId, MessageTraceId...`` after a ``#TYPE`` line, one row per message and
+  recipient with that recipient's latest status;
+* the historical search summary report: ``origin_timestamp_utc, sender_address,
+  recipient_status, message_subject, total_bytes, message_id, network_message_id...``,
+  one row per message, ``recipient_status`` holding ``address##Receive, Deliver`` for
+  each recipient, ``;``-joined;
+* the historical search extended report: message tracking events with ``_`` in the
+  field names (``date_time_utc, ..., event_id, ...``), read like Exchange's own log.
+
+The Reporting Web Service's JSON records (one per line, flat, OData ``__metadata`` or a
+``{"value": [...]}`` envelope) carry the same fields as the first layout and are read the
+same way.
+
+Each recipient row is a ``delivery``; each message also gets one ``received`` row (the
+first row of the message in the batch, repeated). Statuses: Delivered -> sent, Failed ->
+bounced, Pending and GettingStatus -> deferred (not final yet), Quarantined ->
+quarantined, FilteredAsSpam -> filtered, None -> none; Expanded (a distribution group)
+and Resolved (an address rewritten) rows are ``m365_expanded`` / ``m365_resolved``, and
+the group of an Expanded row becomes ``orig_to`` of the message's other rows in the
+batch.
+
+Exports overlap (one per day, or re-run after the fact). Rows carry a stable identity so
+the model can count a row seen twice once: ``host`` is always ``exchange-online``,
+``queue_id`` the message trace id (network message id), ``message_id`` the Message-ID;
+the model counts one delivery per message, recipient and list ("route"), whichever file
+it came from. Times are UTC, as Microsoft writes them; Export-Csv writes them in the
+exporting machine's culture: ``11/14/2016 9:58:12 AM`` (with AM/PM: month first),
+``14/11/2016 09:58:12`` (without: day first), ``14.11.2016 09:58:12``, ISO 8601, or
+``/Date(ms)/``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.formats import csvlog, exchange
+from detector.formats.context import ParseContext
+from detector.schema import conform
+
+NAME = "m365"
+HOST = "exchange-online"
+
+KINDS: dict[str, str] = {
+    "received": "one per message of the export (its first row, repeated)",
+    "delivery": "one recipient of a message, with its latest status",
+    "m365_expanded": "a distribution group that was expanded (status Expanded)",
+    "m365_resolved": "an address resolved to another one (status Resolved)",
+    "m365_header": "the #TYPE line or a CSV header row",
+    "m365_json": "a JSON line that is not a message trace record",
+    **{k: v for k, v in exchange.KINDS.items() if k.startswith("exchange_")
+       and k != "exchange_header"},
+    "expansion": "EXPAND event of an extended report: one member of the group",
+    "unparsed": "a line that is not a well-formed row (or a row cut by a batch boundary)",
+}
+
+_STATUS = {"delivered": "sent", "failed": "bounced", "pending": "deferred",
+           "gettingstatus": "deferred", "quarantined": "quarantined",
+           "filteredasspam": "filtered", "none": "none"}
+_NOT_DELIVERY = {"expanded": "m365_expanded", "resolved": "m365_resolved"}
+# summary report: the last event of a recipient's history -> the trace's status word
+_SUMMARY_WORD = {"deliver": "delivered", "send": "delivered", "fail": "failed",
+                 "defer": "pending", "expand": "expanded", "resolve": "resolved",
+                 "quarantine": "quarantined"}
+# Get-MessageTrace column -> the name used below (the JSON records use the same keys)
+_TRACE = {"Received": "received", "SenderAddress": "sender", "RecipientAddress": "recipient",
+          "Subject": "subject", "Status": "status", "ToIP": "to_ip", "FromIP": "from_ip",
+          "Size": "size", "MessageId": "message_id", "MessageTraceId": "trace_id"}
+_SUMMARY = {"origin_timestamp_utc": "received", "sender_address": "sender",
+            "recipient_status": "recipient_status", "message_subject": "subject",
+            "total_bytes": "size", "message_id": "message_id",
+            "network_message_id": "trace_id", "original_client_ip": "from_ip"}
+_HEADER_FIRST = frozenset({"PSComputerName", "RunspaceId", "PSShowComputerName", "Organization",
+                           "MessageId", "Received", "SenderAddress", "origin_timestamp_utc",
+                           "date_time_utc", "message_id", "sender_address"})
+# a JSON object without nested objects, strings may hold braces
+_OBJECT = r'\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*\}'
+
+
+def _clean(line: str) -> str:
+    """A head line without NULs (UTF-16 read as UTF-8) and byte-order marks."""
+    return line.replace("\x00", "").lstrip("\ufeff\ufffd\ufffe")
+
+
+def _layout(names: list[str]) -> str | None:
+    """Which export a header row starts: trace, summary, extended, or None."""
+    cols = set(names)
+    if {"Received", "RecipientAddress"} <= cols and cols & {"MessageTraceId", "MessageId"}:
+        return "trace"
+    if {"origin_timestamp_utc", "recipient_status"} <= cols:
+        return "summary"
+    if {"date_time_utc", "event_id"} <= cols:
+        return "extended"
+    return None
+
+
+def _header_of(line: str) -> tuple[str, list[str]] | None:
+    names = csvlog.header_fields(_clean(line))
+    if names and names[0] in _HEADER_FIRST:
+        kind = _layout(names)
+        if kind:
+            return kind, names
+    return None
+
+
+def sniff(lines: list[str]) -> bool:
+    """A message trace CSV header (after an optional #TYPE line) or JSON records."""
+    for line in lines[:20]:
+        line = _clean(line)
+        if _header_of(line):
+            return True
+        if line.startswith("{") and ('"MessageTraceId"' in line
+                                     or "TenantReporting.MessageTrace" in line):
+            return True
+    return False
+
+
+def _when(text: pl.Expr) -> pl.Expr:
+    """UTC timestamp from any of the shapes in the module docstring."""
+    t = text.str.strip_chars()
+    iso = t.str.strip_suffix("Z").str.replace("T", " ", literal=True)
+    ms = t.str.extract(r"^/Date\((-?\d+)\)/$", 1).cast(pl.Int64, strict=False)
+    us = pl.coalesce(
+        iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False),
+        t.str.to_datetime("%m/%d/%Y %I:%M:%S %p", time_unit="us", strict=False),
+        t.str.to_datetime("%d/%m/%Y %H:%M:%S", time_unit="us", strict=False),
+        t.str.to_datetime("%d.%m.%Y %H:%M:%S", time_unit="us", strict=False),
+        (ms * 1000).cast(pl.Datetime("us")),
+    )
+    return us.dt.replace_time_zone("UTC")
+
+
+def _bare(value: pl.Expr) -> pl.Expr:
+    v = value.str.strip_chars().str.strip_prefix("<").str.strip_suffix(">")
+    return pl.when(v != "").then(v)
+
+
+def _rows(frame: pl.DataFrame, status: pl.Expr) -> pl.DataFrame:
+    """Per-recipient rows (columns received, sender, recipient, subject, size, from_ip,
+    to_ip, message_id, trace_id, line_no, and ``status`` as given) -> events, plus one
+    received row per message."""
+    s = status.str.strip_chars().str.to_lowercase()
+    # Export-Csv quotes every field, so a missing value is "" rather than nothing
+    frame = frame.with_columns(
+        pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c)).alias(c)
+        for c in ("received", "sender", "recipient", "subject", "size", "from_ip", "to_ip",
+                  "message_id", "trace_id"))
+    frame = frame.with_columns(
+        _when(pl.col("received")).alias("ts"),
+        pl.coalesce(_bare(pl.col("trace_id")), _bare(pl.col("message_id"))).alias("queue_id"),
+        _bare(pl.col("message_id")).alias("message_id"),
+        pl.col("recipient").str.strip_chars().alias("recipient"),
+        s.alias("_s"),
+        status.alias("_stext"),
+    ).with_columns(
+        pl.when(pl.col("ts").is_null()).then(pl.lit("unparsed"))
+        .otherwise(pl.col("_s").replace_strict(_NOT_DELIVERY, default="delivery"))
+        .alias("kind"),
+    )
+    groups = frame.filter(pl.col("kind") == "m365_expanded").group_by("queue_id").agg(
+        pl.col("recipient").first().alias("_group"), pl.len().alias("_n"))
+    frame = frame.join(groups.filter(pl.col("_n") == 1).drop("_n"), on="queue_id",
+                       how="left")
+    bad = pl.col("kind") == "unparsed"
+    unparsed = frame.filter(bad).unique("line_no", keep="first", maintain_order=True) \
+        .select("line_no", "kind", pl.col("_raw").alias("raw"))
+    frame = frame.filter(~bad)
+    common = [pl.col("ts"), pl.lit(HOST).alias("host"), "line_no", "queue_id", "message_id"]
+    deliveries = frame.select(
+        *common, "kind", "recipient",
+        pl.when(pl.col("kind") == "delivery").then(pl.col("_group")).alias("orig_to"),
+        pl.when(pl.col("kind") == "delivery")
+        .then(pl.col("_s").replace_strict(_STATUS, default=pl.col("_s"))).alias("status"),
+        pl.when(pl.col("kind") == "delivery").then(pl.col("to_ip")).alias("relay"),
+        pl.col("_stext").alias("detail"),
+    )
+    first = frame.filter(pl.col("queue_id").is_first_distinct())
+    received = first.select(
+        *common, pl.lit("received").alias("kind"),
+        pl.col("sender").str.strip_chars().alias("sender"),
+        pl.col("subject"),
+        pl.col("size").str.strip_chars().cast(pl.Int64, strict=False).alias("size"),
+        pl.col("from_ip").str.strip_chars().alias("client"),
+    )
+    return pl.concat([unparsed, deliveries, received], how="diagonal_relaxed")
+
+
+def _trace(cols: pl.DataFrame) -> pl.DataFrame:
+    cols = cols.rename({k: v for k, v in _TRACE.items() if k in cols.columns})
+    for name in _TRACE.values():
+        if name not in cols.columns:
+            cols = cols.with_columns(pl.lit(None, pl.String).alias(name))
+    return _rows(cols, pl.col("status"))
+
+
+def _summary(cols: pl.DataFrame) -> pl.DataFrame:
+    """One row per message: explode ``recipient_status`` into recipients."""
+    cols = cols.rename({k: v for k, v in _SUMMARY.items() if k in cols.columns})
+    for name in _SUMMARY.values():
+        if name not in cols.columns:
+            cols = cols.with_columns(pl.lit(None, pl.String).alias(name))
+    rows = cols.with_columns(pl.col("recipient_status").str.split(";").alias("_r")) \
+        .explode("_r").filter(pl.col("_r").str.strip_chars() != "")
+    pair = pl.col("_r").str.split_exact("##", 1)
+    last = pair.struct.field("field_1").str.split(",").list.last().str.strip_chars() \
+        .str.to_lowercase()
+    rows = rows.with_columns(
+        pair.struct.field("field_0").alias("recipient"),
+        last.replace_strict(_SUMMARY_WORD, default=last).alias("_word"),
+        pl.lit(None, pl.String).alias("to_ip"),
+    )
+    return _rows(rows, pl.col("_word"))
+
+
+def _extended(cols: pl.DataFrame) -> pl.DataFrame:
+    """Message tracking events: Exchange's reading, keyed by the network message id."""
+    cols = cols.rename({c: c.replace("_", "-") for c in cols.columns
+                        if c not in ("line_no", "_raw")})
+    cols = cols.rename({"date-time-utc": "date-time"}, strict=False)
+    nid = pl.col("network-message-id") if "network-message-id" in cols.columns else None
+    return exchange.tracking_events(cols, server=HOST, queue=nid)
+
+
+def _json(lines: pl.DataFrame) -> pl.DataFrame:
+    """JSON records (flat, OData verbose, or a {"value": [...]} envelope) -> events."""
+    raw = pl.col("raw")
+    objs = lines.with_columns(
+        pl.when(raw.str.contains('"value"\\s*:\\s*\\[')).then(
+            raw.str.json_path_match("$.value").str.extract_all(_OBJECT))
+        .otherwise(pl.concat_list(raw)).alias("_obj"),
+    ).explode("_obj")
+    obj = pl.col("_obj")
+    fields = {v: obj.str.json_path_match(f"$.{k}") for k, v in _TRACE.items()}
+    objs = objs.with_columns(**fields).with_columns(pl.col("raw").alias("_raw"))
+    is_trace = pl.col("trace_id").is_not_null() | pl.col("received").is_not_null()
+    parts = [_rows(objs.filter(is_trace), pl.col("status"))]
+    other = objs.filter(~is_trace).unique("line_no", keep="first")
+    parts.append(other.select("line_no", "raw", pl.lit("m365_json").alias("kind")))
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
+_READERS = {"trace": _trace, "summary": _summary, "extended": _extended}
+
+
+def _head_layout(head: tuple[str, ...] | list[str]) -> tuple[str, list[str]] | None:
+    for line in head:
+        found = _header_of(line)
+        if found:
+            return found
+    return None
+
+
+def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
+    # the reader drops NULs (a UTF-16 export read as UTF-8); a byte-order mark remains
+    lines = lines.select(pl.col("raw").fill_null("").str.strip_chars_start("\ufeff\ufffd\ufffe"),
+                         "line_no")
+    layout = _head_layout(ctx.head or lines["raw"].head(20).to_list())
+    raw = pl.col("raw")
+    is_json = raw.str.starts_with("{")
+    parts = [_json(lines.filter(is_json))] if lines.filter(is_json).height else []
+    recs = csvlog.records(lines.filter(~is_json))
+    first = raw.str.extract(r'^"?([A-Za-z_]+)"?,', 1)
+    header = (raw.str.starts_with("#TYPE") | first.is_in(_HEADER_FIRST).fill_null(False)) \
+        & (pl.col("lines") == 1)
+    recs = recs.with_columns(header.alias("_h"))
+    parts.append(recs.filter("_h").select(
+        "line_no", pl.lit("m365_header").alias("kind"), raw.alias("detail")))
+    parts.append(recs.filter(~pl.col("_h") & ~pl.col("ok")).select(
+        "line_no", "raw", pl.lit("unparsed").alias("kind")))
+    heads = recs.filter(pl.col("_h") & ~raw.str.starts_with("#")).select("line_no", "raw")
+    good = recs.filter(~pl.col("_h") & pl.col("ok"))
+    seg = heads["line_no"].search_sorted(good["line_no"], side="right")
+    for i in range(heads.height + 1):
+        part = good.filter(seg == i)
+        if not part.height:
+            continue
+        found = layout if i == 0 else _header_of(heads["raw"][i - 1])
+        if found is None:  # rows without a header we know
+            parts.append(part.select("line_no", "raw", pl.lit("unparsed").alias("kind")))
+            continue
+        kind, names = found
+        cols, bad = csvlog.table(part, names)
+        parts.append(bad.with_columns(pl.lit("unparsed").alias("kind")))
+        parts.append(_READERS[kind](cols))
+    frame = pl.concat([p for p in parts if p.height] or parts[:1], how="diagonal_relaxed")
+    frame = frame.with_columns(pl.lit(ctx.source_file).alias("source_file"),
+                               pl.lit(NAME).alias("program"))
+    if "subject" in frame.columns:
+        from detector.model.subjects import decode_rfc2047
+
+        frame = frame.with_columns(decode_rfc2047(frame["subject"]).alias("subject"))
+    return conform(frame).collect()
