@@ -24,7 +24,8 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "message_id": (pl.String, "Message-ID header value without angle brackets"),
     "sender": (pl.String, "envelope sender ('' for the null sender <>)"),
     "recipient": (pl.String, "envelope recipient of a delivery or reject"),
-    "orig_to": (pl.String, "original recipient before alias/list expansion"),
+    "orig_to": (pl.String, "original recipient before alias/list expansion (the recipient "
+                "itself when addressed directly; null when the log does not say)"),
     "size": (pl.Int64, "message size in bytes"),
     "nrcpt": (pl.Int64, "number of envelope recipients of the queued message"),
     "relay": (pl.String, "next hop of a delivery (host[ip]:port, local, none...)"),

@@ -159,8 +159,11 @@ WITH queued AS (  -- small: one row per queue id seen
 )
 SELECT
     d.message_key, d.host, d.queue_id, d.ts, d.recipient,
-    coalesce(CASE WHEN d.orig_to <> d.recipient THEN d.orig_to END, x.list,
-             CASE WHEN lower(d.recipient) <> lower(lp.list) THEN lp.list END) AS list,
+    -- orig_to = recipient: addressed directly; null: the log does not say (Exchange,
+    -- Mailman's copies), so a list expansion or post of the same message tells
+    CASE WHEN d.orig_to IS NOT NULL THEN nullif(d.orig_to, d.recipient)
+         ELSE coalesce(x.list, CASE WHEN lower(d.recipient) <> lower(lp.list) THEN lp.list END)
+    END AS list,
     d.status, d.dsn, d.relay, d.delay, d.next_queue_id, d.program,
     coalesce(d.ts BETWEEN q.first_seen - INTERVAL 1 HOUR AND q.last_seen + INTERVAL 1 HOUR,
              false) OR coalesce(lower(d.recipient) = lower(lp.list), false) AS is_hop,
