@@ -154,6 +154,30 @@ def report(db: Path, out_dir: Path, rules_dir: Path | None, templates_dir: Path 
     _finish(result, fail_on, quiet)
 
 
+@main.command("formats")
+@click.argument("name", required=False)
+@_errors_as_click
+def formats_cmd(name: str | None) -> None:
+    """List the log formats mailstorm reads, or the line kinds of one format.
+
+    \b
+    Example:
+      mailstorm formats
+      mailstorm formats exim
+    """
+    from detector.formats import FORMATS
+
+    if name is None:
+        for fmt, module in FORMATS.items():
+            summary = (module.__doc__ or "").strip().splitlines()[0]
+            click.echo(f"{fmt:18s} {summary}")
+        return
+    if name not in FORMATS:
+        raise UsageError(f"unknown format {name!r} (choose from {', '.join(FORMATS)})")
+    for kind, description in FORMATS[name].KINDS.items():
+        click.echo(f"{kind:28s} {description}")
+
+
 @main.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the log file and truth.json.")

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from detector.cli import main
+from detector.simulate.quality import matches
 from tests.logsynth import Site, storm, write_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -290,3 +291,43 @@ def test_sql_works_after_the_output_folder_moved(demo: Path, tmp_path: Path) -> 
         assert int(res.output.splitlines()[1]) > 80_000
     finally:  # put the module's demo back for the tests after this one
         shutil.copytree(moved / "mailstorm.parquet", demo / "mailstorm.parquet")
+
+
+def test_formats_lists_every_format_and_its_kinds() -> None:
+    from detector.formats import FORMATS
+
+    listed = invoke("formats")
+    assert listed.exit_code == 0
+    assert [line.split()[0] for line in listed.output.splitlines()] == list(FORMATS)
+    kinds = invoke("formats", "exim")
+    assert {line.split()[0] for line in kinds.output.splitlines()} == set(FORMATS["exim"].KINDS)
+    unknown = invoke("formats", "qmail")
+    assert unknown.exit_code == 2 and "unknown format 'qmail'" in unknown.output
+
+
+@pytest.mark.parametrize("fmt", ["postfix", "sendmail"])
+def test_simulate_then_run_finds_what_was_injected(tmp_path: Path, fmt: str) -> None:
+    sim = invoke("simulate", "--out", str(tmp_path / "sim"), "--format", fmt,
+                 "--incident", "mail_loop", "--incident", "newsletter", "--background", "200",
+                 "--seed", "3")
+    assert sim.exit_code == 0, sim.output
+    truth = json.loads((tmp_path / "sim" / "truth.json").read_text())
+    assert [t["kind"] for t in truth["incidents"]] == ["mail_loop"]
+    again = tmp_path / "again"
+    invoke("simulate", "--out", str(again), "--format", fmt, "--incident", "mail_loop",
+           "--incident", "newsletter", "--background", "200", "--seed", "3")
+    logs = sorted(p.name for p in (tmp_path / "sim" / "logs").iterdir())
+    for name in logs:  # the same seed writes the same bytes
+        assert (again / "logs" / name).read_bytes() == (tmp_path / "sim" / "logs" / name
+                                                         ).read_bytes()
+    run = invoke("run", str(tmp_path / "sim" / "logs"), "--out", str(tmp_path / "out"), "-q")
+    assert run.exit_code == 0, run.output
+    found = json.loads((tmp_path / "out" / "incidents.json").read_text())["incidents"]
+    assert [i["kind"] for i in found] == ["mail_loop"]
+    # within seconds: Sendmail logs a session's first lines before the message is queued
+    assert matches(truth["incidents"][0], found[0], subjects=True)
+
+
+def test_simulate_refuses_an_unknown_incident(tmp_path: Path) -> None:
+    result = invoke("simulate", "--out", str(tmp_path), "--incident", "meteor")
+    assert result.exit_code == 2 and "unknown incident 'meteor'" in result.output
