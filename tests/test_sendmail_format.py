@@ -77,6 +77,16 @@ CASES = [
          queue_id="uAEA2BHO004711", recipient="bob@example.org",
          relay="mx.example.org[192.0.2.20]", delay=1.0, dsn="2.0.0", status="sent",
          detail="Ok: queued as 4F1B61F4B8", next_queue_id="4F1B61F4B8"),
+    case("received", f"{SM}from=<jürgen@beispiel.de>, size=2048, class=0, nrcpts=2, "
+         "msgid=<ä1@beispiel.de>, proto=ESMTP, daemon=MTA, relay=mx.beispiel.de [192.0.2.5]",
+         "non-ascii-sender", queue_id="uAEA2BHO004711", sender="jürgen@beispiel.de",
+         size=2048, nrcpt=2, message_id="ä1@beispiel.de", client="mx.beispiel.de[192.0.2.5]"),
+    case("delivery", f"{SM}to=<prøve@eksempel.no>, ctladdr=<alle@eksempel.no> (8/0), "
+         "delay=00:00:02, xdelay=00:00:01, mailer=esmtp, pri=120343, "
+         "relay=mx.eksempel.no. [192.0.2.21], dsn=2.0.0, stat=Sent (Mottatt – ok)",
+         "non-ascii-address", queue_id="uAEA2BHO004711", recipient="prøve@eksempel.no",
+         orig_to="alle@eksempel.no", relay="mx.eksempel.no[192.0.2.21]", delay=2.0,
+         dsn="2.0.0", status="sent", detail="Mottatt – ok"),
     case("delivery", f"{SM}to=root, ctladdr=root (0/0), delay=00:00:01, xdelay=00:00:00, "
          "mailer=relay, pri=180030, relay=[127.0.0.1] [127.0.0.1], dsn=2.0.0, "
          "stat=Sent (21QCHVg3012286 Message accepted for delivery)", "msp-to-mta",

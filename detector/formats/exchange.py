@@ -286,11 +286,19 @@ _COMMON = ("ts", "host", "line_no", "kind", "queue_id", "message_id", "program")
 
 def _members(frame: pl.DataFrame) -> pl.DataFrame:
     """EXPAND: one expansion row per member of the group (a group may have thousands)."""
-    return frame.select(
+    members = frame.select(
         *_COMMON, _col("related-recipient-address").str.strip_chars().alias("orig_to"),
         _col("recipient-address").str.split(";").alias("recipient"),
-    ).explode("recipient").with_columns(pl.col("recipient").str.strip_chars()) \
-        .filter(pl.col("recipient") != "")
+    ).explode("recipient")
+    return _tidy_recipients(members, frame["recipient-address"])
+
+
+def _tidy_recipients(rows: pl.DataFrame, lists: pl.Series) -> pl.DataFrame:
+    """Drop empty recipients, and strip spaces only when the lists hold any: a group of
+    thousands explodes into thousands of rows, a pass over them is worth saving."""
+    if lists.str.contains(" ", literal=True).any():
+        rows = rows.with_columns(pl.col("recipient").str.strip_chars())
+    return rows.filter(pl.col("recipient") != "")
 
 
 def _deliveries(frame: pl.DataFrame) -> pl.DataFrame:
@@ -300,10 +308,14 @@ def _deliveries(frame: pl.DataFrame) -> pl.DataFrame:
     ';' of its own) is given whole to each recipient.
     """
     status_text = _col("recipient-status").str.strip_chars()
-    # split the status list only before an SMTP reply code: "550 4.4.7 QUEUE.Expired;text"
-    # and "...RecipNotFound; not found" are one status each
-    statuses = status_text.str.replace_all(r";\s*([245]\d\d[ -])", "\x1f${1}").str.split("\x1f")
-    rcpts = _col("recipient-address").str.split(";")
+    # both lists split once into columns (an expression used twice would run twice);
+    # the status list only before an SMTP reply code: "550 4.4.7 QUEUE.Expired;text" and
+    # "...RecipNotFound; not found" are one status each
+    frame = frame.with_columns(
+        status_text.str.replace_all(r";\s*([245]\d\d[ -])", "\x1f${1}").str.split("\x1f")
+        .alias("_sts"),
+        _col("recipient-address").str.split(";").alias("_rcpts"))
+    statuses, rcpts = pl.col("_sts"), pl.col("_rcpts")
     paired = statuses.list.len() == rcpts.list.len()
     source = _col("source-context")
     hop = pl.coalesce(
@@ -338,8 +350,7 @@ def _deliveries(frame: pl.DataFrame) -> pl.DataFrame:
         .explode("recipient")
     sub = pl.concat([paired_rows.drop("_paired"), other_rows.drop("_paired")],
                     how="vertical", rechunk=False)
-    return sub.with_columns(pl.col("recipient").str.strip_chars()) \
-        .filter(pl.col("recipient") != "")
+    return _tidy_recipients(sub, frame["recipient-address"])
 
 
 def _dsn(reply: pl.Expr) -> pl.Expr:

@@ -213,8 +213,10 @@ def _seconds(col: pl.Expr) -> pl.Expr:
 def _after(text: pl.Expr, key: str) -> pl.Expr:
     """The value of ``key`` in a ", "-separated list: from the first ``key`` to the next
     ", " (null without the key). Literal finds: far cheaper than a pattern per line."""
-    after = text.str.slice(text.str.find(key, literal=True) + len(key))
-    return after.str.slice(0, after.str.find(", ", literal=True))
+    # literal splits, not find + slice: find counts bytes and slice characters, which
+    # disagree on a non-ASCII address
+    after = text.str.splitn(key, 2).struct.field("field_1")
+    return after.str.splitn(", ", 2).struct.field("field_0")
 
 
 def _received(sub: pl.DataFrame) -> pl.DataFrame:
@@ -224,22 +226,28 @@ def _received(sub: pl.DataFrame) -> pl.DataFrame:
     it, so a Message-ID holding ", relay=" cannot pose as the client.
     """
     rest = pl.col("rest")
-    at_mid = rest.str.find(", msgid=", literal=True)
-    mid = rest.str.slice(at_mid + 8)
-    mid = pl.when(mid.str.starts_with("<")).then(
-        mid.str.slice(0, mid.str.find(">", literal=True) + 1)).otherwise(
-        mid.str.slice(0, mid.str.find(", ", literal=True)))
-    sub = sub.with_columns(_mid=mid, _mid_end=(at_mid + 8).fill_null(0))
-    tail = rest.str.slice(pl.col("_mid_end") + pl.col("_mid").str.len_bytes().fill_null(0))
+    # literal splits (see _after): the Message-ID, then what follows it
+    sub = sub.with_columns(_after_mid=rest.str.splitn(", msgid=", 2).struct.field("field_1"))
+    after_mid = pl.col("_after_mid")
+    bracketed = after_mid.str.starts_with("<")
+    by_bracket = after_mid.str.splitn(">", 2)
+    by_comma = after_mid.str.splitn(", ", 2)
+    sub = sub.with_columns(
+        _mid=pl.when(bracketed).then(by_bracket.struct.field("field_0") + ">")
+        .otherwise(by_comma.struct.field("field_0")),
+        _tail=pl.when(after_mid.is_null()).then(rest)
+        .when(bracketed).then(by_bracket.struct.field("field_1"))
+        .otherwise(pl.lit(", ") + by_comma.struct.field("field_1")),
+    )
     nrcpt = _after(rest, ", nrcpts=")
     return sub.with_columns(
         kind=pl.when(nrcpt == "0").then(pl.lit("aborted")).otherwise("kind"),
-        sender=_address(rest.str.slice(5, rest.str.find(", size=", literal=True) - 5)),
+        sender=_address(rest.str.splitn(", size=", 2).struct.field("field_0").str.slice(5)),
         size=_after(rest, ", size="),
         nrcpt=nrcpt,
         message_id=_address(pl.col("_mid")),
-        client=_host(tail.str.slice(tail.str.find(", relay=", literal=True) + 8)),
-    ).drop("_mid", "_mid_end")
+        client=_host(pl.col("_tail").str.splitn(", relay=", 2).struct.field("field_1")),
+    ).drop("_mid", "_tail", "_after_mid")
 
 
 def _header(sub: pl.DataFrame) -> pl.DataFrame:
@@ -288,25 +296,25 @@ def _delivery(frame: pl.DataFrame) -> pl.DataFrame:
     them are ", "-separated key=value pairs found by key. Every field is taken per line;
     only the few output columns are repeated per recipient.
     """
-    rest = pl.col("rest")
-    at = rest.str.find(", delay=", literal=True)
+    # literal splits, not find + slice: find counts bytes and slice characters, which
+    # disagree on a non-ASCII address
+    parts = pl.col("rest").str.splitn(", delay=", 2)
     frame = frame.select("ts", "host", "line_no", "prog", "kind", "queue_id",
-                         _head=rest.str.slice(3, at - 3), _tail=rest.str.slice(at + 2))
-    head, tail = pl.col("_head"), pl.col("_tail")
-    ctl_at = head.str.find(", ctladdr=", literal=True)
-    st_at = tail.str.find(", stat=", literal=True)
+                         _head=parts.struct.field("field_0").str.strip_prefix("to="),
+                         _tail=pl.lit("delay=") + parts.struct.field("field_1"))
+    head = pl.col("_head").str.splitn(", ctladdr=", 2)
+    tail = pl.col("_tail").str.splitn(", stat=", 2)
     frame = frame.with_columns(
-        _to=pl.when(ctl_at.is_null()).then(head).otherwise(head.str.slice(0, ctl_at))
-        .str.strip_suffix(" [more]").str.strip_suffix(","),
-        _ctl=head.str.slice(ctl_at + 10),
-        _kv=tail.str.slice(0, st_at),
-        _stat=tail.str.slice(st_at + 7),
+        _to=head.struct.field("field_0").str.strip_suffix(" [more]").str.strip_suffix(","),
+        _ctl=head.struct.field("field_1").fill_null(""),
+        _kv=tail.struct.field("field_0"),
+        _stat=tail.struct.field("field_1"),
     )
     kv, stat, to = pl.col("_kv"), pl.col("_stat"), pl.col("_to")
 
     def value(key: str) -> pl.Expr:  # to the next ", ": robust to keys added in between
-        after = kv.str.slice(kv.str.find(key, literal=True) + len(key))
-        return after.str.slice(0, after.str.find(", ", literal=True))
+        after = kv.str.splitn(key, 2).struct.field("field_1")
+        return after.str.splitn(", ", 2).struct.field("field_0")
 
     detail = (
         pl.when(stat.str.starts_with("Sent (")).then(stat.str.slice(6).str.strip_suffix(")"))
@@ -319,7 +327,7 @@ def _delivery(frame: pl.DataFrame) -> pl.DataFrame:
     mailer = value(", mailer=")
     frame = frame.select(
         "ts", "host", "line_no", "kind", "queue_id", program="prog",
-        delay=_seconds(kv.str.slice(6, kv.str.find(",", literal=True) - 6)),  # first key
+        delay=_seconds(kv.str.splitn(",", 2).struct.field("field_0").str.slice(6)),  # first
         # local, prog and the like deliver on this host: their mailer is the relay
         relay=pl.coalesce(_host(value(", relay=")), pl.when(
             ~mailer.is_in(["esmtp", "smtp", "smtp8", "dsmtp", "relay"])).then(mailer)),
@@ -337,9 +345,12 @@ def _delivery(frame: pl.DataFrame) -> pl.DataFrame:
         recipient=pl.when(quoted).then(pl.concat_list(to))
         .otherwise(to.str.replace_all("[<>]", "").str.split(",")),
     )
-    hop = pl.col("detail").str.extract_groups(_NEXT_QID)
+    # the groups extracted once into a column (an expression used thrice runs thrice)
+    frame = frame.with_columns(pl.col("detail").str.extract_groups(_NEXT_QID).alias("_hop"))
+    hop = pl.col("_hop")
     frame = frame.with_columns(next_queue_id=pl.when(pl.col("status") == "sent").then(
-        pl.coalesce(hop.struct.field("1"), hop.struct.field("2"), hop.struct.field("3"))))
+        pl.coalesce(hop.struct.field("1"), hop.struct.field("2"), hop.struct.field("3")))
+    ).drop("_hop")
     rcpt, orig = pl.col("recipient"), pl.col("orig_to")
     return frame.explode("recipient").with_columns(
         recipient=pl.when(rcpt.str.len_bytes() > 0).then(rcpt.str.strip_chars(" ")),

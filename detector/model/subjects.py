@@ -221,8 +221,13 @@ def _decode_value(value: str) -> str:
 def decode_rfc2047(s: pl.Series) -> pl.Series:
     """Decode RFC 2047 encoded-words; values without ``=?`` and nulls pass through untouched."""
     s = s.cast(pl.String)
-    encoded = s.filter(s.str.contains("=?", literal=True)).unique()
-    if encoded.is_empty():
+    where = s.str.contains("=?", literal=True).fill_null(False)
+    if not where.any():
         return s
-    decoded = pl.Series([_decode_value(v) for v in encoded.to_list()], dtype=pl.String)
-    return s.replace(encoded, decoded)
+    # each distinct encoded value decoded once, and only the rows holding one rewritten
+    # (a batch of a million delivery rows may hold a few hundred subjects)
+    rows = where.arg_true()
+    encoded = s.gather(rows)
+    distinct = encoded.unique()
+    decoded = pl.Series([_decode_value(v) for v in distinct.to_list()], dtype=pl.String)
+    return s.scatter(rows, encoded.replace(distinct, decoded))
