@@ -135,3 +135,18 @@ def directives(head: tuple[str, ...] | list[str]) -> dict[str, str]:
             name, _, value = line[1:].partition(":")
             out[name.strip().lower()] = value.strip()
     return out
+
+
+#: a one-line record starting with "#": a W3C-style header line (#Fields:, #Date:...)
+HEADER_RECORD = pl.col("raw").str.starts_with("#") & (pl.col("lines") == 1)
+
+
+def side_parts(recs: pl.DataFrame, header_kind: str) -> list[pl.DataFrame]:
+    """The header lines (kind ``header_kind``, text in detail) and the records that are
+    not CSV (``unparsed``, raw kept) of ``records()`` output, as event parts."""
+    return [
+        recs.filter(HEADER_RECORD).select("line_no", pl.lit(header_kind).alias("kind"),
+                                          pl.col("raw").str.slice(1).alias("detail")),
+        recs.filter(~HEADER_RECORD & ~pl.col("ok")).select(
+            "line_no", "raw", pl.lit("unparsed").alias("kind")),
+    ]

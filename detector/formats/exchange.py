@@ -384,13 +384,8 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     lines = lines.select(pl.col("raw").fill_null("").str.strip_prefix("\ufeff"), "line_no")
     layout = _layout_of(tuple(ctx.head) or tuple(lines["raw"].head(200).to_list()))
     recs = csvlog.records(lines, start=pl.col("raw").str.contains(_START))
-    header = pl.col("raw").str.starts_with("#") & (pl.col("lines") == 1)
-    parts = [
-        recs.filter(header).select("line_no", pl.lit("exchange_header").alias("kind"),
-                                   pl.col("raw").str.slice(1).alias("detail")),
-        recs.filter(~header & ~pl.col("ok")).select("line_no", "raw",
-                                                    pl.lit("unparsed").alias("kind")),
-    ]
+    header = csvlog.HEADER_RECORD
+    parts = csvlog.side_parts(recs, "exchange_header")
     for part, seg_layout in _segments(recs.filter(header | pl.col("ok")), layout):
         rows = part.filter(~header)
         if rows.height:

@@ -63,13 +63,8 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     fields = csvlog.header_fields(head["fields"]) if "fields" in head else list(FIELDS)
     sending = "send" in head.get("log-type", "").lower()
     recs = csvlog.records(lines, start=pl.col("raw").str.contains(_START))
-    header = pl.col("raw").str.starts_with("#") & (pl.col("lines") == 1)
-    parts = [
-        recs.filter(header).select("line_no", pl.lit("exchange_header").alias("kind"),
-                                   pl.col("raw").str.slice(1).alias("detail")),
-        recs.filter(~header & ~pl.col("ok")).select("line_no", "raw",
-                                                    pl.lit("unparsed").alias("kind")),
-    ]
+    header = csvlog.HEADER_RECORD
+    parts = csvlog.side_parts(recs, "exchange_header")
     rows = recs.filter(~header & pl.col("ok"))
     if rows.height:
         cols, bad = csvlog.table(rows, fields)

@@ -169,6 +169,18 @@ def _iso(stamp: pl.Expr) -> pl.Expr:
         .str.replace(" -", "-", literal=True)
 
 
+def _cut_host_tag(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """host, program and msg from ``column`` = "host exim[pid]: rest" (a syslog host and
+    tag in front of Exim's own line)."""
+    tag = pl.col(column).str.extract(_HOST_TAG, 0)
+    head = tag.str.strip_suffix(": ").str.splitn(" ", 2)
+    return frame.with_columns(
+        host=head.struct.field("field_0"),
+        program=head.struct.field("field_1").str.splitn("[", 2).struct.field("field_0"),
+        msg=pl.col(column).str.slice(tag.str.len_bytes()),
+    )
+
+
 def _unwrap(frame: pl.DataFrame) -> pl.DataFrame:
     """Rows whose ``msg`` came out of a syslog wrapper: drop a split marker (a part after
     the first is a continuation) and read Exim's own stamp when syslog_timestamp left it."""
@@ -207,15 +219,7 @@ def _envelope(lines: pl.DataFrame) -> pl.DataFrame:
     plain = frame.filter(native & ~iso_syslog)
     parts = [plain]
     if iso_syslog.any():
-        sub = frame.filter(iso_syslog)
-        tag = pl.col("msg").str.extract(_HOST_TAG, 0)
-        head = tag.str.strip_suffix(": ").str.splitn(" ", 2)
-        sub = sub.with_columns(
-            host=head.struct.field("field_0"),
-            program=head.struct.field("field_1").str.splitn("[", 2).struct.field("field_0"),
-            msg=pl.col("msg").str.slice(tag.str.len_bytes()),
-        )
-        parts.append(_unwrap(sub))
+        parts.append(_unwrap(_cut_host_tag(frame.filter(iso_syslog), "msg")))
     rest = frame.filter(~native)
     if rest.height:
         parts.extend(_not_native(rest))
@@ -243,13 +247,7 @@ def _not_native(rest: pl.DataFrame) -> list[pl.DataFrame]:
     tag = pl.col("raw").str.extract(_HOST_TAG, 0)
     wrapped = other.filter(tag.is_not_null())
     if wrapped.height:  # "mail.example.com exim[3751842]: 2021-07-17 23:20:49 ..."
-        head = tag.str.strip_suffix(": ").str.splitn(" ", 2)
-        wrapped = wrapped.with_columns(
-            host=head.struct.field("field_0"),
-            program=head.struct.field("field_1").str.splitn("[", 2).struct.field("field_0"),
-            msg=pl.col("raw").str.slice(tag.str.len_bytes()),
-        )
-        out.append(_unwrap(wrapped))
+        out.append(_unwrap(_cut_host_tag(wrapped, "raw")))
     junk = other.filter(tag.is_null())
     cont = pl.col("raw").str.contains(r"^[ \t]+\S")
     out.append(junk.with_columns(

@@ -222,6 +222,16 @@ class EximRenderer:
             if usec >= 1_000_000:
                 sec, usec = sec + 1, usec - 1_000_000
 
+    def _connected(self, m: Message, tc: int, pid: int, peer: str, ev: list) -> None:
+        """The lines of an SMTP connection opening (with +smtp_connection, a reverse
+        lookup that failed)."""
+        if self.connections:
+            ev.append((tc, pid, f"SMTP connection from {peer} "
+                                f"(TCP/IP connection count = {self.ri(1, 6)})"))
+        if m.client_host == "unknown":
+            ev.append((tc + self.ri(2_000, 40_000), pid,
+                       f"no host name found for IP address {m.client_ip}"))
+
     def _client(self, m: Message) -> str:
         """The H= text of an incoming connection: verified name, HELO name, address."""
         if m.client_host == "unknown":
@@ -256,12 +266,7 @@ class EximRenderer:
         pid = self.pids.get(self.host, "smtp", tc, t_bye, reuse=0.0)  # a fork per connection
         peer = f"[{m.client_ip}]:{ri(32768, 60999)} I=[{self.ip}]:{port}"
         client = self._client(m)
-        if self.connections:
-            ev.append((tc, pid, f"SMTP connection from {peer} "
-                                f"(TCP/IP connection count = {ri(1, 6)})"))
-        if m.client_host == "unknown":
-            ev.append((tc + ri(2_000, 40_000), pid,
-                       f"no host name found for IP address {m.client_ip}"))
+        self._connected(m, tc, pid, peer, ev)
         qid = self._new_id(arrival, pid)
         host = client.rsplit(" ", 1)[0]  # the [ip] is in peer, with the port
         fields = f"H={host} {peer} "
@@ -413,12 +418,7 @@ class EximRenderer:
         port = 587 if m.reject == "auth" else 25
         peer = f"[{m.client_ip}]:{ri(32768, 60999)} I=[{self.ip}]:{port}"
         host = self._client(m).rsplit(" ", 1)[0]
-        if self.connections:
-            ev.append((tc, pid, f"SMTP connection from {peer} "
-                                f"(TCP/IP connection count = {ri(1, 6)})"))
-        if m.client_host == "unknown":
-            ev.append((tc + ri(2_000, 40_000), pid,
-                       f"no host name found for IP address {m.client_ip}"))
+        self._connected(m, tc, pid, peer, ev)
         if m.reject == "auth":
             ev.append((t, pid, f"dovecot_login authenticator failed for {host} {peer}: 535 "
                                f"Incorrect authentication data (set_id={m.sender})"))
