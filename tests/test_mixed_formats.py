@@ -57,3 +57,27 @@ def test_the_storm_is_counted_once_across_three_hosts(mixed: tuple[Path, dict]) 
             "MSGTRK2016111409-1.LOG", "mail.log", "mainlog"]
         assert wh.query("SELECT hosts FROM logical_messages WHERE message_id = ?",
                         [truth["root_message_id"]]).rows() == [("exch01,mx1",)]
+
+
+def test_a_message_on_two_exchange_servers_counts_once(tmp_path: Path) -> None:
+    site, _, day, [truth] = build()
+    storm_hours = [m for m in day if STORM_DAY + timedelta(hours=9) <= m.time
+                   <= STORM_DAY + timedelta(hours=11)]
+    for n, server in enumerate(("EXCH01", "EXCH02")):  # both log the same traffic
+        write_exchange(tmp_path / f"{server}-MSGTRK2016111409-1.LOG", site, storm_hours,
+                       seed=n, server=server)
+    run([str(tmp_path)], tmp_path / "out", tz="UTC")
+    [storm] = [i for i in json.loads((tmp_path / "out" / "incidents.json").read_text())[
+        "incidents"] if i["kind"] == "reply_storm"]
+    single = tmp_path / "single"
+    single.mkdir()
+    write_exchange(single / "MSGTRK2016111409-1.LOG", site, storm_hours, seed=0,
+                   server="EXCH01")
+    run([str(single)], single / "out", tz="UTC")
+    [alone] = [i for i in json.loads((single / "out" / "incidents.json").read_text())[
+        "incidents"] if i["kind"] == "reply_storm"]
+    assert storm["root_message_id"] == alone["root_message_id"] == truth["root_message_id"]
+    assert (storm["messages"], storm["deliveries"]) == (alone["messages"], alone["deliveries"])
+    with Warehouse(tmp_path / "out" / "mailstorm.duckdb") as wh:
+        assert wh.query("SELECT hosts FROM logical_messages WHERE message_id = ?",
+                        [truth["root_message_id"]]).rows() == [("exch01,exch02",)]
