@@ -31,7 +31,7 @@ def test_look_alikes_are_not_incidents(scenario: str, subjects: bool, tmp_path: 
 
 
 @pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "postfix"])
-@pytest.mark.parametrize("kind", ["reply_storm", "bounce_storm"])
-def test_other_formats_find_the_same_incidents(fmt: str, kind: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", INCIDENTS)
+def test_other_formats_find_every_kind(fmt: str, kind: str, tmp_path: Path) -> None:
     cell = score(kind, fmt, True, tmp_path)
     assert (cell.found, cell.extra) == (1, 0), cell.notes
