@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detector import pipeline
 from detector.formats import ParseContext, m365
@@ -269,3 +271,37 @@ def test_json_records_and_other_json() -> None:
     assert out.filter(pl.col("line_no") == 1)["message_id"].unique().to_list() == ["m1@x"]
     other = out.filter(pl.col("line_no") == 3)
     assert other["kind"].to_list() == ["m365_json"] and other["raw"][0] == records[2]
+
+
+# --- batching --------------------------------------------------------------------------------
+
+_STATUSES = ("Delivered", "Failed", "Pending", "Delivered", "Delivered")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 30), st.sampled_from(
+    _STATUSES)), min_size=1, max_size=40), cuts=st.lists(st.integers(1, 39), max_size=4))
+def test_deliveries_do_not_depend_on_batch_boundaries(rows: list, cuts: list) -> None:
+    """However an export is cut into batches, the same recipient rows come out (each
+    batch also restates a message's received facts; the model merges those)."""
+    lines = [trace_row(f"u{u}@contoso.com", status, trace=f"trace-{m}",
+                       received=f"11/14/2016 9:{m:02d}:12 AM")
+             for m, u, status in rows]
+    whole = parse(lines)
+    bounds = sorted({c for c in cuts if c < len(lines)})
+    parts = []
+    for lo, hi in zip([0, *bounds], [*bounds, len(lines)], strict=True):
+        ctx = ParseContext(source_file="trace.csv", head=tuple(TRACE_HEAD))
+        frame = lines_frame(lines[lo:hi], first_line_no=lo + 1)
+        parts.append(m365.parse(frame, ctx))
+    cut = pl.concat(parts)
+
+    def deliveries(frame: pl.DataFrame) -> list:
+        return sorted(frame.filter(pl.col("kind") == "delivery").select(
+            "line_no", "queue_id", "recipient", "status", "ts").rows())
+
+    assert deliveries(cut) == deliveries(whole)
+    facts = ["queue_id", "message_id", "sender", "subject"]
+    assert (cut.filter(pl.col("kind") == "received").select(facts).unique().sort(facts).rows()
+            == whole.filter(pl.col("kind") == "received").select(facts).unique()
+            .sort(facts).rows())
