@@ -18,11 +18,21 @@ MODEL_TABLES = (
 )
 
 
+#: the envelope sender of a list server's own copies: "<list>-bounces@domain" (Mailman),
+#: also with VERP "<list>-bounces+member=host@domain"
+LIST_COPY_SENDER = r"-bounces(\+[^@]*)?@"
+
+
 def create_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """SQL macros for the subject rules, built from the one set of patterns in subjects.py."""
+    """SQL macros for the subject rules, built from the one set of patterns in subjects.py,
+    and for a list server's copies."""
     con.execute(f"CREATE OR REPLACE MACRO thread_subject(s) AS {normalize_subject_sql('s')}")
     con.execute(f"CREATE OR REPLACE MACRO has_reply_prefix(s) AS {has_reply_prefix_sql('s')}")
     con.execute(f"CREATE OR REPLACE MACRO is_auto_subject(s) AS {is_auto_subject_sql('s')}")
+    # the list address a copy was sent for (list-bounces@d -> list@d), null for other mail
+    pattern = LIST_COPY_SENDER.replace("'", "''")
+    con.execute("CREATE OR REPLACE MACRO list_of_copy(s) AS CASE WHEN "
+                f"regexp_matches(s, '{pattern}') THEN regexp_replace(s, '{pattern}', '@') END")
 
 
 def statements(sql: str) -> list[str]:

@@ -3,7 +3,8 @@
 -- DuckDB-isms kept to functions Spark has under another name:
 --   arg_min/arg_max (Spark: min_by/max_by), md5, hash (Spark: xxhash64), FILTER (WHERE ...).
 -- The macros thread_subject(), has_reply_prefix() and is_auto_subject() are created by
--- detector/model/build.py from the patterns in detector/model/subjects.py.
+-- detector/model/build.py from the patterns in detector/model/subjects.py; list_of_copy()
+-- there too.
 
 -- Stage 1. Queue-id events, numbered by generation: Postfix reuses a queue id after
 -- 'removed', so (host, queue_id, generation) names one message instance. A window over
@@ -106,10 +107,9 @@ WITH posts AS (
     WHERE kind = 'list_post' AND message_id IS NOT NULL AND orig_to IS NOT NULL
     GROUP BY message_id
 ), list_copies AS (
-    SELECT message_id,
-        min(regexp_replace(sender, '-bounces(\+[^@]*)?@', '@')) AS address
+    SELECT message_id, min(list_of_copy(sender)) AS address
     FROM messages
-    WHERE regexp_matches(sender, '-bounces(\+[^@]*)?@') AND message_id IS NOT NULL
+    WHERE list_of_copy(sender) IS NOT NULL AND message_id IS NOT NULL
     GROUP BY message_id
 )
 SELECT p.message_id,
@@ -225,7 +225,7 @@ WITH inst AS (
     SELECT message_uid, max(n) AS max_passes
     FROM (SELECT message_uid, host, count(*) AS n
           FROM inst
-          WHERE NOT coalesce(regexp_matches(sender, '-bounces(\+[^@]*)?@'), false)
+          WHERE list_of_copy(sender) IS NULL
           GROUP BY ALL)
     GROUP BY message_uid
 ), merged AS (
