@@ -86,7 +86,7 @@ SELECT
     CAST(sum(m.bounced) AS BIGINT) AS bounced,
     count(*) FILTER (WHERE m.subject IS NULL) AS no_subject,
     count(*) FILTER (WHERE m.is_auto) AS auto_messages,
-    -- what the automatic messages are, from their subjects (see CAUSES)
+    -- what the automatic messages are, from their subjects (see cause_of)
     count(*) FILTER (WHERE m.is_auto AND regexp_matches(lower(m.subject), 'recall')) AS recalls,
     count(*) FILTER (WHERE m.is_auto AND regexp_matches(lower(m.subject),
                      '^(not )?read:|gelesen:')) AS receipts,
@@ -180,16 +180,6 @@ def what_if(rule: Rule, rows: list[dict], root_uid: str) -> list[dict]:
         result = replay(policy, messages)
         out.append(dict(result, fires_at=iso_z(result["fires_at"])))
     return out
-
-
-def _what_if_sentence(result: dict) -> str:
-    if result["fires_at"] is None:
-        return f"What if: {result['label']} would not have fired on this storm."
-    return (f"What if: {result['label']} would have fired at "
-            f"{result['fires_at'][11:16]} UTC, after {result['messages_before']:,} messages; "
-            f"blocking the {result['blocked_messages']:,} later replies would have saved "
-            f"{result['prevented_deliveries']:,} of {result['deliveries']:,} deliveries "
-            f"({result['prevented_share']:.0%}).")
 
 
 def _number(value: object) -> int | float:
@@ -306,7 +296,6 @@ def detect(wh: Warehouse, rules: list[Rule]) -> list[dict]:
             incident["what_if"] = what_if(rule, storm_rows.get(span["key"], []),
                                           agg["root_uid"])
         incident.update(describe(incident))
-        incident["evidence"] += [_what_if_sentence(w) for w in incident.get("what_if", [])]
         incidents.append(incident)
     incidents = _fold_related(wh, incidents)
     incidents.sort(key=lambda i: (i["start"] or "", i["id"]))  # independent of row order
@@ -332,8 +321,8 @@ def _fold_related(wh: Warehouse, incidents: list[dict]) -> list[dict]:
     kept: list[dict] = []
     folded: dict[str, dict[str, list[dict]]] = {}  # home key -> rule -> folded incidents
     for inc in ordered:
-        home = next((k for k in kept if rank.get(k["kind"], 99) < rank.get(inc["kind"], 99)
-                     and inc["root_uid"] in uids[k["_key"]]), None)
+        home = next((k for k in kept if rank.get(k["kind"], len(rank)) < rank.get(
+            inc["kind"], len(rank)) and inc["root_uid"] in uids[k["_key"]]), None)
         if home is None:
             kept.append(inc)
         else:
@@ -345,7 +334,8 @@ def _fold_related(wh: Warehouse, incidents: list[dict]) -> list[dict]:
                 f"Also found by the {rule} rule: {found[0]['headline']}" if len(found) == 1
                 else f"{len(found)} of its messages were also found by the {rule} rule "
                      f"({found[0]['kind']}); reported here, not apart.")
-    return [i for i in incidents if i in kept]
+    kept_keys = {k["_key"] for k in kept}
+    return [i for i in incidents if i["_key"] in kept_keys]
 
 
 def _store(wh: Warehouse, incidents: list[dict]) -> None:

@@ -59,4 +59,15 @@ def describe(inc: dict) -> dict:
                          for c in inc["conditions"])
     window = f" within a {inc['window']} window" if inc.get("window") else ""
     evidence.append(f"Rule {inc['rule']} fired at its peak: {fired}{window}.")
+    evidence += [_what_if(w) for w in inc.get("what_if", [])]
     return {"headline": headline, "evidence": evidence}
+
+
+def _what_if(result: dict) -> str:
+    if result["fires_at"] is None:
+        return f"What if: {result['label']} would not have fired on this storm."
+    return (f"What if: {result['label']} would have fired at "
+            f"{_hhmm(result['fires_at'])} UTC, after {result['messages_before']:,} messages; "
+            f"blocking the {result['blocked_messages']:,} later replies would have saved "
+            f"{result['prevented_deliveries']:,} of {result['deliveries']:,} deliveries "
+            f"({result['prevented_share']:.0%}).")
