@@ -11,6 +11,7 @@ thousands), so this is plain Python over rows the warehouse already aggregated.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,10 +53,19 @@ def replay(policy: Policy, messages: Sequence[Reply]) -> dict:
     ordered = sorted(messages, key=lambda m: m.ts)
     total = sum(m.deliveries for m in ordered)
     counted = [m for m in ordered if not m.is_root and m.recipients >= policy.min_recipients]
+    # a sliding window over the counted replies: senders in it and how often (a storm of
+    # thousands of recall notices stays linear)
     fired: Reply | None = None
+    in_window: Counter[str] = Counter()
+    first = 0
     for i, m in enumerate(counted):
-        window = [c for c in counted[: i + 1] if c.ts > m.ts - policy.window]
-        count = len({c.sender for c in window}) if policy.distinct else len(window)
+        in_window[m.sender] += 1
+        while counted[first].ts <= m.ts - policy.window:
+            in_window[counted[first].sender] -= 1
+            if not in_window[counted[first].sender]:
+                del in_window[counted[first].sender]
+            first += 1
+        count = len(in_window) if policy.distinct else i - first + 1
         if count >= policy.min_count:
             fired = m
             break
