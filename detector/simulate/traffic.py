@@ -25,6 +25,11 @@ def iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def people_of(site: Site) -> list[str]:
+    """The site's people (first.last@), not its role accounts (postmaster@, news@...)."""
+    return [u for u in site.users if "." in u.split("@")[0]]
+
+
 def _day(day: date | datetime) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
@@ -42,7 +47,7 @@ def background(site: Site, rng: random.Random, day: date | datetime, messages: i
     ``newsletter_list`` also the 07:30 newsletter to that list (no replies). Deferrals and
     bounces follow from the site (full mailboxes, greylisting, a dead MX, gone users)."""
     t0 = _day(day)
-    people = [u for u in site.users if "." in u.split("@")[0]][:20_000]
+    people = people_of(site)[:20_000]
     partners = [d for d in site.mx_of if d not in site.down | {"news.example"}]
     outside = [naming.person_address(rng, rng.choice(partners), set()) for _ in range(300)]
     outside += [f"{rng.choice(naming.ROLE_LOCALPARTS)}@{rng.choice(partners)}" for _ in range(40)]
@@ -254,7 +259,7 @@ def newsletter(site: Site, rng: random.Random, start: datetime, *,
 def _history(site: Site, rng: random.Random, sender: str, before: datetime,
              n: int = 4) -> list[Message]:
     """A few ordinary messages of ``sender`` earlier that day: the baseline rules compare with."""
-    people = [u for u in site.users if "." in u.split("@")[0] and u != sender]
+    people = [u for u in people_of(site) if u != sender]
     out = []
     for i in range(n):
         t = before - timedelta(minutes=30 + 37 * i, seconds=rng.uniform(0, 30))
@@ -316,8 +321,7 @@ def bounce_storm(site: Site, rng: random.Random, start: datetime, *,
     site.gone = site.gone | frozenset(rng.sample(members, int(len(members) * dead_share)))
     site.cache.clear()
     start = _jitter(rng, start)
-    sender = rng.choice([u for u in site.users if "." in u.split("@")[0]
-                         and u not in site.gone])
+    sender = rng.choice([u for u in people_of(site) if u not in site.gone])
     msgs = [*_history(site, rng, sender, start),
             clients.from_local(site, rng, sender, [list_address], start, subject)]
     root = msgs[-1]
@@ -338,7 +342,7 @@ def nested_fanout(site: Site, rng: random.Random, start: datetime, *,
     site.lists[list_address] = subs
     site.cache.clear()
     start = _jitter(rng, start)
-    sender = rng.choice([u for u in site.users if "." in u.split("@")[0]])
+    sender = rng.choice(people_of(site))
     msgs = [*_history(site, rng, sender, start),
             clients.from_local(site, rng, sender, [list_address], start, subject)]
     return msgs, [_truth("fanout", list_address, msgs[-1], msgs[-1:], site,
@@ -351,7 +355,7 @@ def mail_loop(site: Site, rng: random.Random, start: datetime, *,
     """Two auto-responders answering each other (neither uses the null sender): a local
     user's vacation rule and an outside ticket system, one message each way every
     ``every``, until someone notices."""
-    user = rng.choice([u for u in site.users if "." in u.split("@")[0]])
+    user = rng.choice(people_of(site))
     ext = f"helpdesk@{rng.choice(sorted(site.out_of))}"
     t = _jitter(rng, start)
     first = clients.from_outside(site, rng, ext, [user], t, "Ticket #48213 received",
