@@ -507,13 +507,10 @@ def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _decode_subjects(frame: pl.DataFrame) -> pl.DataFrame:
     """T= escapes (\\" \\\\ and octal bytes of non-ASCII text) and RFC 2047 words."""
-    from detector.model.subjects import decode_rfc2047
+    from detector.model.subjects import decode_rfc2047, map_distinct
 
     s = frame["subject"]
-    escaped = s.filter(s.str.contains("\\", literal=True)).unique()
-    if escaped.len():
-        plain = pl.Series([_unescape(v) for v in escaped.to_list()], dtype=pl.String)
-        s = s.replace(escaped, plain)
+    s = map_distinct(s, s.str.contains("\\", literal=True), _unescape)
     return frame.with_columns(decode_rfc2047(s).alias("subject"))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 
 import polars as pl
 
@@ -221,13 +222,18 @@ def _decode_value(value: str) -> str:
 def decode_rfc2047(s: pl.Series) -> pl.Series:
     """Decode RFC 2047 encoded-words; values without ``=?`` and nulls pass through untouched."""
     s = s.cast(pl.String)
-    where = s.str.contains("=?", literal=True).fill_null(False)
+    return map_distinct(s, s.str.contains("=?", literal=True), _decode_value)
+
+
+def map_distinct(s: pl.Series, where: pl.Series, fn: Callable[[str], str]) -> pl.Series:
+    """``s`` with ``fn`` applied to the values where ``where`` holds: once per distinct
+    value, and only those rows rewritten (a batch of a million delivery rows may hold a
+    few hundred subjects). For per-value decoding no expression can do (RFC 2047)."""
+    where = where.fill_null(False)
     if not where.any():
         return s
-    # each distinct encoded value decoded once, and only the rows holding one rewritten
-    # (a batch of a million delivery rows may hold a few hundred subjects)
     rows = where.arg_true()
-    encoded = s.gather(rows)
-    distinct = encoded.unique()
-    decoded = pl.Series([_decode_value(v) for v in distinct.to_list()], dtype=pl.String)
-    return s.scatter(rows, encoded.replace(distinct, decoded))
+    values = s.gather(rows)
+    distinct = values.unique()
+    mapped = pl.Series([fn(v) for v in distinct.to_list()], dtype=pl.String)
+    return s.scatter(rows, values.replace(distinct, mapped))
