@@ -54,3 +54,15 @@ def conform(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
             for name, dtype in EVENTS_SCHEMA.items()
         ]
     )
+
+
+def addressed_directly(frame: pl.DataFrame) -> pl.DataFrame:
+    """For formats whose delivery lines name the list a recipient came through (Postfix
+    orig_to, Exim's parent address): a delivery naming none was addressed directly, so its
+    orig_to becomes the recipient. Null stays for "the log does not say", and only then
+    does a list expansion logged elsewhere (Exchange EXPAND) name the list."""
+    if "orig_to" not in frame.columns:
+        return frame
+    return frame.with_columns(orig_to=pl.when(
+        (pl.col("kind") == "delivery") & pl.col("orig_to").is_null())
+        .then(pl.col("recipient")).otherwise(pl.col("orig_to")))

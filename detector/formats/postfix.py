@@ -15,7 +15,7 @@ import polars as pl
 
 from detector.formats.context import ParseContext
 from detector.formats.syslog import add_timestamps, split_header
-from detector.schema import conform
+from detector.schema import addressed_directly, conform
 
 NAME = "postfix"
 
@@ -321,10 +321,5 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         from detector.model.subjects import decode_rfc2047
 
         frame = frame.with_columns(decode_rfc2047(frame["subject"]).alias("subject"))
-    # a delivery naming no list was addressed directly: say so (orig_to = recipient),
-    # so that a list expansion logged elsewhere (Exchange EXPAND) is not applied to it
-    if "orig_to" in frame.columns:
-        frame = frame.with_columns(orig_to=pl.when(
-            (pl.col("kind") == "delivery") & pl.col("orig_to").is_null())
-            .then(pl.col("recipient")).otherwise(pl.col("orig_to")))
-    return conform(frame).collect()
+    # a delivery line that names no list says the recipient was addressed directly
+    return conform(addressed_directly(frame)).collect()
