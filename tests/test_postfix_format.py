@@ -640,3 +640,42 @@ def test_corpus_fgforrest_message_flow(parsed_corpus: dict) -> None:
     assert events["ts"].null_count() == 0
     assert events["ts"].dt.year().unique().to_list() == [2013]
     assert events["raw"].null_count() == events.height  # nothing foreign or unparsed
+
+
+# delivery lines with every combination of the optional pairs, in Postfix's order or not:
+# the positional fast path and the by-key lookup must give the values written
+address = st.from_regex(r"[a-z0-9.+é-]{1,12}@[a-z]{1,8}\.example", fullmatch=True)
+reply = st.from_regex(r"[ -~é]{0,40}", fullmatch=True).map(lambda s: s.replace("\n", ""))
+
+
+@st.composite
+def delivery_line(draw: st.DrawFn) -> tuple[str, dict]:
+    want = {"recipient": draw(address), "orig_to": draw(st.none() | address),
+            "relay": draw(st.sampled_from(["local", "none", "mx.b.example[192.0.2.1]:25"])),
+            "delay": draw(st.sampled_from(["0.1", "12", "0.1.7"])),
+            "dsn": draw(st.sampled_from(["2.0.0", "5.1.1", "4.4.1"])),
+            "status": draw(st.sampled_from(["sent", "bounced", "deferred"])),
+            "detail": draw(reply)}
+    pairs = [f"to=<{want['recipient']}>"]
+    if want["orig_to"] is not None:
+        pairs.append(f"orig_to=<{want['orig_to']}>")
+    pairs.append(f"relay={want['relay']}")
+    if draw(st.booleans()):
+        pairs.append("conn_use=2")
+    pairs += [f"delay={want['delay']}", "delays=0.1/0/0/0", f"dsn={want['dsn']}"]
+    if draw(st.booleans()):  # not Postfix's order: found by key
+        pairs = [pairs[0], *draw(st.permutations(pairs[1:]))]
+    text = ", ".join(pairs) + f", status={want['status']} ({want['detail']})"
+    return f"{H} postfix/smtp[7]: 4BC1D2E3F4: {text}", want
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases=st.lists(delivery_line(), min_size=1, max_size=20))
+def test_delivery_fields_are_read_in_any_order(cases: list[tuple[str, dict]]) -> None:
+    out = parse_postfix([line for line, _ in cases])
+    for row, (line, want) in zip(out.iter_rows(named=True), cases, strict=True):
+        assert row["kind"] == "delivery", line
+        got = {k: row[k] for k in want}
+        expected = {**want, "orig_to": want["orig_to"] or want["recipient"],
+                    "delay": None if want["delay"] == "0.1.7" else float(want["delay"])}
+        assert got == expected, line

@@ -14,7 +14,7 @@ import re
 import polars as pl
 
 from detector.formats.context import ParseContext
-from detector.formats.syslog import add_timestamps, split_header
+from detector.formats.syslog import parse_header
 from detector.schema import addressed_directly, conform
 
 NAME = "postfix"
@@ -58,9 +58,7 @@ KINDS: dict[str, str] = {
 }
 
 _PROGRAM = re.compile(r"(?:^|\s)postfix(?:-[^/\s]+)?/[\w/-]+\[\d+\]: ")
-_QID = (
-    r"^([0-9A-F]{5,}X*|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,}|NOQUEUE): "
-)
+_QID = r"^(?:[0-9A-F]{5,}X*|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,}|NOQUEUE)$"
 # The shapes that make most of a busy log, told apart by their first words in one anchored
 # pass; every other line goes through the full chain in _classify().
 _FAST_QUEUED = {  # after a queue id
@@ -118,6 +116,7 @@ _FIELD_GROUP = {
     "session_error": "detail",
 }
 _KEEP_RAW = ("foreign", "unparsed")
+_NEXT_QUEUE_ID = r"(?:queued as|forwarded as) ([0-9A-Za-z]{5,})"
 # starts of the lines Postfix writes with -v or debug_peer_list: internals, not mail flow
 _DEBUG = "^(?:" + "|".join([
     r"[a-z][a-z0-9_]*: ", r"[a-z][a-z0-9_]* = ", "send attr ", "input attribute ",
@@ -204,18 +203,62 @@ def _delivery_fields(frame: pl.DataFrame) -> pl.DataFrame:
     """Fields of delivery lines, the bulk of a storm log, by literal splits.
 
     ``to=<a>, orig_to=<l>, relay=r, conn_use=2, delay=1, delays=.., dsn=2.0.0, status=sent
-    (reply)``: everything before ", status=" is ", "-separated key=value pairs (found by key,
-    so optional and future keys do not matter); the status word and the reply text follow.
-    Three times faster than one pattern with a capture group per field.
+    (reply)``: everything before ", status=" is ", "-separated key=value pairs, the status
+    word and the reply text follow. Postfix writes the pairs in one order with two optional
+    ones (orig_to, conn_use), so each value is read at its position; a line whose pairs are
+    not in that order has them looked up by key instead (_fields_by_key).
     """
     # literal splits, not find + slice: find counts bytes and slice characters, which
     # disagree on a non-ASCII address
-    parts = pl.col("rest").str.splitn(", status=", 2)
+    parts = pl.col("rest").str.splitn(", status=", 2).struct.rename_fields(["_kv", "_tail"])
+    frame = frame.with_columns(parts.alias("_p")).unnest("_p")
+    k = [pl.col(f"_k{i}") for i in range(8)]
     frame = frame.with_columns(
-        parts.struct.field("field_0").str.split(", ").alias("_kv"),
-        parts.struct.field("field_1").str.splitn(" (", 2).alias("_tail"),
+        pl.col("_kv").str.split_exact(", ", 7).struct.rename_fields(
+            [f"_k{i}" for i in range(8)]).alias("_k"),
+        pl.col("_tail").str.splitn(" (", 2).struct.rename_fields(["status", "detail"])
+        .alias("_t"),
+    ).unnest("_k", "_t")
+    # the optional pairs shift the others: by one for orig_to=, one more for conn_use=
+    orig = k[1].str.starts_with("orig_to=<")
+    frame = frame.with_columns(_o=orig, _s=orig.cast(pl.Int8) + pl.when(orig).then(k[3])
+                               .otherwise(k[2]).str.starts_with("conn_use=").cast(pl.Int8))
+    shift = pl.col("_s")
+
+    def at(i: int) -> pl.Expr:  # the pair at position i when neither optional one is there
+        return pl.when(shift == 0).then(k[i]).when(shift == 1).then(k[i + 1]) \
+            .otherwise(k[i + 2])
+
+    frame = frame.with_columns(
+        _relay=pl.when(pl.col("_o")).then(k[2]).otherwise(k[1]),
+        _delay=at(2), _delays=at(3), _dsn=at(4), _end=at(5),
     )
-    kv, tail = pl.col("_kv"), pl.col("_tail")
+    fits = (pl.col("_relay").str.starts_with("relay=")
+            & pl.col("_delay").str.starts_with("delay=")
+            & pl.col("_delays").str.starts_with("delays=")
+            & pl.col("_dsn").str.starts_with("dsn=") & pl.col("_end").is_null()
+            & pl.col("_k7").is_null()).fill_null(False)
+    frame = frame.with_columns(
+        recipient=k[0].str.strip_prefix("to=<").str.strip_suffix(">"),
+        orig_to=pl.when(pl.col("_o")).then(k[1].str.slice(9).str.strip_suffix(">")),
+        relay=pl.col("_relay").str.slice(6),
+        delay=pl.col("_delay").str.slice(6),
+        dsn=pl.col("_dsn").str.slice(4),
+        detail=pl.col("detail").str.strip_suffix(")"),
+        _fits=fits,
+    ).drop("_kv", "_tail", "_o", "_s", "_relay", "_delay", "_delays", "_dsn", "_end",
+           *[f"_k{i}" for i in range(8)])
+    if not frame["_fits"].all():  # pairs in another order: look each one up by key
+        odd = frame["_fits"].not_()
+        frame = pl.concat([frame.filter(~odd), _fields_by_key(frame.filter(odd))],
+                          how="diagonal_relaxed")
+    return frame.drop("_fits").with_columns(  # the reply names the next hop's queue id
+        next_queue_id=pl.col("detail").str.extract(_NEXT_QUEUE_ID, 1))
+
+
+def _fields_by_key(frame: pl.DataFrame) -> pl.DataFrame:
+    """The pairs of delivery lines found by key, wherever they are (slower)."""
+    kv = pl.col("rest").str.splitn(", status=", 2).struct.field("field_0").str.split(", ")
 
     def value(key: str) -> pl.Expr:
         return kv.list.eval(pl.element().filter(pl.element().str.starts_with(key))
@@ -227,12 +270,7 @@ def _delivery_fields(frame: pl.DataFrame) -> pl.DataFrame:
         relay=value("relay="),
         delay=value("delay="),
         dsn=value("dsn="),
-        status=tail.struct.field("field_0"),
-        detail=tail.struct.field("field_1").str.strip_suffix(")"),
-    ).drop("_kv", "_tail").with_columns(  # the reply names the next hop's queue id
-        next_queue_id=pl.col("detail").str.extract(r"(?:queued as|forwarded as) ([0-9A-Za-z]{5,})"))
-
-
+    )
 def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
     """Extract each kind's fields on the rows of that kind only, then stack them."""
     group = pl.col("kind").replace_strict(
@@ -287,7 +325,8 @@ def _with_kinds(frame: pl.DataFrame) -> pl.DataFrame:
     if not todo.any():
         return frame
     # classify the rest on their own rows and put the kinds back in place (no frame copy)
-    slow = frame.select("rest", "daemon", "queue_id", "prog").filter(todo) \
+    slow = frame.select("rest", "queue_id", "prog").filter(todo).with_columns(
+        pl.col("prog").str.extract(r"([^/]+)$").alias("daemon")) \
         .select(kind=_classify())["kind"]
     kinds = frame["kind"].scatter(todo.arg_true(), slow)
     return frame.with_columns(kinds)
@@ -295,15 +334,15 @@ def _with_kinds(frame: pl.DataFrame) -> pl.DataFrame:
 
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
-    frame = add_timestamps(split_header(lines), ctx.tz, ctx.years)
-    qid = pl.col("msg").str.extract(_QID, 1)
+    frame = parse_header(lines, ctx.tz, ctx.years)
+    # "QUEUEID: rest": one literal split, then the id checked on its own short column
     frame = frame.with_columns(
-        qid.alias("queue_id"),
-        pl.col("prog").str.extract(r"([^/]+)$").alias("daemon"),
-    ).with_columns(
-        rest=pl.when(pl.col("queue_id").is_null()).then(pl.col("msg"))
-        .otherwise(pl.col("msg").str.slice(pl.col("queue_id").str.len_bytes() + 2)),
-    )
+        pl.col("msg").str.splitn(": ", 2).struct.rename_fields(["_id", "_after"]).alias("_q")
+    ).unnest("_q").with_columns(pl.col("_id").str.contains(_QID).alias("_has_id"))
+    frame = frame.with_columns(
+        queue_id=pl.when("_has_id").then("_id"),
+        rest=pl.when("_has_id").then("_after").otherwise("msg"),
+    ).drop("_id", "_after", "_has_id", "msg")
     frame = _with_kinds(frame)
     frame = _with_fields(frame).with_columns(
         program=pl.col("prog"),
