@@ -10,6 +10,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.errors import InputError, UsageError
 from detector.sources import discover, head_lines, iter_batches, last_line, open_binary
@@ -285,3 +287,20 @@ def test_head_and_tail_of_a_truncated_gzip_are_input_errors(tmp_path: Path, read
     with pytest.raises(InputError) as exc:
         reader(str(p))
     assert exc.value.path == str(p)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.text(alphabet="ab é\r\x00,\"", max_size=12), min_size=1, max_size=12),
+       ending=st.sampled_from(["\n", "\r\n"]), last=st.text(alphabet="aé\r", max_size=3),
+       batch_bytes=st.integers(1, 40))
+def test_any_batch_size_reads_the_same_lines(tmp_path_factory: pytest.TempPathFactory,
+                                             lines: list[str], ending: str, last: str,
+                                             batch_bytes: int) -> None:
+    # chunks cut lines anywhere: inside a UTF-8 character, between '\r' and '\n'
+    data = ("".join(line + ending for line in lines) + last).encode()
+    p = touch(tmp_path_factory.mktemp("b") / "mail.log", data)
+    whole, whole_ends, _ = read_all(p, batch_bytes=1 << 20)
+    cut, ends, _ = read_all(p, batch_bytes=batch_bytes)
+    assert cut["raw"].to_list() == whole["raw"].to_list()
+    assert cut["line_no"].to_list() == list(range(1, whole.height + 1))
+    assert ends[-1] == whole_ends[-1]
