@@ -531,7 +531,8 @@ def _unescape(value: str) -> str:
 
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
-    frame = _envelope(lines)
+    # back in line order: years are inferred from one line to the next
+    frame = _envelope(lines).sort("line_no")
     frame = add_timestamps(frame, ctx.tz, ctx.years)
     msg = pl.col("msg")
     if frame["msg"].str.starts_with("[").any():  # +pid: "[1234] " after the stamp

@@ -271,33 +271,33 @@ def _fields_by_key(frame: pl.DataFrame) -> pl.DataFrame:
         delay=value("delay="),
         dsn=value("dsn="),
     )
+
+
 def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
     """Extract each kind's fields on the rows of that kind only, then stack them."""
     group = pl.col("kind").replace_strict(
         {k: _FIELD_GROUP.get(k, k) for k in KINDS}, default=None
     )
-    frame = frame.with_columns(group.alias("_group"))
-    extracted = [*_FIELDS, "delivery"]
-    parts = [frame.filter(~pl.col("_group").is_in(extracted) | pl.col("_group").is_null())]
-    for name, pattern in [*_FIELDS.items(), ("delivery", None)]:
-        sub = frame.filter(pl.col("_group") == name)
-        if not sub.height:
-            continue
-        if pattern is None:
-            parts.append(_delivery_fields(sub))
-        else:
-            parts.append(sub.with_columns(
-                pl.col("rest").str.extract_groups(pattern).alias("_f")).unnest("_f"))
-    out = pl.concat(parts, how="diagonal_relaxed")
-    if "hname" in out.columns:
-        value = pl.col("hvalue")
-        bare = value.str.strip_chars().str.strip_prefix("<").str.strip_suffix(">")
-        out = out.with_columns(
-            subject=pl.when(pl.col("kind") == "header_subject").then(value),
-            in_reply_to=pl.when(pl.col("kind") == "header_in_reply_to").then(bare),
-            refs=pl.when(pl.col("kind") == "header_references").then(value),
-        )
-    return out
+    if not frame.height:
+        return frame
+    parts = []
+    for (name,), sub in frame.with_columns(group.alias("_group")).partition_by(
+            "_group", as_dict=True, maintain_order=False).items():
+        if name == "delivery":
+            sub = _delivery_fields(sub)
+        elif name in _FIELDS:
+            sub = sub.with_columns(
+                pl.col("rest").str.extract_groups(_FIELDS[name]).alias("_f")).unnest("_f")
+        if name == "header":
+            value, kind = pl.col("hvalue"), pl.col("kind")
+            bare = value.str.strip_chars().str.strip_prefix("<").str.strip_suffix(">")
+            sub = sub.with_columns(
+                subject=pl.when(kind == "header_subject").then(value),
+                in_reply_to=pl.when(kind == "header_in_reply_to").then(bare),
+                refs=pl.when(kind == "header_references").then(value),
+            )
+        parts.append(sub)
+    return pl.concat(parts, how="diagonal_relaxed")
 
 
 def _fast_kind() -> pl.Expr:
