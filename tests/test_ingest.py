@@ -377,3 +377,17 @@ def test_a_copy_in_the_same_run_is_read_once(logdir: Path, wh: Warehouse) -> Non
     assert [(Path(f.path).name, f.skipped) for f in result.files] == [
         ("mail.log.1.gz", None), ("mail.log", "already ingested")]
     assert count(wh) == 2
+
+
+def test_parts_carry_time_statistics_for_analysts(logdir: Path, wh: Warehouse) -> None:
+    # a query over a time window skips parts by their ts min/max
+    import pyarrow.parquet as pq
+
+    log = write(logdir / "mail.log", ["Nov 14 10:00:00", "Nov 14 11:30:00"])
+    ingest(wh, discover([str(log)]), tz="UTC", year=2016)
+    (part,) = wh.parts_dir.glob("part-*.parquet")
+    meta = pq.ParquetFile(part).metadata.row_group(0)
+    stats = {meta.column(i).path_in_schema: meta.column(i).statistics
+             for i in range(meta.num_columns)}
+    assert stats["ts"].min == utc(2016, 11, 14, 10) and stats["ts"].max == utc(2016, 11, 14, 11, 30)
+    assert stats["kind"].has_min_max
