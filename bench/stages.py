@@ -43,7 +43,7 @@ def main(path: str) -> None:
         ingest(wh, discover([path]), tz="UTC", year=2016)
         out["ingest"] = time.perf_counter() - t
         t = time.perf_counter()
-        build_model(wh.con)
+        build_model(wh)
         out["model"] = time.perf_counter() - t
         rules = load_ruleset(None, {})
         t = time.perf_counter()

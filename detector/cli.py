@@ -23,7 +23,7 @@ from detector.reports import SEVERITIES, severity_rank
 from detector.rules.catalogue import MEASURES
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
-from detector.warehouse import events_view_sql, parts_dir_of
+from detector.warehouse import events_view_sql, parquet_views_sql, parts_dir_of
 
 EXIT_FAIL_ON = 3
 
@@ -258,6 +258,8 @@ def sql(query: str, db: Path, fmt: str) -> None:
         # the stored view names the parts by absolute path; if the folder moved, a view
         # in the session's temporary schema (searched first) points at where they are now
         con.execute(f"CREATE TEMP VIEW events AS {events_view_sql(parts_dir_of(db))}")
+        for name, select in parquet_views_sql(con, db).items():
+            con.execute(f"CREATE TEMP VIEW {name} AS {select}")
         rel = con.sql(query)
         if rel is None:
             return

@@ -84,7 +84,7 @@ def run(
                           batch_bytes=batch_bytes_for(memory_limit), progress=progress)
         if progress:
             progress(f"read {ingested.lines:,} new lines; building the model")
-        build_model(wh.con)
+        build_model(wh)
         result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested, progress)
     return result
 

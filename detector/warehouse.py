@@ -42,6 +42,7 @@ HEAD_BYTES = 65536
 _DICTIONARY_COLUMNS = ["host", "source_file", "program", "kind", "status", "dsn", "relay",
                        "client", "sender", "orig_to"]
 _STATS_COLUMNS = ["ts", "kind"]
+_PARQUET_VIEW = "parquet_view:"  # meta key of a model table kept as Parquet: + its name
 
 _DUCK_TYPES = {
     pl.Datetime("us", "UTC"): "TIMESTAMPTZ",
@@ -93,10 +94,28 @@ def _empty_events_sql() -> str:
     return f"SELECT {cols} WHERE false"
 
 
+def parquet_dir_of(db: Path | str) -> Path:
+    """The folder of Parquet files beside the warehouse file ``db``."""
+    base = Path(db)
+    return base.with_name(base.stem + ".parquet")
+
+
 def parts_dir_of(db: Path | str) -> Path:
     """Where the Parquet parts of the warehouse file ``db`` live."""
-    base = Path(db)
-    return base.with_name(base.stem + ".parquet") / "events"
+    return parquet_dir_of(db) / "events"
+
+
+def _read_parquet_sql(path: Path) -> str:
+    return "SELECT * FROM read_parquet('{}')".format(str(path.resolve()).replace("'", "''"))
+
+
+def parquet_views_sql(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, str]:
+    """View name -> SELECT over its current file, for the model tables kept as Parquet
+    (see ``Warehouse.write_parquet_view``); absolute paths, made afresh on every open."""
+    rows = con.execute("SELECT key, value FROM meta WHERE key LIKE ?",
+                       [_PARQUET_VIEW + "%"]).fetchall()
+    return {key.removeprefix(_PARQUET_VIEW): _read_parquet_sql(parquet_dir_of(db) / file)
+            for key, file in rows if (parquet_dir_of(db) / file).is_file()}
 
 
 def events_view_sql(parts_dir: Path) -> str:
@@ -183,11 +202,15 @@ class Warehouse:
         except duckdb.Error as exc:
             raise UsageError(f"bad --memory-limit {memory_limit!r}: use a size like 2GB or "
                              "500MB") from exc
+        self.parquet_dir = parquet_dir_of(base)
         self.parts_dir = parts_dir_of(base)
         self._tmp_dir = self.parts_dir / ".incoming"
         self._migrate()
         self._tidy_parts()
+        self.tidy_parquet_views()
         self.refresh_events_view()
+        for name, select in parquet_views_sql(self.con, base).items():
+            self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
 
     def _migrate(self) -> None:
         for ddl in _DDL:
@@ -296,6 +319,32 @@ class Warehouse:
             (self.parts_dir / name).unlink()
         for name in known - present:
             self.con.execute("DELETE FROM parts WHERE part = ?", [name])
+
+    def write_parquet_view(self, name: str, select: str) -> Path:
+        """Write the rows of ``select`` to a new Parquet file beside the events and make the
+        view ``name`` read it, in the caller's transaction (the file is made visible by
+        its COMMIT; on ROLLBACK the caller deletes the returned file). For the model's
+        biggest table: DuckDB writes Parquet a third faster than its own table storage."""
+        self.parquet_dir.mkdir(parents=True, exist_ok=True)
+        path = self.parquet_dir / f"{name}-{uuid.uuid4().hex}.parquet"
+        quoted = str(path).replace("'", "''")
+        self.con.execute(f"COPY ({select}) TO '{quoted}' "
+                         "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
+        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {_read_parquet_sql(path)}")
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                         [_PARQUET_VIEW + name, path.name])
+        return path
+
+    def tidy_parquet_views(self) -> None:
+        """Remove the files of model tables no view reads (replaced, or left by a crash)."""
+        rows = self.con.execute("SELECT key, value FROM meta WHERE key LIKE ?",
+                                [_PARQUET_VIEW + "%"]).fetchall()
+        current = {file for _, file in rows}
+        for key, _ in rows:
+            name = key.removeprefix(_PARQUET_VIEW)
+            for path in self.parquet_dir.glob(f"{name}-*.parquet"):
+                if path.name not in current:
+                    path.unlink(missing_ok=True)
 
     def refresh_events_view(self) -> None:
         """The events view over every committed part (a typed empty view when none)."""

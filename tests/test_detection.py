@@ -151,7 +151,7 @@ def _warehouse_with_storms(tmp_path: Path, repliers: list[int], gap_s: int) -> P
         from detector.sources import discover
 
         ingest(wh, discover([str(tmp_path / "mail.log")]), tz="UTC", year=2016)
-        build_model(wh.con)
+        build_model(wh)
     return db
 
 
@@ -192,7 +192,7 @@ def test_shuffling_event_rows_changes_no_incident(tmp_path_factory, repliers, se
         events.sample(fraction=1.0, shuffle=True, seed=seed).write_parquet(
             wh.parts_dir / "part-shuffled.parquet")
         wh.refresh_events_view()
-        build_model(wh.con)
+        build_model(wh)
         after = detect(wh, rules)
     assert before == after
     assert len(before) == len(repliers)

@@ -363,7 +363,7 @@ def test_many_small_files_give_the_same_model_as_one(tmp_path: Path) -> None:
             result = ingest(w, discover([str(folder)]), tz="UTC", year=2016,
                             batch_bytes=64 * 1024)
             assert result.lines == len(lines)
-            build_model(w.con)
+            build_model(w)
             figures.append(w.query("SELECT count(*) AS n, sum(deliveries) AS d, "
                                    "count(DISTINCT thread_id) AS t FROM logical_messages").rows())
     assert figures[0] == figures[1]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
+import pytest
 
 from detector.ingest import ingest
 from detector.model.build import build_model
@@ -21,7 +23,7 @@ def _model(tmp_path: Path, *logs: tuple[str, list[str]]) -> Warehouse:
         paths.append(str(tmp_path / name))
     wh = Warehouse(tmp_path / "w.duckdb")
     ingest(wh, discover(paths), tz="UTC", year=2016)
-    build_model(wh.con)
+    build_model(wh)
     return wh
 
 
@@ -84,7 +86,7 @@ def _events_model(tmp_path: Path, rows: list[dict]) -> Warehouse:
     txn.add(wh.write_part(frame), False)
     wh.commit_file(txn, path="test.log", fmt="test", head=b"x", previous=None,
                    bytes_ingested=1, lines=len(rows))
-    build_model(wh.con)
+    build_model(wh)
     return wh
 
 
@@ -186,3 +188,59 @@ def test_members_of_nested_groups_are_credited_to_the_outer_group(tmp_path: Path
         assert wh.query("SELECT DISTINCT list FROM deliveries").rows() == [("all@x",)]
         assert wh.query("SELECT deliveries, submitted, list FROM logical_messages").rows() == [
             (3, 1, "all@x")]
+
+
+# --- deliveries kept as a Parquet file ------------------------------------------------------
+
+
+def _deliveries_files(wh: Warehouse) -> list[Path]:
+    return sorted(wh.parquet_dir.glob("deliveries-*.parquet"))
+
+
+def test_deliveries_are_one_parquet_file_replaced_on_rebuild(tmp_path: Path) -> None:
+    wh = _model(tmp_path, ("mail.log", _message("mx1", "10:00:00", "AAAAAA1", "m1@x",
+                                                [("b@y", None), ("c@y", "l@y")])))
+    (first,) = _deliveries_files(wh)
+    assert wh.query("SELECT recipient, list FROM deliveries ORDER BY 1").rows() == [
+        ("b@y", None), ("c@y", "l@y")]
+    build_model(wh)  # a rebuild writes a new file and removes the old one
+    (second,) = _deliveries_files(wh)
+    assert second != first
+    assert wh.scalar("SELECT count(*) FROM deliveries") == 2
+    wh.close()
+
+
+def test_a_failed_rebuild_keeps_the_deliveries_it_had(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    wh = _model(tmp_path, ("mail.log", _message("mx1", "10:00:00", "AAAAAA1", "m1@x",
+                                                [("b@y", None)])))
+    before = _deliveries_files(wh)
+    import detector.model.build as build
+
+    real = build.statements
+    monkeypatch.setattr(build, "statements", lambda sql: [*real(sql), "SELECT broken("])
+    with pytest.raises(duckdb.Error):
+        build_model(wh)
+    assert _deliveries_files(wh) == before
+    assert wh.scalar("SELECT count(*) FROM deliveries") == 1
+    wh.close()
+
+
+def test_deliveries_view_follows_the_folder_and_old_tables_are_replaced(tmp_path: Path
+                                                                        ) -> None:
+    import shutil
+
+    wh = _model(tmp_path, ("mail.log", _message("mx1", "10:00:00", "AAAAAA1", "m1@x",
+                                                [("b@y", None)])))
+    wh.close()
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(tmp_path / "w.duckdb", moved / "w.duckdb")
+    shutil.move(tmp_path / "w.parquet", moved / "w.parquet")
+    with Warehouse(moved / "w.duckdb") as w:
+        assert w.scalar("SELECT count(*) FROM deliveries") == 1
+        # a warehouse from before deliveries were Parquet held them as a table
+        w.con.execute("DROP VIEW deliveries")
+        w.con.execute("CREATE TABLE deliveries AS SELECT 1 AS stale")
+        build_model(w)
+        assert w.scalar("SELECT count(*) FROM deliveries") == 1

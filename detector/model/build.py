@@ -12,10 +12,15 @@ from detector.model.subjects import (
     is_auto_subject_sql,
     normalize_subject_sql,
 )
+from detector.warehouse import Warehouse
 
 MODEL_TABLES = (
     "messages", "expansions", "list_posts", "deliveries", "logical_messages", "threads",
 )
+#: model tables whose view in model.sql is written to a Parquet file as it is built, and
+#: read from it by the later statements and by analysts (Warehouse.write_parquet_view)
+PARQUET_TABLES = ("deliveries",)
+_VIEW = re.compile(r"CREATE OR REPLACE VIEW (\w+) AS", re.IGNORECASE)
 
 
 #: the envelope sender of a list server's own copies: "<list>-bounces@domain" (Mailman),
@@ -41,15 +46,28 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
-def build_model(con: duckdb.DuckDBPyConnection) -> None:
+def build_model(wh: Warehouse) -> None:
     """Recreate the model tables from the events table, in one transaction."""
+    con = wh.con
     create_macros(con)
     sql = resources.files("detector.model").joinpath("sql/model.sql").read_text("utf-8")
+    for name in PARQUET_TABLES:  # warehouses written before they were kept as Parquet
+        if con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
+                       "AND table_type = 'BASE TABLE'", [name]).fetchone():
+            con.execute(f"DROP TABLE {name}")
+    written = []
     con.execute("BEGIN TRANSACTION")
     try:
         for statement in statements(sql):
             con.execute(statement)
+            view = _VIEW.match(statement)
+            if view and view.group(1) in PARQUET_TABLES:
+                written.append(wh.write_parquet_view(view.group(1),
+                                                     f"SELECT * FROM {view.group(1)}"))
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
+        for path in written:
+            path.unlink(missing_ok=True)
         raise
+    wh.tidy_parquet_views()
