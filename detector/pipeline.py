@@ -35,7 +35,7 @@ class RunResult:
 
 def batch_bytes_for(memory_limit: str | None) -> int:
     """Text per parse batch: a parsed batch takes about ten times its text, and two are in
-    flight, so a smaller --memory-limit makes smaller batches (between 4 and 32 MB)."""
+    flight, so a smaller --memory-limit makes smaller batches (between 4 and 24 MB)."""
     if not memory_limit:
         return BATCH_BYTES
     return max(4 << 20, min(BATCH_BYTES, parse_size(memory_limit) // 32))
