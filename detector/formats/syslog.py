@@ -66,8 +66,8 @@ def split_header(frame: pl.DataFrame) -> pl.DataFrame:
     ).drop("_sep", "field_0", "field_1", "field_2")
 
 
-# Layouts of a whole batch, told from its first line: (tokens of the stamp when a line is
-# split on single spaces, splits for stamp + host + tag + message)
+# Layouts of a whole batch, told from its first line: how many space-separated tokens
+# the stamp takes (host, tag and message follow)
 _LAYOUTS = {"rfc3164": 3, "padded": 4, "iso": 1}  # "Nov 14 ..", "Nov  4 ..", "2016-11-14T.."
 _STAMP_WHOLE = STAMP_PATTERN + "$"
 
