@@ -101,7 +101,7 @@ GROUP BY ALL;
 -- recovered from the envelope sender of the list's own copies (<name>-bounces@domain).
 CREATE OR REPLACE TABLE list_posts AS
 WITH posts AS (
-    SELECT message_id, arg_min(orig_to, ts) AS list, arg_min(sender, ts) AS sender,
+    SELECT message_id, arg_min(orig_to, (ts, orig_to)) AS list, arg_min(sender, (ts, sender)) AS sender,
         min(ts) AS ts, max(nrcpt) AS nrcpt
     FROM events
     WHERE kind = 'list_post' AND message_id IS NOT NULL AND orig_to IS NOT NULL
@@ -145,13 +145,13 @@ WITH queued AS (  -- small: one row per queue id seen
         JOIN expansions x ON x.message_uid = u.message_uid AND x.recipient = u.list
         WHERE u.depth < 8
     )
-    SELECT message_uid, recipient, arg_max(list, depth) AS list, min(ts) AS ts
+    SELECT message_uid, recipient, arg_max(list, (depth, list)) AS list, min(ts) AS ts
     FROM up
     GROUP BY message_uid, recipient
 ), member_of AS (  -- per instance of an expanded message; a member of two lists is
     -- credited to the first. Small tables joined on the instance key: no cost when the
     -- logs hold no expansions or list posts.
-    SELECT m.message_key, x.recipient, arg_min(x.list, x.ts) AS list
+    SELECT m.message_key, x.recipient, arg_min(x.list, (x.ts, x.list)) AS list
     FROM outermost x
     JOIN messages m USING (message_uid)
     GROUP BY ALL
@@ -241,6 +241,13 @@ WITH inst AS (
     JOIN inst i USING (message_key)
     WHERE NOT d.is_hop AND i.uid_key IN (SELECT uid_key FROM listed WHERE lists > 1)
     GROUP BY ALL
+), main_list AS (
+    -- of a message naming several lists: the one most of its recipients came through
+    -- (the first by name on a tie, so that a re-run names the same)
+    SELECT uid_key, arg_min(list, (-n, list)) AS list
+    FROM (SELECT uid_key, list, count(*) AS n FROM routes
+          WHERE list IS NOT NULL GROUP BY ALL)
+    GROUP BY uid_key
 ), per_msg AS (
     SELECT p.uid_key, p.recipients, p.deliveries, p.bounced, p.loop_bounces,
         -- what the sender wrote: the list once, each direct recipient once
@@ -251,18 +258,20 @@ WITH inst AS (
     LEFT JOIN listed l USING (uid_key)
     WHERE coalesce(l.lists, 0) <= 1
     UNION ALL
-    SELECT
-        uid_key,
-        count(DISTINCT rh) AS recipients,
-        count(*) FILTER (WHERE delivered) AS deliveries,
-        count(*) FILTER (WHERE bounced) AS bounced,
-        count(*) FILTER (WHERE looped) AS loop_bounces,
-        -- what the sender wrote: each list once, each direct recipient once
-        count(DISTINCT list) + count(*) FILTER (WHERE list IS NULL) AS submitted,
-        mode(list) AS list,  -- the list most of its recipients came through
-        max(last_ts) AS last_delivery
-    FROM routes
-    GROUP BY uid_key
+    SELECT r.uid_key, r.recipients, r.deliveries, r.bounced, r.loop_bounces, r.submitted,
+        main_list.list, r.last_delivery
+    FROM (SELECT
+            uid_key,
+            count(DISTINCT rh) AS recipients,
+            count(*) FILTER (WHERE delivered) AS deliveries,
+            count(*) FILTER (WHERE bounced) AS bounced,
+            count(*) FILTER (WHERE looped) AS loop_bounces,
+            -- what the sender wrote: each list once, each direct recipient once
+            count(DISTINCT list) + count(*) FILTER (WHERE list IS NULL) AS submitted,
+            max(last_ts) AS last_delivery
+          FROM routes
+          GROUP BY uid_key) r
+    LEFT JOIN main_list USING (uid_key)
 ), solo AS (
     -- the one recipient of a message written to one address (auto-replies, a mail loop
     -- between two addresses): small, joined to the few messages with one recipient
@@ -285,10 +294,11 @@ WITH inst AS (
 ), merged AS (
     SELECT
         message_uid,
-        arg_min(message_id, first_seen) AS message_id,
-        arg_min(sender, first_seen) AS sender,
-        arg_min(subject, first_seen) FILTER (WHERE subject IS NOT NULL) AS subject,
-        arg_min(thread_subject, first_seen) FILTER (WHERE subject IS NOT NULL)
+        arg_min(message_id, (first_seen, message_id)) AS message_id,
+        arg_min(sender, (first_seen, sender)) AS sender,
+        arg_min(subject, (first_seen, subject)) FILTER (WHERE subject IS NOT NULL)
+            AS subject,
+        arg_min(thread_subject, (first_seen, subject)) FILTER (WHERE subject IS NOT NULL)
             AS thread_subject,
         max(in_reply_to) AS in_reply_to,
         max(refs) AS refs,
@@ -344,9 +354,9 @@ LEFT JOIN keyed r ON r.message_id = nullif(k.root_ref, '') AND r.message_uid <> 
 CREATE OR REPLACE TABLE threads AS
 SELECT
     thread_id,
-    arg_min(list, first_seen) AS list,
-    arg_min(thread_subject, first_seen) AS subject,
-    arg_min(message_id, first_seen) AS root_message_id,
+    arg_min(list, (first_seen, message_uid)) AS list,
+    arg_min(thread_subject, (first_seen, message_uid)) AS subject,
+    arg_min(message_id, (first_seen, message_uid)) AS root_message_id,
     min(first_seen) AS first_ts,
     max(coalesce(last_delivery, last_seen)) AS last_ts,
     count(*) AS messages,
