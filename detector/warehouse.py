@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from detector.errors import MailstormError, UsageError
 from detector.schema import EVENT_COLUMNS
+from detector.sqltext import sql_string
 
 SCHEMA_VERSION = 2
 HEAD_BYTES = 65536
@@ -105,17 +106,25 @@ def parts_dir_of(db: Path | str) -> Path:
     return parquet_dir_of(db) / "events"
 
 
-def _read_parquet_sql(path: Path) -> str:
-    return "SELECT * FROM read_parquet('{}')".format(str(path.resolve()).replace("'", "''"))
+def _sql_path(path: Path) -> str:
+    """An absolute path as a SQL string literal."""
+    return sql_string(str(path.resolve()))
+
+
+def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Model table kept as Parquet -> the name of its current file (from ``meta``)."""
+    rows = con.execute("SELECT key, value FROM meta WHERE key LIKE ?",
+                       [_PARQUET_VIEW + "%"]).fetchall()
+    return {key.removeprefix(_PARQUET_VIEW): file for key, file in rows}
 
 
 def parquet_views_sql(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, str]:
     """View name -> SELECT over its current file, for the model tables kept as Parquet
     (see ``Warehouse.write_parquet_view``); absolute paths, made afresh on every open."""
-    rows = con.execute("SELECT key, value FROM meta WHERE key LIKE ?",
-                       [_PARQUET_VIEW + "%"]).fetchall()
-    return {key.removeprefix(_PARQUET_VIEW): _read_parquet_sql(parquet_dir_of(db) / file)
-            for key, file in rows if (parquet_dir_of(db) / file).is_file()}
+    paths = {name: parquet_dir_of(db) / file
+             for name, file in _parquet_view_files(con).items()}
+    return {name: f"SELECT * FROM read_parquet({_sql_path(path)})"
+            for name, path in paths.items() if path.is_file()}
 
 
 def events_view_sql(parts_dir: Path) -> str:
@@ -125,8 +134,7 @@ def events_view_sql(parts_dir: Path) -> str:
     so every open recreates the view: moving the folder does not break it.
     """
     if parts_dir.is_dir() and any(parts_dir.glob("part-*.parquet")):
-        glob = str(parts_dir.resolve() / "part-*.parquet").replace("'", "''")
-        return f"SELECT * FROM read_parquet('{glob}')"
+        return f"SELECT * FROM read_parquet({_sql_path(parts_dir / 'part-*.parquet')})"
     return _empty_events_sql()
 
 
@@ -209,7 +217,7 @@ class Warehouse:
         self._tidy_parts()
         self.tidy_parquet_views()
         self.refresh_events_view()
-        for name, select in parquet_views_sql(self.con, base).items():
+        for name, select in parquet_views_sql(self.con, base).items():  # folder may move
             self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
 
     def _migrate(self) -> None:
@@ -327,21 +335,19 @@ class Warehouse:
         biggest table: DuckDB writes Parquet a third faster than its own table storage."""
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
         path = self.parquet_dir / f"{name}-{uuid.uuid4().hex}.parquet"
-        quoted = str(path).replace("'", "''")
-        self.con.execute(f"COPY ({select}) TO '{quoted}' "
+        self.con.execute(f"COPY ({select}) TO {_sql_path(path)} "
                          "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
-        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {_read_parquet_sql(path)}")
+        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS "
+                         f"SELECT * FROM read_parquet({_sql_path(path)})")
         self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                          [_PARQUET_VIEW + name, path.name])
         return path
 
     def tidy_parquet_views(self) -> None:
         """Remove the files of model tables no view reads (replaced, or left by a crash)."""
-        rows = self.con.execute("SELECT key, value FROM meta WHERE key LIKE ?",
-                                [_PARQUET_VIEW + "%"]).fetchall()
-        current = {file for _, file in rows}
-        for key, _ in rows:
-            name = key.removeprefix(_PARQUET_VIEW)
+        files = _parquet_view_files(self.con)
+        current = set(files.values())
+        for name in files:
             for path in self.parquet_dir.glob(f"{name}-*.parquet"):
                 if path.name not in current:
                     path.unlink(missing_ok=True)

@@ -236,8 +236,8 @@ def _delivery_fields(frame: pl.DataFrame) -> pl.DataFrame:
     fits = (pl.col("_relay").str.starts_with("relay=")
             & pl.col("_delay").str.starts_with("delay=")
             & pl.col("_delays").str.starts_with("delays=")
-            & pl.col("_dsn").str.starts_with("dsn=") & pl.col("_end").is_null()
-            & pl.col("_k7").is_null()).fill_null(False)
+            & pl.col("_dsn").str.starts_with("dsn=")
+            & pl.col("_end").is_null()).fill_null(False)  # and no pair after dsn=
     frame = frame.with_columns(
         recipient=k[0].str.strip_prefix("to=<").str.strip_suffix(">"),
         orig_to=pl.when(pl.col("_o")).then(k[1].str.slice(9).str.strip_suffix(">")),

@@ -90,9 +90,7 @@ def parse_header(lines: pl.DataFrame, tz: str, years: YearState) -> pl.DataFrame
     for (another layout, an odd tag, no header at all) take the general path, which
     gives the same fields; the two agree on every line the fast path accepts.
     """
-    if not lines.height:
-        return add_timestamps(split_header(lines), tz, years)
-    k = _layout(lines["raw"][0])
+    k = _layout(lines["raw"][0]) if lines.height else None
     if k is None:
         return add_timestamps(split_header(lines), tz, years)
     before = (years.year, years.prev_month)  # to undo if the batch goes the general way

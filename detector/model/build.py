@@ -12,6 +12,7 @@ from detector.model.subjects import (
     is_auto_subject_sql,
     normalize_subject_sql,
 )
+from detector.sqltext import sql_string
 from detector.warehouse import Warehouse
 
 MODEL_TABLES = (
@@ -35,9 +36,9 @@ def create_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE OR REPLACE MACRO has_reply_prefix(s) AS {has_reply_prefix_sql('s')}")
     con.execute(f"CREATE OR REPLACE MACRO is_auto_subject(s) AS {is_auto_subject_sql('s')}")
     # the list address a copy was sent for (list-bounces@d -> list@d), null for other mail
-    pattern = LIST_COPY_SENDER.replace("'", "''")
+    pattern = sql_string(LIST_COPY_SENDER)
     con.execute("CREATE OR REPLACE MACRO list_of_copy(s) AS CASE WHEN "
-                f"regexp_matches(s, '{pattern}') THEN regexp_replace(s, '{pattern}', '@') END")
+                f"regexp_matches(s, {pattern}) THEN regexp_replace(s, {pattern}, '@') END")
 
 
 def statements(sql: str) -> list[str]:

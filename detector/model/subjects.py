@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import polars as pl
 
+from detector.sqltext import sql_string
+
 # Unicode White_Space, listed explicitly so all three engines agree on it.
 _WS = (
     r"[\t\n\x0B\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]"
@@ -108,12 +110,6 @@ def normalize_subject(expr: pl.Expr) -> pl.Expr:
     )
 
 
-def _sql_str(value: str) -> str:
-    """SQL string literal (DuckDB does not treat backslashes as escapes; Spark does, see
-    spark.sql.parser.escapedStringLiterals when porting)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 # DuckDB's regexp_replace replaces the first match unless given 'g'; Spark's always replaces
 # all matches (and its 4th argument is a position), so drop this when porting.
 _SQL_GLOBAL = ", 'g'"
@@ -126,16 +122,16 @@ def normalize_subject_sql(column_sql: str) -> str:
     """
     sql = f"({column_sql})"
     for src, dst in _LOWER_FIXUPS:
-        sql = f"replace({sql}, {_sql_str(src)}, {_sql_str(dst)})"
-    sql = f"regexp_replace(lower({sql}), {_sql_str(PREFIX_RUN_PATTERN)}, '')"
-    sql = f"regexp_replace({sql}, {_sql_str(WHITESPACE_RUN_PATTERN)}, ' '{_SQL_GLOBAL})"
+        sql = f"replace({sql}, {sql_string(src)}, {sql_string(dst)})"
+    sql = f"regexp_replace(lower({sql}), {sql_string(PREFIX_RUN_PATTERN)}, '')"
+    sql = f"regexp_replace({sql}, {sql_string(WHITESPACE_RUN_PATTERN)}, ' '{_SQL_GLOBAL})"
     return f"trim({sql})"
 
 
 def _matches_sql(column_sql: str, pattern: str) -> str:
     # DuckDB has regexp_matches, Spark rlike/regexp_like; regexp_extract exists in both with the
     # same meaning, and our patterns never match the empty string.
-    return f"(regexp_extract(({column_sql}), {_sql_str(pattern)}, 0) <> '')"
+    return f"(regexp_extract(({column_sql}), {sql_string(pattern)}, 0) <> '')"
 
 
 def has_reply_prefix(expr: pl.Expr) -> pl.Expr:
