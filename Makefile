@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check detector tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(STAMP)
