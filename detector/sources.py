@@ -115,8 +115,11 @@ def _compression(head: bytes) -> str | None:
     return None
 
 
-def open_binary(path: str) -> BinaryIO:
-    """Open a log for reading decompressed bytes; compression is sniffed from magic bytes."""
+def open_binary(path: str) -> BinaryIO | io.BufferedIOBase:
+    """Open a log for reading decompressed bytes; compression is sniffed from magic bytes.
+
+    The file itself (or stdin) when plain, else a decompressing stream over it.
+    """
     if path == STDIN:
         return sys.stdin.buffer
     try:
@@ -126,18 +129,18 @@ def open_binary(path: str) -> BinaryIO:
     head = raw.peek(8)[:8] if hasattr(raw, "peek") else b""
     kind = _compression(head)
     if kind == "gzip":
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw)
     if kind == "bz2":
-        return bz2.BZ2File(raw)  # type: ignore[return-value]
+        return bz2.BZ2File(raw)
     if kind == "xz":
-        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+        return lzma.LZMAFile(raw)
     if kind == "zstd":
         try:
             import zstandard  # optional: only sites with .zst rotations need it
         except ImportError as exc:
             raise InputError(path, None, "is zstd-compressed: pip install zstandard") from exc
-        return zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[return-value]
-    return raw  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw)
+    return raw
 
 
 # what a corrupt or truncated file raises (zlib.error: a damaged deflate stream in a .gz)

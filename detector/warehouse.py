@@ -21,9 +21,11 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -45,11 +47,11 @@ _DICTIONARY_COLUMNS = ["host", "source_file", "program", "kind", "status", "dsn"
 _STATS_COLUMNS = ["ts", "kind"]
 _PARQUET_VIEW = "parquet_view:"  # meta key of a model table kept as Parquet: + its name
 
-_DUCK_TYPES = {
+_DUCK_TYPES: dict[pl.DataType, str] = {
     pl.Datetime("us", "UTC"): "TIMESTAMPTZ",
-    pl.String: "VARCHAR",
-    pl.Int64: "BIGINT",
-    pl.Float64: "DOUBLE",
+    pl.String(): "VARCHAR",
+    pl.Int64(): "BIGINT",
+    pl.Float64(): "DOUBLE",
 }
 
 _DDL = [
@@ -154,7 +156,8 @@ def head_digest(head: bytes) -> str:
     return hashlib.sha256(head).hexdigest()
 
 
-def _extreme(pick, a: datetime | None, b: datetime | None) -> datetime | None:  # noqa: ANN001
+def _extreme(pick: Callable[[list[datetime]], datetime], a: datetime | None,
+             b: datetime | None) -> datetime | None:
     """min or max of two optional times (None when both are)."""
     present = [t for t in (a, b) if t is not None]
     return pick(present) if present else None
@@ -366,6 +369,6 @@ class Warehouse:
         rows = self.con.execute(sql, params or []).fetchall()
         return rows[0] if rows else None
 
-    def scalar(self, sql: str, params: list | None = None):  # noqa: ANN201 - any SQL value
+    def scalar(self, sql: str, params: list | None = None) -> Any:  # any SQL value
         row = self.scalar_row(sql, params)
         return row[0] if row else None

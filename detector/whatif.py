@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,21 @@ class Reply:
     is_root: bool
 
 
-def replay(policy: Policy, messages: Sequence[Reply]) -> dict:
+class ReplayResult(TypedDict):
+    """What ``replay`` finds: when the policy fires (None: never) and what it blocks."""
+
+    policy: str
+    label: str
+    description: str
+    fires_at: datetime | None
+    messages_before: int
+    blocked_messages: int
+    prevented_deliveries: int
+    deliveries: int
+    prevented_share: float
+
+
+def replay(policy: Policy, messages: Sequence[Reply]) -> ReplayResult:
     """When ``policy`` fires on these messages and what blocking from then on saves."""
     ordered = sorted(messages, key=lambda m: m.ts)
     total = sum(m.deliveries for m in ordered)
@@ -69,19 +84,20 @@ def replay(policy: Policy, messages: Sequence[Reply]) -> dict:
         if count >= policy.min_count:
             fired = m
             break
-    result = {"policy": policy.name, "label": policy.label,
-              "description": policy.description, "fires_at": None,
-              "messages_before": len(ordered), "blocked_messages": 0,
-              "prevented_deliveries": 0, "deliveries": total, "prevented_share": 0.0}
+    result: ReplayResult = {"policy": policy.name, "label": policy.label,
+                             "description": policy.description, "fires_at": None,
+                             "messages_before": len(ordered), "blocked_messages": 0,
+                             "prevented_deliveries": 0, "deliveries": total,
+                             "prevented_share": 0.0}
     if fired is None:
         return result
     until = fired.ts + policy.block
     blocked = [m for m in ordered if not m.is_root and fired.ts < m.ts <= until]
     prevented = sum(m.deliveries for m in blocked)
-    result.update(
-        fires_at=fired.ts, messages_before=sum(1 for m in ordered if m.ts <= fired.ts),
-        blocked_messages=len(blocked), prevented_deliveries=prevented,
-        prevented_share=round(prevented / total, 3) if total else 0.0)
+    result.update({
+        "fires_at": fired.ts, "messages_before": sum(1 for m in ordered if m.ts <= fired.ts),
+        "blocked_messages": len(blocked), "prevented_deliveries": prevented,
+        "prevented_share": round(prevented / total, 3) if total else 0.0})
     return result
 
 

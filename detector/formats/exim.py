@@ -28,12 +28,16 @@ kinds (same meaning, and the model reads them)::
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from detector.formats.context import ParseContext
 from detector.formats.syslog import STAMP_PATTERN, add_timestamps, split_header
 from detector.schema import addressed_directly, conform
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 NAME = "exim"
 
@@ -262,7 +266,7 @@ def _classify(rest: pl.Expr) -> pl.Expr:
     """Kind of a line without a flag, by its text (the message id already taken off)."""
     # many lines open with the client ("H=host [ip] U=user F=<a> ...") before the words
     words = rest.str.replace(_PREAMBLE, "")
-    expr = pl.when(pl.lit(False)).then(pl.lit(None, pl.String))
+    expr: Then | ChainedThen = pl.when(pl.lit(False)).then(pl.lit(None, pl.String))
     for kind, pattern in _CHAIN:
         target = rest if kind in ("exim_remote_error", "exim_connection") else words
         expr = expr.when(target.str.contains(pattern)).then(pl.lit(kind))

@@ -195,11 +195,12 @@ def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
         hit = [pl.col("rest").str.contains(p) for p in patterns]
         exprs = []
         for col in sorted(cols):
-            expr = None
+            expr: pl.Expr | None = None
             for pattern_hit, groups, f in zip(hit[::-1], names[::-1], found[::-1], strict=True):
                 value = f.struct.field(col) if col in groups else pl.lit(None, pl.String)
                 expr = pl.when(pattern_hit).then(value) if expr is None else \
                     pl.when(pattern_hit).then(value).otherwise(expr)
+            assert expr is not None  # col is a group of some pattern: the loop ran
             exprs.append(expr.alias(col))
         parts.append(sub.with_columns(exprs))
     out = pl.concat(parts, how="diagonal_relaxed")

@@ -249,9 +249,9 @@ def _run_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFr
     # would run the pattern six times
     frame = frame.with_columns(pl.col("iso").str.extract_groups(_ISO).alias("_iso"))
     parts = [pl.col("_iso").struct.field(str(i)) for i in range(1, 12)]
-    iso_naive = _naive_datetime(
-        *(p.cast(pl.Int64) for p in parts[:6]), _micros(parts[6])
-    )
+    ymdhms = [p.cast(pl.Int64) for p in parts[:6]]
+    iso_naive = _naive_datetime(ymdhms[0], ymdhms[1], ymdhms[2], ymdhms[3], ymdhms[4],
+                                ymdhms[5], _micros(parts[6]))
     sign = pl.when(parts[8] == "-").then(-1).otherwise(1)
     offset_min = pl.when(parts[7] == "Z").then(0).otherwise(
         sign * (parts[9].cast(pl.Int32) * 60 + parts[10].cast(pl.Int32))
