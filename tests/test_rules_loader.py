@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from detector.errors import MailstormError, RuleError, UsageError
-from detector.rules import catalogue
+from detector.rules import vocabulary
 from detector.rules.loader import check_rules, load_rule, load_rules
 from detector.rules.model import DURATION_UNITS, Condition, Param, parse_duration
 from detector.rules.overrides import apply_overrides, parse_overrides
@@ -193,7 +193,7 @@ CASES = [
     ]),
     ("measure: distinct_senders", "measure: senders", [
         f"storm.yaml:16: unknown measure 'senders' (expected one of: "
-        f"{', '.join(catalogue.MEASURES)})",
+        f"{', '.join(vocabulary.MEASURES)})",
     ]),
     ('op: ">="\n', 'op: "=>"\n', [
         "storm.yaml:17: unknown op '=>' (expected one of: >=, >, <=, <, ==)",
@@ -293,7 +293,7 @@ def test_check_rules_collects_every_error_from_every_file() -> None:
         "fanout.yaml:11: unknown key 'unit' in param 'min_ratio' "
         "(expected one of: default, description, type)",
         f"fanout.yaml:14: unknown measure 'fan_out' (expected one of: "
-        f"{', '.join(catalogue.MEASURES)})",
+        f"{', '.join(vocabulary.MEASURES)})",
         "fanout.yaml:14: condition uses undeclared param 'min_rate' (declared: min_ratio)",
         f"fanout.yaml:19: severity level 'critical' must come before 'high' (order: {LEVELS})",
         "loop.yaml:5: invalid YAML: found character '\\t' that cannot start any token "

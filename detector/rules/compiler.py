@@ -1,12 +1,12 @@
-"""Rules -> DuckDB SQL. Query shapes are named templates; rules only pick from tables.
+"""Rules -> SQL. Query shapes are named templates; rules only pick from the vocabulary.
 
 A rule file never contributes SQL text: its select, group_by and measures are looked up
-in the fixed tables below, and every number (thresholds, window) is a bound parameter.
-Two shapes exist:
+in ``vocabulary``, and every number (thresholds, window) is a bound parameter. Two shapes:
 
-* ``windowed``: for every selected message (the anchor), measure the messages of the
-  same group in the sliding window ``(anchor - window, anchor]``; a self-join rather
-  than a DISTINCT window aggregate, so it stays standard SQL.
+* ``windowed``: every selected message (the anchor) is measured over the messages of its
+  group in the sliding window ``(anchor - window, anchor]`` (ties with the anchor
+  included). Window functions over the group's messages sorted by time, so the cost grows
+  with n log n of a group's messages, not n squared as a self-join's did.
 * ``per_message``: each message on its own, against its sender's baseline.
 
 Both return one row per hit: group_key, anchor_uid, anchor_ts, window_start and one
@@ -15,93 +15,80 @@ column per measure.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from detector.errors import RuleError
-from detector.rules.model import Rule
+from detector.rules.model import Number, Rule
+from detector.rules.vocabulary import (
+    GROUPINGS,
+    MEASURES,
+    SELECTIONS,
+    WINDOW_COLUMNS,
+    group_sql,
+    measure_problem,
+    shape_of,
+)
 
-#: rows that feed a rule (over logical_messages)
-SELECT_SQL = {
-    "messages": "NOT is_auto",
-    # a message whose subject was not logged may be a reply: the degraded mode of sites
-    # that log no subjects, where a storm is many senders posting to one large list
-    "replies": "NOT is_auto AND (is_reply OR subject IS NULL)",
-    "auto_replies": "is_auto AND sender <> ''",
-    "bounces": "sender = ''",
-    "bounced": "bounced > 0 AND NOT is_auto",
-    "one_to_one": "to_address IS NOT NULL AND sender <> ''",
-}
-#: what hits are grouped by: expressions over logical_messages, ``{t}`` the table prefix
-GROUP_SQL = {
-    "thread": "{t}thread_id",
-    "list": "{t}list",
-    "sender": "{t}sender",
-    "list_or_sender": "coalesce({t}list, {t}sender)",
-    "list_or_thread": "coalesce({t}list, {t}thread_id)",
-    "pair": "least({t}sender, {t}to_address) || ' <-> ' || greatest({t}sender, {t}to_address)",
-    "message": "{t}message_uid",
-}
+__all__ = ["CompiledRule", "compile_rule", "group_sql"]
 
-
-def group_sql(group_by: str, table: str = "") -> str:
-    """The grouping expression of ``group_by`` over ``table`` (an alias, or none)."""
-    return GROUP_SQL[group_by].format(t=f"{table}." if table else "")
-#: measures of the windowed shape, over the window's messages b
-WINDOW_MEASURES = {
-    "messages": "count(*)",
-    "replies": "count(*) FILTER (WHERE b.is_reply)",
-    "distinct_senders": "count(DISTINCT b.sender)",
-    "deliveries": "sum(b.deliveries)",
-    "audience": "max(b.recipients)",
-    "recipients": "sum(b.recipients)",
-    "bounces": "sum(b.bounced)",
-    "bounce_rate": "sum(b.bounced) / greatest(sum(b.deliveries), 1)",
-    "auto_messages": "count(*) FILTER (WHERE b.is_auto)",
-    "unknown_or_auto": "count(*) FILTER (WHERE b.is_auto OR b.no_subject)",
-    "amplification": "sum(b.deliveries) / greatest(sum(b.submitted), 1)",
-    "span_seconds": "max(b.t) - min(b.t)",
-}
-#: measures of the per-message shape
-MESSAGE_MEASURES = {
-    "messages": "1",
-    "distinct_senders": "1",
-    "deliveries": "deliveries",
-    "audience": "recipients",
-    "recipients": "recipients",
-    "bounces": "bounced",
-    "bounce_rate": "bounced / greatest(deliveries, 1)",
-    "auto_messages": "CASE WHEN is_auto THEN 1 ELSE 0 END",
-    "unknown_or_auto": "CASE WHEN is_auto OR subject IS NULL THEN 1 ELSE 0 END",
-    "passes": "coalesce(max_passes, 1)",
-    "duplicates": "greatest(deliveries - recipients, 0)",
-    "loop_bounces": "loop_bounces",
-    "amplification": "deliveries / greatest(submitted, 1)",
-    "baseline_ratio": "deliveries / greatest(sender_median, 1)",
-    "history": "history",
-    "span_seconds": "0",
-}
-
-_FEED = """
-feed AS (
+# Distinct senders in a window without a DISTINCT window aggregate (not standard, and
+# Spark has none): a window's senders are its messages less its "repeats", the messages
+# whose sender wrote again later in the same window. A message is *followed* when its
+# sender's next message comes while it is still in that message's window, and that next
+# message is a *repeat*. At anchor T the repeats are the repeats up to T (a running
+# count) less the followed messages that have left T's window (strictly before its first
+# message). That is the live-interval count (each message live from its time until its
+# sender's next message or until it leaves the window) with the window's end found
+# through the frame, so the window length is bound once, in the frame.
+# t is integer microseconds, so "b.t > a.t - window" is the frame offset window - 1 µs.
+WINDOWED = """
+WITH feed AS (
     SELECT
-        {group} AS group_key, message_uid, first_seen AS ts, epoch(first_seen) AS t,
+        {group} AS group_key, message_uid, first_seen AS ts, epoch_us(first_seen) AS t,
         sender, is_reply, is_auto, subject IS NULL AS no_subject,
         deliveries, recipients, submitted, bounced
-    FROM logical_messages
+    FROM {source}
     WHERE {select} AND {group} IS NOT NULL
-)"""
-
-WINDOWED = """
-WITH {feed},
+),
+framed AS (
+    SELECT group_key, message_uid, ts, t, sender,
+        min(ts) OVER w AS window_start,
+        min(t) OVER w AS window_t0{window_columns}
+    FROM feed
+    WINDOW w AS (PARTITION BY group_key ORDER BY t
+                 RANGE BETWEEN CAST(? AS BIGINT) * 1000000 - 1 PRECEDING AND CURRENT ROW)
+),
+linked AS (
+    -- a sender's messages in order (ties by uid, so that both directions agree)
+    SELECT *,
+        CASE WHEN sender IS NOT NULL AND lag(t) OVER s >= window_t0
+             THEN 1 ELSE 0 END AS is_repeat,
+        CASE WHEN sender IS NOT NULL AND t >= lead(window_t0) OVER s
+             THEN 1 ELSE 0 END AS is_followed
+    FROM framed
+    WINDOW s AS (PARTITION BY group_key, sender ORDER BY t, message_uid)
+),
+followed_before AS (  -- per group and time: followed messages strictly before it
+    SELECT group_key, t,
+        sum(sum(is_followed)) OVER (PARTITION BY group_key ORDER BY t)
+            - sum(is_followed) AS followed
+    FROM linked
+    GROUP BY group_key, t
+),
+windows AS (
+    SELECT l.*,
+        sum(l.is_repeat) OVER (PARTITION BY l.group_key ORDER BY l.t
+                               RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+            - f.followed AS repeats
+    FROM linked l
+    JOIN followed_before f ON f.group_key = l.group_key AND f.t = l.window_t0
+),
 hits AS (
     SELECT
-        a.group_key, a.message_uid AS anchor_uid, a.ts AS anchor_ts,
-        min(b.ts) AS window_start,
+        group_key, message_uid AS anchor_uid, ts AS anchor_ts, window_start,
         {measures}
-    FROM feed a
-    JOIN feed b
-      ON b.group_key = a.group_key AND b.t > a.t - ? AND b.t <= a.t
-    GROUP BY a.group_key, a.message_uid, a.ts
+    FROM windows
 )
 SELECT * FROM hits
 WHERE {conditions}
@@ -114,7 +101,7 @@ WITH base AS (
         deliveries, recipients, submitted, bounced, max_passes, loop_bounces,
         count(*) OVER (PARTITION BY sender) - 1 AS history,
         median(deliveries) OVER (PARTITION BY sender) AS sender_median
-    FROM logical_messages
+    FROM {source}
     WHERE {select}
 ),
 hits AS (
@@ -127,46 +114,57 @@ SELECT * FROM hits
 WHERE {conditions}
 """
 
+#: measures every hit carries, whatever its conditions: the incident code reports them
+ALWAYS = ("deliveries", "distinct_senders", "audience")
+_SOURCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 @dataclass(frozen=True)
 class CompiledRule:
     rule: Rule
     sql: str
-    params: list[float | int]
+    params: list[Number]
     measures: tuple[str, ...]
+    #: what each parameter is, in order: "window (seconds)" or a param name
+    param_names: tuple[str, ...] = ()
 
 
-def _measure_table(rule: Rule) -> dict[str, str]:
-    return MESSAGE_MEASURES if rule.group_by == "message" else WINDOW_MEASURES
+def compile_rule(rule: Rule, *, source: str = "logical_messages") -> CompiledRule:
+    """The SQL of a rule's hits, with its numbers as parameters in order.
 
-
-def compile_rule(rule: Rule) -> CompiledRule:
-    """The SQL of a rule's hits, with its numbers as parameters in order."""
-    if rule.select not in SELECT_SQL or rule.group_by not in GROUP_SQL:
+    ``source`` is the table read instead of logical_messages (e.g. a time-scoped temporary
+    copy); it is an identifier chosen by the calling code, never text from a rule file.
+    """
+    if not _SOURCE_RE.fullmatch(source):
+        raise ValueError(f"source must be a table name, got {source!r}")
+    if rule.select not in SELECTIONS or rule.group_by not in GROUPINGS:
         raise RuleError(rule.path, None,
-                        f"select '{rule.select}' with group_by '{rule.group_by}' is not "
-                        "supported yet")
-    table = _measure_table(rule)
+                        f"unknown select '{rule.select}' or group_by '{rule.group_by}'")
+    for measure, line in [*((c.measure, c.line) for c in rule.conditions),
+                          (rule.severity.measure, None)]:
+        problem = measure_problem(rule.group_by, measure)
+        if problem:
+            raise RuleError(rule.path, line, problem)
+    shape = shape_of(rule.group_by)
     wanted = [c.measure for c in rule.conditions] + [rule.severity.measure]
-    for cond in rule.conditions:
-        if cond.measure not in table:
-            raise RuleError(rule.path, cond.line,
-                            f"measure '{cond.measure}' is not available when grouping by "
-                            f"{rule.group_by} (available: {', '.join(table)})")
-    if rule.severity.measure not in table:
-        raise RuleError(rule.path, None, f"severity measure '{rule.severity.measure}' is not "
-                        f"available when grouping by {rule.group_by}")
-    measures = tuple(dict.fromkeys([*wanted, "deliveries", "distinct_senders", "audience"]))
-    select_cols = ",\n        ".join(f"{table[m]} AS {m}" for m in measures)
+    measures = tuple(dict.fromkeys([*wanted, *ALWAYS]))
+    expressions = {m: MEASURES[m].sql(shape) or "" for m in measures}
+    select_cols = ",\n        ".join(f"{expressions[m]} AS {m}" for m in measures)
     conditions = " AND ".join(f"{c.measure} {c.op.replace('==', '=')} ?"
                               for c in rule.conditions)
-    params: list[float | int] = []
-    if rule.group_by == "message":
-        sql = PER_MESSAGE.format(group=group_sql(rule.group_by), select=SELECT_SQL[rule.select],
-                                 measures=select_cols, conditions=conditions)
-    else:
-        feed = _FEED.format(group=group_sql(rule.group_by), select=SELECT_SQL[rule.select])
-        sql = WINDOWED.format(feed=feed.strip(), measures=select_cols, conditions=conditions)
+    template = WINDOWED if shape == "windowed" else PER_MESSAGE
+    fields = {"group": group_sql(rule.group_by), "select": SELECTIONS[rule.select].feed,
+              "source": source, "measures": select_cols, "conditions": conditions}
+    params: list[Number] = []
+    names: list[str] = []
+    if shape == "windowed":
+        used = " ".join(expressions.values())
+        fields["window_columns"] = "".join(
+            f",\n        {sql} OVER w AS {name}" for name, sql in WINDOW_COLUMNS.items()
+            if re.search(rf"\b{name}\b", used))
         params.append(rule.window_seconds or 0)
+        names.append("window (seconds)")
     params.extend(rule.value(c.param) for c in rule.conditions)
-    return CompiledRule(rule=rule, sql=sql.strip(), params=params, measures=measures)
+    names.extend(c.param for c in rule.conditions)
+    return CompiledRule(rule=rule, sql=template.format(**fields).strip(), params=params,
+                        measures=measures, param_names=tuple(names))

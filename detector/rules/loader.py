@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection
 from pathlib import Path
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from detector.errors import RuleError
-from detector.rules import catalogue
+from detector.rules import vocabulary
 from detector.rules.model import (
     PARAM_TYPES,
     Condition,
@@ -125,7 +125,7 @@ class _Walker:
             return node.value.strip()  # folded text (>) ends with a newline
         return None
 
-    def choice(self, node: Node | None, what: str, choices: Mapping[str, str]) -> str | None:
+    def choice(self, node: Node | None, what: str, choices: Collection[str]) -> str | None:
         value = self.text(node, repr(what))
         if value is not None and value not in choices:
             self.error(node, f"unknown {what} {value!r} (expected one of: {', '.join(choices)})")
@@ -187,7 +187,19 @@ def _read_params(w: _Walker, node: Node | None) -> tuple[list[Param], set[str]]:
     return params, declared
 
 
-def _read_conditions(w: _Walker, node: Node | None, declared: set[str]) -> list[Condition]:
+def _measure(w: _Walker, node: Node | None, group_by: str | None) -> str | None:
+    """A measure's name, checked against the vocabulary and the rule's query shape."""
+    measure = w.choice(node, "measure", vocabulary.MEASURES)
+    problem = vocabulary.measure_problem(group_by, measure) if measure and group_by else None
+    if problem is not None and node is not None:
+        w.error(node, problem)
+        return None
+    return measure
+
+
+def _read_conditions(
+    w: _Walker, node: Node | None, declared: set[str], group_by: str | None
+) -> list[Condition]:
     if node is None:
         return []
     if not isinstance(node, SequenceNode):
@@ -198,8 +210,8 @@ def _read_conditions(w: _Walker, node: Node | None, declared: set[str]) -> list[
     conditions = []
     for i, item in enumerate(node.value, 1):
         fields = w.mapping(item, f"condition {i}", _CONDITION_KEYS)
-        measure = w.choice(fields.get("measure"), "measure", catalogue.MEASURES)
-        op = w.choice(fields.get("op"), "op", catalogue.OPS)
+        measure = _measure(w, fields.get("measure"), group_by)
+        op = w.choice(fields.get("op"), "op", vocabulary.OPS)
         param = w.text(fields.get("param"), "'param'")
         if param is not None and param not in declared:
             names = ", ".join(sorted(declared)) or "none"
@@ -211,10 +223,10 @@ def _read_conditions(w: _Walker, node: Node | None, declared: set[str]) -> list[
     return conditions
 
 
-def _read_severity(w: _Walker, node: Node | None) -> Severity | None:
+def _read_severity(w: _Walker, node: Node | None, group_by: str | None) -> Severity | None:
     fields = w.mapping(node, "'severity'", _SEVERITY_KEYS)
-    measure = w.choice(fields.get("measure"), "measure", catalogue.MEASURES)
-    order = list(catalogue.LEVELS)
+    measure = _measure(w, fields.get("measure"), group_by)
+    order = list(vocabulary.LEVELS)
     entries = w.entries(fields.get("levels"), "severity 'levels'")
     if entries == {}:
         w.error(
@@ -225,7 +237,7 @@ def _read_severity(w: _Walker, node: Node | None) -> Severity | None:
     previous = None  # the last known level, to check the order
     for level, (key, value) in (entries or {}).items():
         threshold = w.number(value, f"threshold of severity level {level!r}")
-        if level not in catalogue.LEVELS:
+        if level not in vocabulary.LEVELS:
             w.error(key, f"unknown severity level {level!r} (expected one of: {', '.join(order)})")
             continue
         if previous is not None and order.index(level) < order.index(previous):
@@ -268,16 +280,16 @@ def _read_rule(w: _Walker, root: MappingNode, stem: str) -> Rule | None:
             w.error(top["name"], f"bad rule name {name!r}: {_NAME_RULE}")
         elif name != stem:
             w.error(top["name"], f"rule name {name!r} must match the file name (expected {stem!r})")
-    kind = w.choice(top.get("kind"), "kind", catalogue.KINDS)
+    kind = w.choice(top.get("kind"), "kind", vocabulary.KINDS)
     description = w.text(top.get("description"), "'description'")
-    select = w.choice(top.get("select"), "select", catalogue.SELECTS)
-    group_by = w.choice(top.get("group_by"), "group_by", catalogue.GROUP_BYS)
+    select = w.choice(top.get("select"), "select", vocabulary.SELECTIONS)
+    group_by = w.choice(top.get("group_by"), "group_by", vocabulary.GROUPINGS)
     window = _read_window(w, top.get("window"), group_by)
     if "window" not in top and group_by not in (None, "message"):
         w.error(root, "missing key 'window' in rule (required unless group_by is message)")
     params, declared = _read_params(w, top.get("params"))
-    conditions = _read_conditions(w, top.get("conditions"), declared)
-    severity = _read_severity(w, top.get("severity"))
+    conditions = _read_conditions(w, top.get("conditions"), declared, group_by)
+    severity = _read_severity(w, top.get("severity"), group_by)
     references = w.strings(top.get("references"), "'references'")
     tags = w.strings(top.get("tags"), "'tags'")
     if w.errors or severity is None:  # every None above has recorded an error

@@ -86,15 +86,15 @@ class Param:
 
 @dataclass(frozen=True)
 class Condition:
-    measure: str  # key of catalogue.MEASURES
-    op: str  # key of catalogue.OPS
+    measure: str  # key of vocabulary.MEASURES
+    op: str  # key of vocabulary.OPS
     param: str  # name of a Param of the same rule
     line: int
 
 
 @dataclass(frozen=True)
 class Severity:
-    measure: str  # key of catalogue.MEASURES
+    measure: str  # key of vocabulary.MEASURES
     # (level, threshold), most severe first, thresholds strictly decreasing; kept in step
     # with Rule.values["severity.<level>"] by Rule.with_values.
     levels: tuple[tuple[str, Number], ...]

@@ -174,6 +174,15 @@ def measures_for(group_by: str) -> list[str]:
     return [m.name for m in _MEASURES if m.sql(shape) is not None]
 
 
+def measure_problem(group_by: str, measure: str) -> str | None:
+    """Why ``measure`` cannot be computed for rules grouped by ``group_by``, if it cannot."""
+    available = measures_for(group_by)
+    if measure in available:
+        return None
+    return (f"measure {measure!r} is not available when grouping by {group_by} "
+            f"(available: {', '.join(available)})")
+
+
 #: comparison operators of a condition: measure <op> param
 OPS: dict[str, str] = {
     ">=": "at least",
