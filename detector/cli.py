@@ -11,6 +11,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,30 @@ import duckdb
 
 from detector import __version__, pipeline
 from detector.errors import MailstormError, UsageError
-from detector.reports import SEVERITIES, severity_rank
+from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
 from detector.rules.catalogue import MEASURES
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
 from detector.warehouse import events_view_sql, parquet_views_sql, parts_dir_of
 
 EXIT_FAIL_ON = 3
+
+
+class _Time(click.ParamType):
+    """An ISO 8601 date or time; UTC when it has no offset."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            ts = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or time (e.g. 2016-11-14 or "
+                      "2016-11-14T06:00:00+01:00)", param, ctx)
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
 def _errors_as_click(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -65,26 +83,43 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--set", "overrides", multiple=True, metavar="RULE.PARAM=VALUE",
                      help="Override a rule parameter, e.g. reply_storm.min_senders=5."),
         click.option("--fail-on", type=click.Choice(SEVERITIES),
-                     help="Exit with status 3 if an incident at or above this severity "
-                          "is found (for monitoring)."),
+                     help="Exit with status 3 if an incident at or above this severity is "
+                          "new, or grew past it, since the previous run (for monitoring: "
+                          "one alert per incident)."),
+        click.option("--fail-on-any", is_flag=True,
+                     help="With --fail-on: exit 3 for any incident at or above the "
+                          "severity, new or not."),
+        click.option("--since", type=_Time(),
+                     help="Detect and report only messages first seen at or after this "
+                          "time (ISO 8601, e.g. 2016-11-14 or 2016-11-14T06:00+01:00; "
+                          "UTC when no offset). Default: everything the warehouse holds."),
+        click.option("--until", type=_Time(),
+                     help="Detect and report only messages first seen before this time."),
         click.option("-q", "--quiet", is_flag=True, help="No progress output; errors only."),
     ]):
         func = option(func)
     return func
 
 
-def _finish(result: pipeline.RunResult, fail_on: str | None, quiet: bool) -> None:
+def _finish(result: pipeline.RunResult, fail_on: str | None, fail_on_any: bool,
+            quiet: bool) -> None:
     if not quiet:
         counts: dict[str, int] = {}
         for inc in result.incidents:
-            counts[inc["severity"]] = counts.get(inc["severity"], 0) + 1
+            counts[inc.severity] = counts.get(inc.severity, 0) + 1
         detail = ", ".join(f"{n} {s}" for s, n in sorted(
             counts.items(), key=lambda kv: -severity_rank(kv[0])))
-        click.echo(f"{len(result.incidents)} incident(s){f' ({detail})' if detail else ''}; "
-                   f"report: {result.report}", err=True)
-    if fail_on and any(severity_rank(i["severity"]) >= severity_rank(fail_on)
-                       for i in result.incidents):
+        changed = sum(1 for i in result.incidents if i.changed)
+        click.echo(f"{len(result.incidents)} incident(s){f' ({detail})' if detail else ''}, "
+                   f"{changed} new or grown; report: {result.report}", err=True)
+    if fail_on and alerts(result.incidents, fail_on, every=fail_on_any):
         sys.exit(EXIT_FAIL_ON)
+
+
+def _scope(since: datetime | None, until: datetime | None) -> Scope | None:
+    if since and until and since >= until:
+        raise UsageError("--since must be before --until")
+    return Scope(since, until) if since or until else None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,7 +152,8 @@ def main() -> None:
 def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         year: int | None, fmt: str | None, skip_unknown: bool, memory_limit: str | None,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
-        fail_on: str | None, quiet: bool) -> None:
+        fail_on: str | None, fail_on_any: bool, since: datetime | None,
+        until: datetime | None, quiet: bool) -> None:
     """Read LOGS (files, folders, globs, '-' for stdin; .gz/.bz2/.xz too), detect, report.
 
     \b
@@ -129,8 +165,8 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         logs, out_dir, db=db, tz=tz or _local_zone(), year=year, fmt=fmt,
         skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
         overrides=parse_overrides(overrides), memory_limit=memory_limit,
-        progress=_progress(quiet))
-    _finish(result, fail_on, quiet)
+        scope=_scope(since, until), progress=_progress(quiet))
+    _finish(result, fail_on, fail_on_any, quiet)
 
 
 @main.command()
@@ -138,11 +174,18 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
               help="Warehouse written by an earlier 'mailstorm run'.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for index.html, incidents/ and incidents.json.")
+@click.option("--memory-limit", help="Memory for the warehouse engine (DuckDB), e.g. 2GB; "
+              "default a quarter of RAM, at most 1GB. It spills to disk beyond that.")
 @rules_options
 @_errors_as_click
-def report(db: Path, out_dir: Path, rules_dir: Path | None, templates_dir: Path | None,
-           overrides: tuple[str, ...], fail_on: str | None, quiet: bool) -> None:
+def report(db: Path, out_dir: Path, memory_limit: str | None, rules_dir: Path | None,
+           templates_dir: Path | None, overrides: tuple[str, ...], fail_on: str | None,
+           fail_on_any: bool, since: datetime | None, until: datetime | None,
+           quiet: bool) -> None:
     """Detect and write the report again from a warehouse, without reading logs.
+
+    Statuses (new, grown, ongoing, ended) are relative to what the last 'mailstorm run'
+    recorded; 'report' records nothing, so it never uses up a nightly alert.
 
     \b
     Example:
@@ -150,8 +193,9 @@ def report(db: Path, out_dir: Path, rules_dir: Path | None, templates_dir: Path 
           --set reply_storm.min_senders=5
     """
     result = pipeline.report(db, out_dir, rules_dir=rules_dir, templates_dir=templates_dir,
-                             overrides=parse_overrides(overrides), progress=_progress(quiet))
-    _finish(result, fail_on, quiet)
+                             overrides=parse_overrides(overrides), memory_limit=memory_limit,
+                             scope=_scope(since, until), progress=_progress(quiet))
+    _finish(result, fail_on, fail_on_any, quiet)
 
 
 @main.command("formats")

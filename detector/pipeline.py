@@ -7,11 +7,12 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from detector.assets import builtin_rules_dir
 from detector.errors import UsageError
-from detector.incidents import detect
+from detector.incidents import Incident, RunInfo, Scope, detect, record
 from detector.ingest import IngestResult, ingest
 from detector.model.build import build_model
 from detector.reports import write_report
@@ -27,8 +28,8 @@ Progress = Callable[[str], None]
 
 @dataclass
 class RunResult:
-    incidents: list[dict]
-    summary: dict
+    incidents: list[Incident]
+    summary: dict[str, object]
     report: Path
     ingested: IngestResult | None = None
 
@@ -71,9 +72,12 @@ def run(
     templates_dir: Path | None = None,
     overrides: Mapping[str, str] | None = None,
     memory_limit: str | None = None,
+    scope: Scope | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Ingest logs into the warehouse, rebuild the model, detect, write the report."""
+    """Ingest logs into the warehouse, rebuild the model, detect, write the report, and
+    record in the warehouse what this run reported (for the next run's statuses)."""
+    started = datetime.now(UTC).replace(microsecond=0)
     rules = load_ruleset(rules_dir, overrides or {})  # fail on bad rules before reading logs
     files = discover(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,30 +89,40 @@ def run(
         if progress:
             progress(f"read {ingested.lines:,} new lines; building the model")
         build_model(wh)
-        result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested, progress)
+        run_info = RunInfo(started_at=started, since=scope.since if scope else None,
+                           until=scope.until if scope else None, lines_read=ingested.lines)
+        result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested, progress,
+                                    scope=scope, run_info=run_info)
     return result
 
 
 def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
            templates_dir: Path | None = None, overrides: Mapping[str, str] | None = None,
+           memory_limit: str | None = None, scope: Scope | None = None,
            progress: Progress | None = None) -> RunResult:
-    """Detect and report again from an existing warehouse (no log is read)."""
+    """Detect and report again from an existing warehouse (no log is read). Statuses are
+    relative to what the last ``run`` recorded; nothing is recorded."""
     rules = load_ruleset(rules_dir, overrides or {})
     if not db.exists():
         raise UsageError(f"no warehouse at {db} (run 'mailstorm run' first)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with Warehouse(db) as wh:
-        return _detect_and_report(wh, rules, out_dir, templates_dir, None, progress)
+    with Warehouse(db, memory_limit) as wh:
+        return _detect_and_report(wh, rules, out_dir, templates_dir, None, progress,
+                                  scope=scope, run_info=None)
 
 
 def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
                        templates_dir: Path | None, ingested: IngestResult | None,
-                       progress: Progress | None) -> RunResult:
+                       progress: Progress | None, *, scope: Scope | None,
+                       run_info: RunInfo | None) -> RunResult:
     if progress:
         progress(f"running {len(rules)} rules")
-    incidents = detect(wh, rules)
+    incidents = detect(wh, rules, scope=scope, recording=run_info is not None,
+                       now=run_info.started_at if run_info else None)
     skipped = [(f.path, f.skipped) for f in (ingested.files if ingested else [])
                if f.skipped and f.skipped != "already ingested"]
     summary = build_summary(wh, rules, skipped)
     path = write_report(out_dir, summary, incidents, templates_dir)
+    if run_info is not None:  # after the report: a run that wrote none has reported nothing
+        record(wh, incidents, run_info)
     return RunResult(incidents=incidents, summary=summary, report=path, ingested=ingested)

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 from collections import Counter
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,9 @@ from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, Stri
 
 from detector import __version__, assets
 from detector.charts import timeline_svg
+from detector.incidents import SEVERITIES, Incident, severity_rank
 from detector.times import iso_z
 
-#: incidents.json fields whose names and meanings are fixed, in this order.
-CONTRACT_FIELDS = (
-    "id", "kind", "severity", "rule", "list", "subject", "root_message_id",
-    "start", "end", "peak", "messages", "deliveries", "senders",
-)  # fmt: skip
-#: least to most severe.
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 PAGES_DIR = "incidents"
 
 # Ids become file names: allow nothing that could climb out of the pages folder.
@@ -39,13 +34,8 @@ _ID_RE = re.compile(r"[a-z_]+-[0-9a-f]{12}")
 # C0 controls other than tab/newline, shown as \xNN in raw log samples.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
-# Keys the templates read, with what to show when an incident or summary lacks them,
-# so StrictUndefined still catches template typos but sparse data renders.
-_INCIDENT_EXTRAS: dict[str, Any] = {
-    "headline": None, "list_size": None, "amplification": None, "root": None,
-    "top_senders": [], "timeline": [], "rule_description": None, "rule_params": {},
-    "window": None, "evidence": [], "measures": {},
-}  # fmt: skip
+# Keys the templates read, with what to show when a summary lacks them, so
+# StrictUndefined still catches template typos but sparse data renders.
 _SUMMARY_KEYS: dict[str, Any] = {
     "version": __version__, "inputs": [], "lines": None, "kinds": [], "unparsed": None,
     "unparsed_samples": [], "time_span": {}, "messages": None, "deliveries": None,
@@ -56,16 +46,13 @@ _ROW_KEYS = {
     "kinds": ("kind", "lines"),
     "unparsed_samples": ("source_file", "line_no", "raw"),
     "rules": ("name", "kind", "params"),
-    "top_senders": ("sender", "messages", "deliveries", "first_ts"),
-    "timeline": ("minute", "messages", "deliveries"),
-    "root": ("message_id", "sender", "subject", "ts", "deliveries"),
 }
 
 
 def write_report(
     out_dir: Path,
     summary: dict[str, Any],
-    incidents: list[dict[str, Any]],
+    incidents: Sequence[Incident],
     templates_dir: Path | None = None,
 ) -> Path:
     """Write index.html, incidents/<id>.html and incidents.json; return index.html's path.
@@ -135,37 +122,17 @@ def make_environment(templates_dir: Path | None = None) -> Environment:
     return env
 
 
-def sort_incidents(incidents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
     """Most severe first, then most deliveries, then earliest; id breaks ties."""
-
-    def key(i: dict[str, Any]) -> tuple[int, float, str, str]:
-        deliveries = i.get("deliveries")
-        d = float(deliveries) if isinstance(deliveries, numbers.Real) else 0.0
-        return (-severity_rank(i.get("severity")), -d, str(i.get("start")), str(i.get("id")))
-
-    return sorted(incidents, key=key)
+    return sorted(incidents, key=lambda i: (-severity_rank(i.severity), -i.deliveries,
+                                            i.start, i.id))
 
 
-def severity_rank(severity: Any) -> int:
-    """0 for info .. 4 for critical; -1 for anything unknown (sorted last)."""
-    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
-
-
-def incident_record(incident: dict[str, Any]) -> dict[str, Any]:
-    """The incidents.json form: contract fields in order, then every JSON-able extra."""
-    missing = [f for f in CONTRACT_FIELDS if f not in incident]
-    if missing:
-        raise ValueError(f"incident {incident.get('id')!r} lacks {', '.join(missing)}")
-    incident_id = incident["id"]
-    if not isinstance(incident_id, str) or not _ID_RE.fullmatch(incident_id):
-        raise ValueError(f"invalid incident id {incident_id!r}: expected kind-<12 hex digits>")
-    record = {f: _plain(incident[f]) for f in CONTRACT_FIELDS}
-    for key, value in incident.items():
-        if key in record or not isinstance(key, str):
-            continue
-        with contextlib.suppress(TypeError):  # extras are best effort; the contract is not
-            record[key] = _plain(value)
-    return record
+def incident_record(incident: Incident) -> dict[str, Any]:
+    """The incidents.json form: contract fields in order, then the evidence."""
+    if not _ID_RE.fullmatch(incident.id):
+        raise ValueError(f"invalid incident id {incident.id!r}: expected kind-<12 hex digits>")
+    return incident.to_record()
 
 
 def format_number(value: Any, digits: int | None = None) -> str:
@@ -250,19 +217,10 @@ def _summary_view(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _incident_view(record: dict[str, Any]) -> dict[str, Any]:
-    view = {**_INCIDENT_EXTRAS, **record}
-    for key in ("top_senders", "timeline"):
-        view[key] = _rows(view[key], _ROW_KEYS[key])
-    view["root"] = _rows([view["root"]], _ROW_KEYS["root"])[0] if view["root"] else None
-    view["evidence"] = view["evidence"] or []
-    view["rule_params"] = view["rule_params"] or {}
-    view["measures"] = view["measures"] or {}
-    view["headline"] = view["headline"] or _fallback_headline(view)
+    view = dict(record)
     view["page"] = f"{PAGES_DIR}/{view['id']}.html"
     view["duration"] = _duration(view["start"], view["end"])
-    view["why"] = (_condition_rows(view["conditions"], view["measures"])
-                   if view.get("conditions") else
-                   _why_rows(view["rule_params"], view["measures"]))
+    view["why"] = _condition_rows(view["conditions"], view["measures"])
     return view
 
 
@@ -278,36 +236,6 @@ def _condition_rows(conditions: list[dict[str, Any]],
     used = {c["measure"] for c in conditions}
     return rows + [{"parameter": None, "op": None, "threshold": None, "measure": k,
                     "measured": v} for k, v in measures.items() if k not in used]
-
-
-def _fallback_headline(v: dict[str, Any]) -> str:
-    where = f" on {v['list']}" if v["list"] else ""
-    return (
-        f"{str(v['kind']).replace('_', ' ').capitalize()}{where}: "
-        f"{format_number(v['messages'])} messages from {format_number(v['senders'])} "
-        f"senders, {format_number(v['deliveries'])} deliveries"
-    )
-
-
-def _why_rows(params: dict[str, Any], measures: dict[str, Any]) -> list[dict[str, Any]]:
-    """Pair each rule parameter with what was measured: a measure of the same name, or
-    of the name without its min_/max_ prefix (min_replies -> replies)."""
-    rows, used = [], set()
-    for name, threshold in params.items():
-        bare = re.sub(r"^(min|max)_", "", name)
-        measure = next((k for k in (name, bare) if k in measures), None)
-        used.add(measure)
-        op = {"min": "≥", "max": "≤"}.get(name[:3]) if name[3:4] == "_" else None
-        rows.append(
-            {"parameter": name, "op": op, "threshold": threshold, "measure": measure,
-             "measured": measures.get(measure) if measure else None}
-        )  # fmt: skip
-    rows += [
-        {"parameter": None, "op": None, "threshold": None, "measure": k, "measured": v}
-        for k, v in measures.items()
-        if k not in used
-    ]
-    return rows
 
 
 def _duration(start: Any, end: Any) -> str | None:

@@ -32,9 +32,10 @@ class Policy:
 
 #: Exchange Online reply-all storm protection, default settings
 EXCHANGE_ONLINE = Policy(
-    "exchange_online", "Exchange Online's reply-all storm protection (default settings)",
-    "Exchange Online reply-all storm protection (defaults): 10 reply-alls "
-    "to 2,500 or more recipients within 60 minutes, then replies blocked for 6 hours",
+    "exchange_online", "a block at Exchange Online's default reply-all storm thresholds",
+    "a policy with the documented defaults of Exchange Online's reply-all storm "
+    "protection: 10 reply-alls to 2,500 or more recipients within 60 minutes, then "
+    "replies blocked for 6 hours (replayed on this log; not the product's own behaviour)",
     10, False, 2500, timedelta(minutes=60), timedelta(hours=6))
 
 

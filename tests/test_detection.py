@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,19 +43,19 @@ def test_storm_is_one_incident_with_root_list_start_and_deliveries(tmp_path: Pat
     delivery_lines = write_log(tmp_path / "mail.log", site, mails)
     result = pipeline.run([str(tmp_path / "mail.log")], tmp_path / "out", tz="UTC",
                           year=2016, overrides=SMALL)
-    storms = [i for i in result.incidents if i["kind"] == "reply_storm"]
+    storms = [i for i in result.incidents if i.kind == "reply_storm"]
     assert len(storms) == 1
     inc = storms[0]
-    assert inc["root_message_id"] == "root-1@site.example"
-    assert inc["list"] == LIST
-    assert inc["subject"] == "test"
-    assert inc["start"] == "2016-11-14T09:58:00Z"
-    assert inc["deliveries"] == delivery_lines == 13 * 30
-    assert inc["messages"] == 13 and inc["senders"] == 13 and inc["repliers"] == 12
-    assert inc["list_size"] == 30
-    assert sum(p["deliveries"] for p in inc["timeline"]) == delivery_lines
+    assert inc.root_message_id == "root-1@site.example"
+    assert inc.list == LIST
+    assert inc.subject == "test"
+    assert inc.start == datetime(2016, 11, 14, 9, 58, tzinfo=UTC)
+    assert inc.deliveries == delivery_lines == 13 * 30
+    assert inc.messages == 13 and inc.senders == 13 and inc.repliers == 12
+    assert inc.list_size == 30
+    assert sum(p.deliveries for p in inc.timeline) == delivery_lines
     on_disk = json.loads((tmp_path / "out" / "incidents.json").read_text())
-    assert [i["id"] for i in on_disk["incidents"]] == [inc["id"]]
+    assert [i["id"] for i in on_disk["incidents"]] == [inc.id]
 
 
 def test_too_few_repliers_is_no_storm(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_subject_drift_and_prefix_variants_stay_in_the_thread(tmp_path: Path) ->
     mails[4].subject = "AW: Re: test"
     mails[5].subject = "=?UTF-8?B?UkU6IHRlc3Q=?="  # "RE: test", RFC 2047 encoded
     result = _run(tmp_path, {"mail.log": mails}, site, **SMALL)
-    assert [i["messages"] for i in result.incidents] == [12]
+    assert [i.messages for i in result.incidents] == [12]
 
 
 def test_no_subject_logged_degrades_to_posts_on_one_list(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_no_subject_logged_degrades_to_posts_on_one_list(tmp_path: Path) -> None
     result = pipeline.run([str(tmp_path / "mail.log")], tmp_path / "out", tz="UTC", year=2016,
                           rules_dir=rules, overrides=SMALL)
     assert len(result.incidents) == 1
-    assert result.incidents[0]["list"] == LIST
+    assert result.incidents[0].list == LIST
 
 
 def test_ids_are_stable_across_reruns_and_new_data(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_ids_are_stable_across_reruns_and_new_data(tmp_path: Path) -> None:
                                                repliers=12)}, site, **SMALL)
     again = pipeline.report(tmp_path / "out" / "mailstorm.duckdb", tmp_path / "out",
                             overrides=SMALL)
-    assert [i["id"] for i in first.incidents] == [i["id"] for i in again.incidents]
+    assert [i.id for i in first.incidents] == [i.id for i in again.incidents]
 
 
 def test_compiled_sql_binds_every_number() -> None:
@@ -158,7 +158,7 @@ def _warehouse_with_storms(tmp_path: Path, repliers: list[int], gap_s: int) -> P
 def _ids(db: Path, overrides: dict[str, str]) -> set[str]:
     rules = apply_overrides(load_rules(builtin_rules_dir()), overrides)
     with Warehouse(db) as wh:
-        return {i["id"] for i in detect(wh, rules)}
+        return {i.id for i in detect(wh, rules)}
 
 
 @settings(max_examples=12, deadline=None,

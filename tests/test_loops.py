@@ -24,10 +24,10 @@ def test_a_message_passing_one_host_again_and_again_is_a_loop(tmp_path: Path) ->
     rows += [_received("mx1", "OK1", "fine@x"), _delivery("mx1", "OK1", "u@x")]
     with _events_model(tmp_path, rows) as wh:
         [incident] = detect(wh, _rules("mail_loop_hops", "mail_loop_bounces"))
-        assert incident["kind"] == "mail_loop"
-        assert incident["root_message_id"] == "loop@x"
-        assert incident["measures"]["passes"] == 6
-        assert incident["cause"] == "a message forwarded round in a loop"
+        assert incident.kind == "mail_loop"
+        assert incident.root_message_id == "loop@x"
+        assert incident.measures["passes"] == 6
+        assert incident.cause == "a message forwarded round in a loop"
 
 
 def test_a_forwarding_loop_bounce_is_a_loop(tmp_path: Path) -> None:
@@ -37,4 +37,4 @@ def test_a_forwarding_loop_bounce_is_a_loop(tmp_path: Path) -> None:
             {**_delivery("mx1", "Q2", "b@x", status="bounced"), "dsn": "5.1.1"}]
     with _events_model(tmp_path, rows) as wh:
         [incident] = detect(wh, _rules("mail_loop_hops", "mail_loop_bounces"))
-        assert (incident["rule"], incident["root_message_id"]) == ("mail_loop_bounces", "m@x")
+        assert (incident.rule, incident.root_message_id) == ("mail_loop_bounces", "m@x")

@@ -172,7 +172,7 @@ def test_a_message_to_two_overlapping_lists_is_a_duplicates_fanout(tmp_path: Pat
             (600, 1200)]
         rules = [r for r in load_rules(builtin_rules_dir()) if r.name == "fanout_duplicates"]
         [incident] = detect(wh, rules)
-        assert (incident["kind"], incident["measures"]["duplicates"]) == ("fanout", 600)
+        assert (incident.kind, incident.measures["duplicates"]) == ("fanout", 600)
 
 
 def test_members_of_nested_groups_are_credited_to_the_outer_group(tmp_path: Path) -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from detector import pipeline
 from detector.charts import timeline_svg
-from detector.reports import CONTRACT_FIELDS, write_report
+from detector.incidents import CONTRACT_FIELDS, Incident
+from detector.reports import write_report
+from tests.logsynth import Site, storm, write_log
 
 HOSTILE_SUBJECT = "<script>alert(1)</script>"
 HOSTILE_ADDRESS = '"><img src=x onerror=alert(1)>@x'
@@ -49,45 +54,23 @@ def make_summary(**over: Any) -> dict[str, Any]:
     return summary | over
 
 
-def make_incident(incident_id: str, severity: str, deliveries: int, **over: Any) -> dict:
-    incident = {
-        "id": incident_id,
-        "kind": incident_id.split("-")[0],
-        "severity": severity,
-        "rule": "reply_storm",
-        "list": "all.staff@nhs.example",
-        "subject": "test",
-        "root_message_id": "root@example",
-        "start": "2016-11-14T10:02:11Z",
-        "end": "2016-11-14T10:43:05Z",
-        "peak": "2016-11-14T10:05:00Z",
-        "messages": 40,
-        "deliveries": deliveries,
-        "senders": 38,
-        "headline": "40 people replied to all 3,000 members of all.staff@nhs.example",
-        "list_size": 3000,
-        "amplification": 3000.0,
-        "root": {
-            "message_id": "root@example",
-            "sender": HOSTILE_ADDRESS,
-            "subject": "test",
-            "ts": "2016-11-14T10:02:11Z",
-            "deliveries": 3000,
-        },
-        "top_senders": [
-            {"sender": HOSTILE_ADDRESS, "messages": 3, "deliveries": 9000, "first_ts": "x"}
-        ],
-        "timeline": [
-            {"minute": f"2016-11-14T10:0{m}:00Z", "messages": m, "deliveries": 3000 * m}
-            for m in range(2, 8)
-        ],
-        "rule_description": "Many senders reply to one thread.",
-        "rule_params": {"min_replies": 10, "min_recipients": 2500},
-        "window": "60m",
-        "evidence": ["38 distinct senders replied"],
-        "measures": {"replies": 40, "recipients": 3000},
-    }
-    return incident | over
+LIST = "all.staff@site.example"
+START = datetime(2016, 11, 14, 9, 58)
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory: pytest.TempPathFactory) -> list[Incident]:
+    """Real incidents from the real rules: a storm whose subject is hostile text, logged
+    as a Postfix header_checks line would log it."""
+    tmp = tmp_path_factory.mktemp("real")
+    site = Site(lists={LIST: [f"m{i}@site.example" for i in range(30)]})
+    write_log(tmp / "mail.log", site, storm(site, list_addr=LIST, start=START, repliers=12,
+                                            subject=HOSTILE_SUBJECT))
+    result = pipeline.run([str(tmp / "mail.log")], tmp / "out", tz="UTC", year=2016,
+                          overrides={"reply_storm.min_audience": "20"})
+    assert [i.kind for i in result.incidents] == ["reply_storm"]
+    assert result.incidents[0].subject == HOSTILE_SUBJECT
+    return result.incidents
 
 
 STORM = "reply_storm-3f2a9c1b7d4e"
@@ -96,12 +79,22 @@ FANOUT = "fanout-0123456789ab"
 BOUNCE = "bounce_storm-ffffffffffff"
 
 
-def incidents() -> list[dict]:
+def variant(real: Incident, incident_id: str, severity: str, deliveries: int,
+            **over: Any) -> Incident:
+    """The real storm under another id, severity and size (for order and page tests)."""
+    return replace(real, id=incident_id, kind=incident_id.split("-")[0], severity=severity,
+                   deliveries=deliveries, **over)
+
+
+@pytest.fixture
+def incidents(found: list[Incident]) -> list[Incident]:
+    real = found[0]
+    root = replace(real.root, sender=HOSTILE_ADDRESS) if real.root else None
     return [
-        make_incident(LOOP, "low", 10),
-        make_incident(STORM, "high", 500, subject=HOSTILE_SUBJECT, list=HOSTILE_ADDRESS),
-        make_incident(FANOUT, "high", 9000),
-        make_incident(BOUNCE, "critical", 1),
+        variant(real, LOOP, "low", 10),
+        variant(real, STORM, "high", 500, list=HOSTILE_ADDRESS, root=root),
+        variant(real, FANOUT, "high", 9000),
+        variant(real, BOUNCE, "critical", 1),
     ]
 
 
@@ -148,9 +141,9 @@ def check_page(path: Path) -> PageChecker:
 
 
 @pytest.fixture
-def report(tmp_path: Path) -> Path:
+def report(tmp_path: Path, incidents: list[Incident]) -> Path:
     out = tmp_path / "out"
-    index = write_report(out, make_summary(), incidents())
+    index = write_report(out, make_summary(), incidents)
     assert index == out / "index.html"
     return out
 
@@ -166,25 +159,26 @@ def test_writes_index_pages_and_json(report: Path) -> None:
     assert pages == sorted(f"{i}.html" for i in (STORM, LOOP, FANOUT, BOUNCE))
 
 
-def test_incidents_json_contract(report: Path) -> None:
+def test_incidents_json_contract(report: Path, incidents: list[Incident]) -> None:
     text = (report / "incidents.json").read_text(encoding="utf-8")
     assert text.endswith("}\n")
     doc = json.loads(text)
     assert list(doc) == ["generated_at", "incidents"]
     assert doc["generated_at"] == "2016-11-15T02:00:00Z"
-    by_id = {i["id"]: i for i in incidents()}
+    by_id = {i.id: i for i in incidents}
     for record in doc["incidents"]:
         assert tuple(record)[: len(CONTRACT_FIELDS)] == CONTRACT_FIELDS
-        assert record == by_id[record["id"]]  # extras, timeline included, round-trip
+        assert record == by_id[record["id"]].to_record()  # evidence too, round-trip
+        assert record["status"] == "new"
+        assert record["start"] == "2016-11-14T09:58:00Z"
     assert [r["id"] for r in doc["incidents"]] == [BOUNCE, FANOUT, STORM, LOOP]
 
 
-def test_json_keeps_serializable_extras_only(tmp_path: Path) -> None:
-    odd = make_incident(STORM, "high", 5, amplification=float("nan"), handle=object())
+def test_json_has_no_nan(tmp_path: Path, found: list[Incident]) -> None:
+    odd = replace(found[0], amplification=float("nan"))
     write_report(tmp_path, make_summary(), [odd])
     (record,) = json.loads((tmp_path / "incidents.json").read_text())["incidents"]
     assert record["amplification"] is None
-    assert "handle" not in record
 
 
 def test_hostile_strings_escaped_everywhere(report: Path) -> None:
@@ -246,18 +240,20 @@ def test_no_incidents(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "incidents.json").read_text())["incidents"] == []
 
 
-def test_sparse_incident_renders(tmp_path: Path) -> None:
-    bare = {f: make_incident(STORM, "medium", 1)[f] for f in CONTRACT_FIELDS}
+def test_incident_with_contract_fields_only_renders(tmp_path: Path,
+                                                    found: list[Incident]) -> None:
+    real = found[0]
+    bare = Incident(**{f: getattr(real, f) for f in CONTRACT_FIELDS})
     write_report(tmp_path, {"generated_at": "2016-11-15T02:00:00Z"}, [bare])
-    text = " ".join(check_page(tmp_path / "incidents" / f"{STORM}.html").text)
+    text = " ".join(check_page(tmp_path / "incidents" / f"{real.id}.html").text)
     assert "no data" in text or "No sender breakdown" in text
 
 
-def test_stale_pages_removed(tmp_path: Path) -> None:
-    write_report(tmp_path, make_summary(), incidents())
+def test_stale_pages_removed(tmp_path: Path, incidents: list[Incident]) -> None:
+    write_report(tmp_path, make_summary(), incidents)
     notes = tmp_path / "incidents" / "notes.html"
     notes.write_text("mine")
-    write_report(tmp_path, make_summary(), [make_incident(LOOP, "low", 10)])
+    write_report(tmp_path, make_summary(), [incidents[0]])
     assert sorted(p.name for p in (tmp_path / "incidents").glob("*.html")) == [
         f"{LOOP}.html",
         "notes.html",
@@ -265,13 +261,13 @@ def test_stale_pages_removed(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_user_template_overrides_by_name(tmp_path: Path) -> None:
+def test_user_template_overrides_by_name(tmp_path: Path, incidents: list[Incident]) -> None:
     mine = tmp_path / "templates"
     mine.mkdir()
     (mine / "_summary.html.j2").write_text(
         "<p>CUSTOM SUMMARY {{ summary.lines|num }} {{ summary.hosts[1] }}</p>\n"
     )
-    write_report(tmp_path / "out", make_summary(), incidents(), templates_dir=mine)
+    write_report(tmp_path / "out", make_summary(), incidents, templates_dir=mine)
     index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert "CUSTOM SUMMARY 123,456" in index
     assert "Run summary" not in index  # the built-in partial's heading
@@ -280,22 +276,24 @@ def test_user_template_overrides_by_name(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "bad_id",
-    ["../evil", "reply_storm-3F2A9C1B7D4E", "reply_storm-3f2a9c1b7d4", "x-3f2a9c1b7d4e\n", 7],
+    ["../evil", "reply_storm-3F2A9C1B7D4E", "reply_storm-3f2a9c1b7d4", "x-3f2a9c1b7d4e\n"],
 )
-def test_invalid_id_raises_and_writes_nothing(tmp_path: Path, bad_id: Any) -> None:
+def test_invalid_id_raises_and_writes_nothing(tmp_path: Path, bad_id: str,
+                                              found: list[Incident]) -> None:
     with pytest.raises(ValueError, match="invalid incident id"):
-        write_report(tmp_path / "out", make_summary(), [make_incident(STORM, "low", 1, id=bad_id)])
+        write_report(tmp_path / "out", make_summary(), [replace(found[0], id=bad_id)])
     assert not (tmp_path / "out").exists()
 
 
-def test_duplicate_id_raises(tmp_path: Path) -> None:
-    twice = [make_incident(STORM, "low", 1), make_incident(STORM, "high", 2)]
+def test_duplicate_id_raises(tmp_path: Path, found: list[Incident]) -> None:
+    twice = [variant(found[0], STORM, "low", 1), variant(found[0], STORM, "high", 2)]
     with pytest.raises(ValueError, match="duplicate"):
         write_report(tmp_path, make_summary(), twice)
 
 
 def test_timeline_svg_well_formed() -> None:
-    points = make_incident(STORM, "low", 1, subject=HOSTILE_SUBJECT)["timeline"]
+    points = [{"minute": f"2016-11-14T10:0{m}:00Z", "messages": m, "deliveries": 3000 * m}
+              for m in range(2, 8)]
     svg = ET.fromstring(str(timeline_svg(points, title=HOSTILE_SUBJECT + "\x1b")))
     assert svg.tag == "svg" and svg.get("role") == "img" and svg.get("aria-label")
     assert svg.findtext("title", "").startswith(HOSTILE_SUBJECT)

@@ -1,0 +1,109 @@
+"""Rules -> incidents: the stages in order (see the package docstring)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from detector.incidents import aggregates, members, store
+from detector.incidents.evidence import WHAT_IF_KINDS, cause_of, policy_estimates
+from detector.incidents.execute import Scope, prepare_scope, run_rule
+from detector.incidents.fold import fold_related
+from detector.incidents.islands import Span, find_spans
+from detector.incidents.model import ConditionResult, Incident, stable_id
+from detector.incidents.narrative import describe
+from detector.rules.model import Rule
+from detector.warehouse import Warehouse
+
+
+def severity_of(rule: Rule, value: float) -> str:
+    """The first level (most severe first) whose threshold the value reaches, else info."""
+    for level, _ in rule.severity.levels:
+        if value >= rule.value(f"severity.{level}"):
+            return level
+    return "info"
+
+
+def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
+           recording: bool = False, now: datetime | None = None) -> list[Incident]:
+    """Run the rules over the model tables and return the incidents, earliest first,
+    each with its status relative to what the warehouse recorded (see store.py).
+
+    Writes the ``incidents`` and ``incident_messages`` tables; recording the run in the
+    warehouse's memory is ``store.record``'s job, for the caller to decide.
+    """
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    source = prepare_scope(wh, scope)
+    members.start(wh)
+    spans: list[Span] = []
+    for rule in rules:
+        compiled = run_rule(wh, rule, source)
+        found = find_spans(wh, compiled)
+        members.add(wh, rule, found, source)
+        spans += found
+    totals = aggregates.totals(wh, {s.key: s.rule.kind for s in spans})
+    storms = aggregates.storm_messages(
+        wh, [s.key for s in spans if s.rule.kind in WHAT_IF_KINDS])
+    incidents = [_incident(span, totals[span.key], storms.get(span.key, []))
+                 for span in spans]
+    incidents = fold_related(wh, incidents)
+    incidents.sort(key=lambda i: (i.start, i.id))  # independent of row order
+    incidents = store.with_status(wh, incidents, recording=recording, now=now,
+                                  window_of={r.name: r.window_seconds or 0 for r in rules})
+    store.store_results(wh, incidents)
+    return incidents
+
+
+def _incident(span: Span, totals: aggregates.Totals,
+              storm: list[dict[str, object]]) -> Incident:
+    rule, agg, root = span.rule, totals.row, totals.root
+    measures = span.measures
+    deliveries = int(agg["deliveries"] or 0)
+    value = deliveries if rule.severity.measure == "deliveries" \
+        else measures[rule.severity.measure]
+    peak = max(totals.timeline, key=lambda p: p.deliveries, default=None)
+    # a storm is about the subject most of its messages carry; other incidents about
+    # their root message's
+    subject = (totals.subject if rule.kind in aggregates.ANSWERING_KINDS
+               else None) or totals.root_thread_subject
+    incident = Incident(
+        id=stable_id(rule.kind, rule.name, span.group_key, root.message_id, agg["start"]),
+        kind=rule.kind,
+        severity=severity_of(rule, value or 0),
+        rule=rule.name,
+        list=totals.list,
+        subject=subject,
+        root_message_id=root.message_id,
+        start=agg["start"],
+        end=agg["end"],
+        peak=peak.minute if peak else agg["start"],
+        messages=agg["messages"],
+        deliveries=deliveries,
+        senders=agg["senders"],
+        group_key=span.group_key,
+        last_message=agg["last_message"],
+        replies=agg["replies"],
+        repliers=agg["repliers"],
+        list_size=agg["list_size"] or 0,
+        # deliveries per submitted message: what each press of "send" cost
+        amplification=round(deliveries / max(agg["messages"], 1), 1),
+        bounced=int(agg["bounced"] or 0),
+        cause=cause_of(rule.kind, agg, totals.list),
+        root=root,
+        top_senders=totals.top_senders,
+        timeline=totals.timeline,
+        rule_description=rule.description,
+        rule_params=dict(rule.values),
+        window=rule.window,
+        measures=measures,
+        conditions=tuple(
+            ConditionResult(c.measure, c.op, c.param, rule.value(c.param),
+                            measures[c.measure]) for c in rule.conditions),
+        what_if=(policy_estimates(rule, storm, root.message_uid)
+                 if rule.kind in WHAT_IF_KINDS else ()),
+        key=span.key,
+    )
+    headline, evidence = describe(incident)
+    return replace(incident, headline=headline, evidence=evidence)
+

@@ -1,0 +1,48 @@
+"""What set an incident off, in words, and what a storm-protection policy might have spared."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from detector.incidents.model import PolicyEstimate
+from detector.rules.model import Rule
+from detector.whatif import EXCHANGE_ONLINE, Reply, replay, rule_policy
+
+#: kinds of incident whose messages are replayed against storm-protection policies
+WHAT_IF_KINDS = frozenset({"reply_storm", "auto_storm"})
+
+
+def cause_of(kind: str, agg: Mapping[str, Any], list_address: str | None) -> str:
+    """What set the incident off, from its messages' subjects and counts."""
+    messages = max(agg["messages"], 1)
+    if agg["no_subject"] >= messages / 2 and kind in ("reply_storm", "auto_storm"):
+        return ("unknown: the log has no subjects, so replies, recalls and auto-replies "
+                "look alike; many senders posted to one large list")
+    if kind == "auto_storm":
+        if agg["recalls"] >= agg["auto_messages"] / 2:
+            return "message recalls answered to the whole list"
+        if agg["receipts"] >= agg["auto_messages"] / 2:
+            return "read receipts sent to the whole list"
+        return "out-of-office and other automatic replies sent to the whole list"
+    if kind == "reply_storm":
+        return "reply-all to a large list"
+    if kind == "bounce_storm":
+        return "deliveries to dead addresses" + (" on the list" if list_address else "")
+    if kind == "mail_loop":
+        if (agg["max_passes"] or 1) > 1 or agg["loop_bounces"]:
+            return "a message forwarded round in a loop"
+        return "two addresses answering each other automatically"
+    return "one message expanded far beyond its sender's usual audience"
+
+
+def policy_estimates(rule: Rule, rows: Sequence[Mapping[str, Any]],
+                     root_uid: str | None) -> tuple[PolicyEstimate, ...]:
+    """Exchange Online's default thresholds and the rule's own, replayed on a storm."""
+    messages = [Reply(r["first_seen"], r["sender"], r["recipients"], r["deliveries"],
+                      r["message_uid"] == root_uid) for r in rows]
+    policies = [EXCHANGE_ONLINE]
+    if {"min_senders", "min_audience"} <= set(rule.values) and rule.window_seconds:
+        policies.append(rule_policy(rule.name, int(rule.value("min_senders")),
+                                    int(rule.value("min_audience")), rule.window_seconds))
+    return tuple(PolicyEstimate(**replay(policy, messages)) for policy in policies)

@@ -1,0 +1,159 @@
+"""Incidents remembered across runs: statuses, one alert per incident, stable ids as the
+warehouse grows, and --since / --until. CLI end to end on real files."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from detector.cli import main
+from tests.logsynth import Mail, Site, storm, write_log
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_logs" / "mail.log"
+TRUTH = json.loads((REPO / "sample_logs" / "truth.json").read_text())[0]
+RUN = ("--year", "2016", "--tz", "UTC", "-q")
+
+
+def invoke(*args: str | Path) -> tuple[int, str]:
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return res.exit_code, res.output
+
+
+def incidents(out: Path) -> list[dict]:
+    return json.loads((out / "incidents.json").read_text())["incidents"]
+
+
+def storms(out: Path) -> list[dict]:
+    return [i for i in incidents(out) if i["kind"] == "reply_storm"]
+
+
+def _split_sample(at: str) -> tuple[list[str], list[str]]:
+    """The sample storm day's lines before and from ``at`` (HH:MM:SS), as logged."""
+    lines = SAMPLE.read_text().splitlines(keepends=True)
+    cut = next(n for n, line in enumerate(lines) if line[7:15] >= at)
+    return lines[:cut], lines[cut:]
+
+
+def test_a_storm_split_over_two_nightly_runs_is_one_incident_new_then_grown(
+        tmp_path: Path) -> None:
+    before, after = _split_sample("10:30:00")
+    log, out = tmp_path / "mail.log", tmp_path / "out"
+    log.write_text("".join(before))
+
+    code, _ = invoke("run", log, "--out", out, "--fail-on", "low", *RUN)
+    [first] = storms(out)
+    assert code == 3 and first["status"] == "new"
+    assert first["root_message_id"] == TRUTH["root_message_id"]
+
+    with log.open("a") as fh:  # the live log grew; the next night reads only the rest
+        fh.write("".join(after))
+    code, _ = invoke("run", log, "--out", out, "--fail-on", "low", *RUN)
+    [second] = storms(out)
+    assert second["id"] == first["id"]
+    assert second["status"] == "grown"
+    assert second["messages"] == TRUTH["messages"] > first["messages"]
+    assert second["deliveries"] == TRUTH["deliveries"] > first["deliveries"]
+    # grown within the severity it was first reported at: no second page
+    assert code == (3 if second["severity"] != first["severity"] else 0)
+
+    code, _ = invoke("run", log, "--out", out, "--fail-on", "low", *RUN)
+    [third] = storms(out)
+    assert code == 0  # nothing new was read: nothing to alert on
+    assert third["id"] == first["id"] and third["status"] == "ended"
+
+    con = duckdb.connect(str(out / "mailstorm.duckdb"), read_only=True)
+    changes = con.execute("SELECT run_id, status FROM incident_changes WHERE incident_id = ? "
+                          "ORDER BY run_id", [first["id"]]).fetchall()
+    state = con.execute("SELECT first_reported_run, last_changed_run, status FROM "
+                        "incident_state WHERE id = ?", [first["id"]]).fetchall()
+    con.close()
+    assert changes == [(1, "new"), (2, "grown"), (3, "ended")]
+    assert state == [(1, 3, "ended")]
+
+
+def test_report_neither_alerts_again_nor_uses_up_the_alert(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, _ = invoke("run", SAMPLE, "--out", out, "--fail-on", "medium", *RUN)
+    assert code == 3
+    db = out / "mailstorm.duckdb"
+    code, _ = invoke("report", "--db", db, "--out", tmp_path / "r", "--fail-on", "low", "-q")
+    assert code == 0
+    assert [i["status"] for i in storms(tmp_path / "r")] == ["new"]  # as the run reported
+    code, _ = invoke("report", "--db", db, "--out", tmp_path / "r", "--fail-on", "low",
+                     "--fail-on-any", "-q")
+    assert code == 3  # the old behaviour, on request
+    code, _ = invoke("report", "--db", db, "--out", tmp_path / "r", "--fail-on", "critical",
+                     "--fail-on-any", "-q")
+    assert code == 0
+
+
+LIST = "all.staff@site.example"
+
+
+def _site() -> Site:
+    return Site(lists={LIST: [f"m{i}@site.example" for i in range(30)]})
+
+
+def test_the_id_survives_a_second_day_appended(tmp_path: Path) -> None:
+    site, log, out = _site(), tmp_path / "mail.log", tmp_path / "out"
+    day1 = datetime(2016, 11, 14, 9, 58)
+    write_log(log, site, storm(site, list_addr=LIST, start=day1, repliers=12))
+    invoke("run", log, "--out", out, "--set", "reply_storm.min_audience=20", *RUN)
+    [first] = storms(out)
+
+    # the next day: ordinary mail, and a second storm on the same list
+    day2 = day1 + timedelta(days=1)
+    second_day = [Mail(day2 + timedelta(minutes=k), f"m{k}@site.example",
+                       ["someone@elsewhere.example"], f"note {k}", f"note-{k}@site.example")
+                  for k in range(5)]
+    for mail in storm(site, list_addr=LIST, start=day2 + timedelta(hours=3), repliers=11,
+                      subject="second"):
+        mail.message_id = f"d2-{mail.message_id}"
+        mail.in_reply_to = f"d2-{mail.in_reply_to}" if mail.in_reply_to else None
+        second_day.append(mail)
+    day2_log = tmp_path / "day2.log"
+    write_log(day2_log, site, second_day)
+    with log.open("a") as fh:
+        fh.write(day2_log.read_text())
+
+    invoke("run", log, "--out", out, "--set", "reply_storm.min_audience=20", *RUN)
+    found = {i["id"]: i for i in storms(out)}
+    assert len(found) == 2
+    assert first["id"] in found
+    assert found[first["id"]]["root_message_id"] == first["root_message_id"]
+    assert found[first["id"]]["status"] == "ended"
+    [new] = [i for i in found.values() if i["id"] != first["id"]]
+    assert new["status"] == "new" and new["root_message_id"] == "d2-root-1@site.example"
+
+
+@pytest.mark.parametrize("since, until, expected", [
+    ("2016-11-14", "2016-11-15", 1),
+    ("2016-11-14T11:00:00Z", None, 0),
+    (None, "2016-11-14T09:00:00+00:00", 0),
+])
+def test_since_and_until_limit_what_is_detected(tmp_path: Path, since: str | None,
+                                                until: str | None, expected: int) -> None:
+    site, log, out = _site(), tmp_path / "mail.log", tmp_path / "out"
+    write_log(log, site, storm(site, list_addr=LIST, start=datetime(2016, 11, 14, 9, 58),
+                               repliers=12))
+    limits = [*(("--since", since) if since else ()), *(("--until", until) if until else ())]
+    code, _ = invoke("run", log, "--out", out, "--set", "reply_storm.min_audience=20",
+                     *limits, *RUN)
+    assert code == 0
+    assert len(storms(out)) == expected
+
+
+def test_since_after_until_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "mail.log").write_text("")
+    code, output = invoke("report", "--db", tmp_path / "none.duckdb", "--out", tmp_path,
+                          "--since", "2016-11-15", "--until", "2016-11-14")
+    assert code == 2 and "--since must be before --until" in output
+    code, output = invoke("report", "--db", tmp_path / "none.duckdb", "--out", tmp_path,
+                          "--since", "yesterday")
+    assert code == 2 and "not an ISO 8601" in output
