@@ -47,6 +47,7 @@ def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
         wh, [s.key for s in spans if s.rule.kind in WHAT_IF_KINDS])
     incidents = [_incident(span, totals[span.key], storms.get(span.key, []))
                  for span in spans]
+    incidents = _distinct_ids(incidents)
     incidents = fold_related(wh, incidents)
     incidents.sort(key=lambda i: (i.start, i.id))  # independent of row order
     incidents = store.with_status(wh, incidents, recording=recording, now=now,
@@ -107,3 +108,19 @@ def _incident(span: Span, totals: aggregates.Totals,
     headline, evidence = describe(incident)
     return replace(incident, headline=headline, evidence=evidence)
 
+
+
+def _distinct_ids(incidents: list[Incident]) -> list[Incident]:
+    """Two bursts of one group answering the same root, hours apart, would share an id:
+    the later ones add their start to it (the earliest keeps the plain id, so an incident
+    keeps its id when a later burst appears)."""
+    seen: set[str] = set()
+    out = []
+    for inc in sorted(incidents, key=lambda i: (i.start, i.key)):
+        if inc.id in seen:
+            anchor = f"{inc.root_message_id} {inc.start.isoformat()}"
+            inc = replace(inc, id=stable_id(inc.kind, inc.rule, inc.group_key, anchor,
+                                            inc.start))
+        seen.add(inc.id)
+        out.append(inc)
+    return out
