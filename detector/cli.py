@@ -1,7 +1,8 @@
 """The mailstorm command: a thin click layer over detector.pipeline.
 
 Data goes to stdout, progress and warnings to stderr. Exit status: 0 success (incidents
-or not), 1 an error (one line on stderr), 2 a usage error, 3 ``--fail-on`` matched.
+or not), 1 an error (one line on stderr), 2 a usage error, 3 ``--fail-on`` found an
+incident at or above its severity that is new or grew past it since the previous run.
 """
 
 from __future__ import annotations
