@@ -22,7 +22,6 @@ import duckdb
 from detector import __version__, pipeline
 from detector.errors import MailstormError, UsageError
 from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
-from detector.rules.catalogue import MEASURES
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
 from detector.warehouse import events_view_sql, parquet_views_sql, parts_dir_of
@@ -333,11 +332,12 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
 
 @main.group()
 def rules() -> None:
-    """List and check detection rules.
+    """List, show and check detection rules.
 
     \b
     Example:
       mailstorm rules list
+      mailstorm rules show reply_storm
     """
 
 
@@ -352,6 +352,8 @@ def rules_list(rules_dir: Path | None) -> None:
     Example:
       mailstorm rules list --rules /etc/mailstorm/rules
     """
+    from detector.rules.vocabulary import MEASURES
+
     for rule in pipeline.load_ruleset(rules_dir, {}):
         window = f", window {rule.window}" if rule.window else ""
         click.echo(f"{rule.name} ({rule.kind}, by {rule.group_by}{window})")
@@ -359,9 +361,30 @@ def rules_list(rules_dir: Path | None) -> None:
         for param in rule.params:
             click.echo(f"  {rule.name}.{param.name} = {rule.value(param.name)}  "
                        f"# {param.description}")
-        measure = MEASURES.get(rule.severity.measure, rule.severity.measure)
+        measure = MEASURES[rule.severity.measure].description
         levels = ", ".join(f"{lvl} >= {v:,}" for lvl, v in rule.severity.levels)
         click.echo(f"  severity by {rule.severity.measure} ({measure}): {levels}")
+
+
+@rules.command("show")
+@click.argument("name")
+@click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of rule files (default: the built-in rules).")
+@click.option("--set", "overrides", multiple=True, metavar="RULE.PARAM=VALUE",
+              help="Override a rule parameter, e.g. reply_storm.min_senders=5.")
+@_errors_as_click
+def rules_show(name: str, rules_dir: Path | None, overrides: tuple[str, ...]) -> None:
+    """Show rule NAME: what it reads, its parameters, conditions and severity, and the
+    SQL it compiles to with its bound parameters in order.
+
+    \b
+    Example:
+      mailstorm rules show reply_storm --set reply_storm.min_senders=5
+    """
+    from detector.rules.show import describe_rule, find_rule
+
+    rules = pipeline.load_ruleset(rules_dir, parse_overrides(overrides))
+    click.echo(describe_rule(find_rule(rules, name)), nl=False)
 
 
 @rules.command("check")

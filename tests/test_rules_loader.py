@@ -48,6 +48,7 @@ severity:
 tags: [exchange-online]
 """
 LEVELS = "critical, high, medium, low, info"
+WINDOWED = ", ".join(vocabulary.measures_for("thread"))
 RULE_KEYS = (
     "conditions, description, group_by, kind, name, params, references, select, severity, "
     "tags, window"
@@ -194,6 +195,14 @@ CASES = [
     ("measure: distinct_senders", "measure: senders", [
         f"storm.yaml:16: unknown measure 'senders' (expected one of: "
         f"{', '.join(vocabulary.MEASURES)})",
+    ]),
+    ("measure: distinct_senders", "measure: baseline_ratio", [
+        f"storm.yaml:16: measure 'baseline_ratio' is not available when grouping by thread "
+        f"(available: {WINDOWED})",
+    ]),
+    ("  measure: deliveries", "  measure: passes", [
+        f"storm.yaml:21: measure 'passes' is not available when grouping by thread "
+        f"(available: {WINDOWED})",
     ]),
     ('op: ">="\n', 'op: "=>"\n', [
         "storm.yaml:17: unknown op '=>' (expected one of: >=, >, <=, <, ==)",

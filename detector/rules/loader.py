@@ -60,7 +60,8 @@ def _got(node: Node) -> str:
         return "a list"
     if node.tag == _NULL:
         return "nothing"
-    return f"the quoted text {node.value!r}" if node.style else repr(node.value)
+    quoted = isinstance(node, ScalarNode) and node.style
+    return f"the quoted text {node.value!r}" if quoted else repr(node.value)
 
 
 class _Walker:
@@ -75,8 +76,9 @@ class _Walker:
         self.errors: list[RuleError] = []
         self.name_line = 1  # where the rule's name is, for duplicate-name errors
 
-    def error(self, node: Node, message: str) -> None:
-        self.errors.append(RuleError(self.path, _line(node), message))
+    def error(self, node: Node | None, message: str) -> None:
+        # None only for a key that is absent, whose error the mapping has reported
+        self.errors.append(RuleError(self.path, _line(node) if node else None, message))
 
     def entries(self, node: Node | None, what: str) -> dict[str, tuple[Node, Node]] | None:
         """A mapping's key -> (key node, value node), reporting odd and duplicate keys."""
@@ -122,7 +124,7 @@ class _Walker:
         elif not node.value.strip():
             self.error(node, f"{what} must not be empty")
         else:
-            return node.value.strip()  # folded text (>) ends with a newline
+            return str(node.value).strip()  # folded text (>) ends with a newline
         return None
 
     def choice(self, node: Node | None, what: str, choices: Collection[str]) -> str | None:
@@ -292,7 +294,8 @@ def _read_rule(w: _Walker, root: MappingNode, stem: str) -> Rule | None:
     severity = _read_severity(w, top.get("severity"), group_by)
     references = w.strings(top.get("references"), "'references'")
     tags = w.strings(top.get("tags"), "'tags'")
-    if w.errors or severity is None:  # every None above has recorded an error
+    if (w.errors or severity is None or name is None or kind is None or description is None
+            or select is None or group_by is None):  # every None above recorded an error
         return None
     return Rule(
         name, kind, description, select, group_by,

@@ -17,7 +17,7 @@ Shape = Literal["windowed", "per_message"]
 #: query shapes, as named in errors and docs
 SHAPES: dict[Shape, str] = {
     "windowed": "for each message, the messages of its group in the window before it",
-    "per_message": "each message on its own (group_by message)",
+    "per_message": "each message on its own",
 }
 
 
@@ -44,8 +44,9 @@ class Grouping:
 class Measure:
     """A number computed per anchor message, in each shape where it has a meaning.
 
-    ``windowed`` is an expression over the window columns of ``WINDOW_COLUMNS`` (and
-    ``repeats``, see the compiler); ``per_message`` an expression over one message's row.
+    ``windowed`` is an expression over the columns of ``WINDOW_COLUMNS``, ``t`` and
+    ``window_t0`` (the anchor's and the window's first message's time in microseconds) and
+    ``repeats`` (see the compiler); ``per_message`` an expression over one message's row.
     """
 
     name: str

@@ -1,0 +1,62 @@
+-- auto_storm: compiled from rules/auto_storm.yaml
+-- bound parameters, in order:
+--   1. 3600  window (seconds)
+--   2. 10  min_senders
+--   3. 10  min_auto_messages
+--   4. 1000  min_audience
+WITH feed AS (
+    SELECT
+        list AS group_key, message_uid, first_seen AS ts, epoch_us(first_seen) AS t,
+        sender, is_reply, is_auto, subject IS NULL AS no_subject,
+        deliveries, recipients, submitted, bounced
+    FROM logical_messages
+    WHERE is_auto AND sender <> '' AND list IS NOT NULL
+),
+framed AS (
+    SELECT group_key, message_uid, ts, t, sender,
+        min(ts) OVER w AS window_start,
+        min(t) OVER w AS window_t0,
+        count(CASE WHEN is_auto THEN 1 END) OVER w AS n_auto,
+        count(sender) OVER w AS n_sender_messages,
+        sum(deliveries) OVER w AS sum_deliveries,
+        max(recipients) OVER w AS max_recipients
+    FROM feed
+    WINDOW w AS (PARTITION BY group_key ORDER BY t
+                 RANGE BETWEEN CAST(? AS BIGINT) * 1000000 - 1 PRECEDING AND CURRENT ROW)
+),
+linked AS (
+    -- a sender's messages in order (ties by uid, so that both directions agree)
+    SELECT *,
+        CASE WHEN sender IS NOT NULL AND lag(t) OVER s >= window_t0
+             THEN 1 ELSE 0 END AS is_repeat,
+        CASE WHEN sender IS NOT NULL AND t >= lead(window_t0) OVER s
+             THEN 1 ELSE 0 END AS is_followed
+    FROM framed
+    WINDOW s AS (PARTITION BY group_key, sender ORDER BY t, message_uid)
+),
+followed_before AS (  -- per group and time: followed messages strictly before it
+    SELECT group_key, t,
+        sum(sum(is_followed)) OVER (PARTITION BY group_key ORDER BY t)
+            - sum(is_followed) AS followed
+    FROM linked
+    GROUP BY group_key, t
+),
+windows AS (
+    SELECT l.*,
+        sum(l.is_repeat) OVER (PARTITION BY l.group_key ORDER BY l.t
+                               RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+            - f.followed AS repeats
+    FROM linked l
+    JOIN followed_before f ON f.group_key = l.group_key AND f.t = l.window_t0
+),
+hits AS (
+    SELECT
+        group_key, message_uid AS anchor_uid, ts AS anchor_ts, window_start,
+        n_sender_messages - repeats AS distinct_senders,
+        n_auto AS auto_messages,
+        max_recipients AS audience,
+        sum_deliveries AS deliveries
+    FROM windows
+)
+SELECT * FROM hits
+WHERE distinct_senders >= ? AND auto_messages >= ? AND audience >= ?
