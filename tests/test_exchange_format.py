@@ -403,7 +403,7 @@ def test_corpus_rows_read_as_their_events(corpus_dir: Path) -> None:
 def _run(folder: Path, out: Path) -> dict:
     res = pipeline.run([str(folder)], out, tz="UTC", year=2016,
                        overrides={"reply_storm.min_senders": "5"})
-    [inc] = [i for i in res.incidents if i["kind"] == "reply_storm"]
+    [inc] = [i for i in (x.to_record() for x in res.incidents) if i["kind"] == "reply_storm"]
     return inc
 
 

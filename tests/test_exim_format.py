@@ -552,7 +552,7 @@ def storm_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]
     out = {}
     for name in ("postfix", "exim"):
         res = pipeline.run([str(root / name)], root / f"{name}-out", year=2016, tz="UTC")
-        out[name] = [i for i in res.incidents if i["kind"] == "reply_storm"]
+        out[name] = [i.to_record() for i in res.incidents if i.kind == "reply_storm"]
     return out
 
 

@@ -265,7 +265,7 @@ def test_mailman_site_storm_names_the_list(storm_day: tuple, tmp_path: Path,
     write_sendmail(tmp_path / "logs" / "maillog", site, day2, seed=1, lists="mailman")
     write_mailman(tmp_path / "logs" / "mailman", site, day2, seed=1, version=version)
     result = pipeline.run([str(tmp_path / "logs")], tmp_path / "out", tz="UTC", year=2016)
-    [inc] = [i for i in result.incidents if i["kind"] == "reply_storm"]
+    [inc] = [i for i in (x.to_record() for x in result.incidents) if i["kind"] == "reply_storm"]
     assert inc["list"] == t["list"] == "all.staff@nhs.example"
     assert inc["root_message_id"] == t["root_message_id"]
     assert (inc["messages"], inc["repliers"]) == (t["messages"], t["repliers"])

@@ -531,8 +531,8 @@ def test_mailman_mode_does_not_name_the_list(storm_day: tuple) -> None:
 
 def storm_incident(log_dir: Path, out: Path) -> dict:
     result = pipeline.run([str(log_dir)], out, tz="UTC", year=2016)
-    storms = [i for i in result.incidents if i["kind"] == "reply_storm"]
-    assert len(storms) == 1, [i["kind"] for i in result.incidents]
+    storms = [i for i in (x.to_record() for x in result.incidents) if i["kind"] == "reply_storm"]
+    assert len(storms) == 1, [i.kind for i in result.incidents]
     return storms[0]
 
 
