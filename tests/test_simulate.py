@@ -205,3 +205,138 @@ def test_plan_has_one_final_delivery_per_expanded_recipient_and_postfix_delays()
     # format_tv: 2 significant digits, at most 2 decimals, no trailing zeros
     assert [format_tv(us) for us in (520_000, 1_130_000, 12_600_000, 4_000, 0, 200_000)] == [
         "0.52", "1.1", "13", "0", "0", "0.2"]
+
+
+# ---- storms larger than their list, and storms made on demand ---------------------------
+def _final_lines(lines: list[str], ids: set[str]) -> int:
+    """Final-status delivery lines (sent or bounced) of the messages with these ids."""
+    qids = {m.group(1) for line in lines
+            if (m := re.search(rf"\]: ({QID}): message-id=<([^>]+)>", line)) and m.group(2) in ids}
+    return sum(1 for line in lines
+               if re.search(rf"\]: ({QID}): to=<", line) and line.split("]: ")[1][:10] in qids
+               and (" status=sent " in line or " status=bounced " in line))
+
+
+def test_repliers_may_outnumber_the_list():
+    rng = random.Random(4)
+    site = make_site(rng, "nhs.example")
+    msgs, (t,) = storm(site, rng, DAY + timedelta(hours=10), list_size=20, repliers=60,
+                       replies=150)
+    members = set(site.lists[t["list"]])
+    replies = [m for m in msgs if m.message_id in set(t["message_ids"][1:])]
+    senders = {m.sender for m in replies}
+    assert (t["replies"], t["repliers"], len(replies), len(senders)) == (150, 60, 150, 60)
+    # every member but the author answers; the others are site people off the list
+    assert senders & members == members - {t["root_sender"]}
+    assert t["repliers_on_list"] == 19 and t["repliers_off_list"] == 41
+    assert all(s in site.users and s.endswith("@nhs.example") for s in senders - members)
+    assert t["repeat_replies"] == 90
+    assert all(m.recipients[-1] == t["list"] for m in replies)
+    lines = list(render_postfix(site, msgs, seed=4))
+    assert _final_lines(lines, set(t["message_ids"])) == t["deliveries"]
+
+
+def test_a_large_storm_streams_the_same_messages_on_every_pass(monkeypatch):
+    from detector.simulate import replies as replies_mod
+    from detector.simulate.stream import Mail
+
+    monkeypatch.setattr(replies_mod, "EAGER_LIMIT", 30)
+    rng = random.Random(5)
+    site = make_site(rng, "nhs.example")
+    bg, _ = background(site, rng, DAY, 200)
+    mail, (t,) = storm(site, rng, DAY + timedelta(hours=9), list_size=40, repliers=25,
+                       replies=80)
+    assert isinstance(mail, Mail) and len(mail) == 1 + 80 + 4  # root, replies, auto-replies
+    first, second = list(mail), list(mail)
+    assert [m.message_id for m in first] == [m.message_id for m in second]
+    assert [m.time for m in first] == sorted(m.time for m in first)
+    assert t["messages"] == 81 and t["end"] == max(m.time for m in first).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    mail.add(bg)
+    # the renderer reads a Mail as it comes; the same messages as a list render the same
+    lines = list(render_postfix(site, mail, seed=5))
+    assert lines == list(render_postfix(site, list(mail), seed=5))
+    ids = {m.message_id for m in first if m.message_id and m.sender == m.sender.lower()
+           and m.time >= datetime.fromisoformat(t["start"].replace("Z", "+00:00"))
+           and (m.in_reply_to or m.message_id == t["root_message_id"])
+           and t["list"] in m.recipients}
+    assert len(ids) == 81 and _final_lines(lines, ids) == t["deliveries"]
+
+
+def test_simulate_cli_accepts_more_repliers_than_members(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    result = CliRunner().invoke(main, ["simulate", "--out", str(tmp_path), "--list-size", "10",
+                                       "--repliers", "40", "--replies", "60",
+                                       "--background", "50"])
+    assert result.exit_code == 0, result.output
+    (t,) = json.loads((tmp_path / "truth.json").read_text())["incidents"]
+    assert (t["list_size"], t["repliers"], t["replies"]) == (10, 40, 60)
+    assert (t["repliers_on_list"], t["repliers_off_list"]) == (9, 31)
+    bad = CliRunner().invoke(main, ["simulate", "--out", str(tmp_path), "--repliers", "40",
+                                    "--replies", "39"])
+    assert bad.exit_code == 2 and "fewer than --repliers" in bad.output
+
+
+# ---- threshold days: what the simulator injects, checked without the detector -----------
+def _threshold_day(name: str):
+    from detector.simulate.day import Options, build_day
+
+    return build_day([name], seed=2, options=Options(background=50))
+
+
+def _replies_of(msgs, list_address: str):
+    return sorted((m for m in msgs if m.in_reply_to and list_address in m.recipients),
+                  key=lambda m: m.time)
+
+
+def test_reply_storm_threshold_days_sit_on_the_rules_thresholds():
+    from detector.simulate.thresholds import limits
+
+    x = limits()
+    site, msgs, (t,) = _threshold_day("reply_storm_at_threshold")
+    assert (t["repliers"], t["list_size"]) == (x.reply_senders, x.reply_audience)
+    assert t["root_sender"] in t["replier_addresses"]  # every post counts without subjects
+    site, msgs, truth = _threshold_day("reply_storm_one_replier_short")
+    (lst,) = [a for a in site.lists if a.startswith("all.staff@")]
+    posters = {m.sender for m in msgs if lst in m.recipients and not m.is_auto}
+    assert truth == [] and len(posters) == x.reply_senders - 1
+    site, msgs, _ = _threshold_day("reply_storm_list_one_short")
+    assert len(site.lists[lst]) == x.reply_audience - 1
+    for name, sign in (("reply_storm_spread_inside", -1), ("reply_storm_spread_outside", 1)):
+        site, msgs, _ = _threshold_day(name)
+        replies = _replies_of(msgs, lst)
+        assert len(replies) == len({m.sender for m in replies}) == x.reply_senders
+        span = replies[-1].time - replies[0].time
+        assert abs(span - x.reply_window - sign * timedelta(minutes=1)) < timedelta(
+            milliseconds=1), name
+
+
+def test_auto_and_bounce_threshold_days_sit_on_the_rules_thresholds():
+    from detector.simulate.delivery import members
+    from detector.simulate.thresholds import limits
+
+    x = limits()
+    site, msgs, (t,) = _threshold_day("auto_storm_at_threshold")
+    assert (t["auto_senders"], t["auto_messages"], t["list_size"]) == (
+        x.auto_senders, max(x.auto_senders, x.auto_messages), x.auto_audience)
+    site, msgs, truth = _threshold_day("auto_storm_one_sender_short")
+    autos = [m for m in msgs if m.is_auto and m.sender
+             and any(r.startswith("all.managers@") for r in m.recipients)]
+    assert truth == [] and len({m.sender for m in autos}) == x.auto_senders - 1
+    assert len(autos) >= x.auto_messages
+    site, msgs, (t,) = _threshold_day("bounce_storm_at_threshold")
+    assert t["bounced"] == x.bounces
+    assert sum(m in site.gone for m in members(site, t["list"])) == x.bounces
+    site, msgs, truth = _threshold_day("bounce_storm_one_short")
+    (lst,) = [a for a in site.lists if a.startswith("all.contractors@")]
+    assert truth == [] and sum(m in site.gone for m in members(site, lst)) == x.bounces - 1
+    for name, sign in (("bounce_storm_spread_inside", -1), ("bounce_storm_spread_outside", 1)):
+        site, msgs, _ = _threshold_day(name)
+        posts = sorted((m for m in msgs if lst in m.recipients), key=lambda m: m.time)
+        assert len(posts) == 2 and posts[1].time - posts[0].time == (
+            x.bounce_window + sign * timedelta(minutes=1))
+        assert 2 * sum(m in site.gone for m in members(site, lst)) >= x.bounces
+        assert sum(m in site.gone for m in members(site, lst)) < x.bounces

@@ -14,23 +14,29 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from detector.simulate import traffic
+from detector.simulate import thresholds, traffic
 from detector.simulate.output import set_mtime
 from detector.simulate.postfix import write_postfix
 from detector.simulate.scenario import Message, Site, make_site
 from detector.simulate.stamps import utc
+from detector.simulate.stream import Messages, join, span
 
 Truth = dict[str, object]
 
 #: incident kinds that can be injected, in the order the day places them
 INCIDENTS = ("reply_storm", "auto_storm", "bounce_storm", "fanout", "mail_loop")
-#: storm look-alikes that must not be reported above info
-BENIGN = ("newsletter", "busy_thread", "heavy_day")
+#: storms exactly at a rule's thresholds (see ``thresholds``): the incident must be found
+AT_THRESHOLD = thresholds.AT_THRESHOLD
+#: storm look-alikes that must not be reported above info, the last ones a storm just
+#: short of a rule's threshold
+BENIGN = ("newsletter", "busy_thread", "heavy_day", *thresholds.SHORT_OF_THRESHOLD)
+#: every scenario a day can hold
+SCENARIOS = INCIDENTS + AT_THRESHOLD + BENIGN
 
 
 @dataclass(frozen=True)
@@ -39,16 +45,18 @@ class Options:
 
     list_size: int = 3000
     repliers: int = 30
+    replies: int | None = None  # reply messages in a reply storm (None: repliers + 10%)
     duration: timedelta = timedelta(minutes=45)
     background: int = 1500  # ordinary messages in the day
     domain: str = "nhs.example"
 
 
 def _inject(kind: str, site: Site, rng: random.Random, start: datetime,
-            o: Options) -> tuple[list[Message], list[Truth]]:
+            o: Options) -> tuple[Messages, list[Truth]]:
     if kind == "reply_storm":
         return traffic.storm(site, rng, start, list_address=f"all.staff@{o.domain}",
-                             list_size=o.list_size, repliers=o.repliers, duration=o.duration)
+                             list_size=o.list_size, repliers=o.repliers, replies=o.replies,
+                             duration=o.duration)
     if kind == "auto_storm":
         return traffic.auto_storm(site, rng, start, list_size=o.list_size,
                                   senders=o.repliers, duration=o.duration)
@@ -65,25 +73,31 @@ def _inject(kind: str, site: Site, rng: random.Random, start: datetime,
         return traffic.busy_small_thread(site, rng, start, duration=o.duration)
     if kind == "heavy_day":  # three times the ordinary traffic
         return traffic.background(site, rng, start, o.background * 2)
-    raise ValueError(f"unknown scenario {kind!r} (choose from {', '.join(INCIDENTS + BENIGN)})")
+    if kind in thresholds.DAYS:
+        return thresholds.build(kind, site, rng, start, o.domain)
+    raise ValueError(f"unknown scenario {kind!r} (choose from {', '.join(SCENARIOS)})")
 
 
 def build_day(kinds: list[str], *, seed: int = 1, day: datetime | None = None,
-              options: Options | None = None) -> tuple[Site, list[Message], list[Truth]]:
+              options: Options | None = None) -> tuple[Site, Messages, list[Truth]]:
     """Background traffic for one day plus the given incidents (or look-alikes), each
-    starting at its own hour from 09:05, so they do not overlap."""
+    starting at its own hour from 09:05, so they do not overlap.
+
+    The messages are a list, or a ``Mail`` (iterated in time order, never held whole)
+    when a storm is too large to hold (``replies.EAGER_LIMIT``)."""
     o = options or Options()
     day = day or utc(2016, 11, 14)
     rng = random.Random(seed)
     site = make_site(rng, o.domain, lists={"all.staff": o.list_size})
-    messages, _ = traffic.background(site, rng, day, o.background)
+    background, _ = traffic.background(site, rng, day, o.background)
+    parts: list[Messages] = [background]
     truth: list[Truth] = []
     for i, kind in enumerate(kinds):
         start = day + timedelta(hours=9 + 2 * i, minutes=5)
         msgs, found = _inject(kind, site, rng, start, o)
-        messages += msgs
+        parts.append(msgs)
         truth += found
-    return site, messages, truth
+    return site, join(parts), truth
 
 
 Writer = Callable[..., int]
@@ -96,11 +110,11 @@ def writers() -> dict[str, Writer]:
     from detector.simulate.mailman import write_mailman
     from detector.simulate.sendmail import write_sendmail
 
-    def sendmail(path: Path, site: Site, messages: list[Message], *, seed: int,
+    def sendmail(path: Path, site: Site, messages: Iterable[Message], *, seed: int,
                  headers: bool) -> int:
         return write_sendmail(path, site, messages, seed=seed, log_headers=headers)
 
-    def mailman(path: Path, site: Site, messages: list[Message], *, seed: int,
+    def mailman(path: Path, site: Site, messages: Iterable[Message], *, seed: int,
                 headers: bool) -> int:
         """A list server: Sendmail hands list posts to Mailman, whose copies go to each
         member directly (the MTA log alone does not show the list); Mailman's own post
@@ -117,7 +131,7 @@ LOG_NAMES = {"postfix": "mail.log", "exim": "mainlog", "exchange": "MSGTRK201611
              "m365": "MessageTrace.csv", "sendmail": "maillog", "mailman": "maillog"}
 
 
-def write_day(out: Path, fmt: str, site: Site, messages: list[Message], truth: list[Truth],
+def write_day(out: Path, fmt: str, site: Site, messages: Messages, truth: list[Truth],
               *, seed: int = 1, subjects: bool = True) -> Path:
     """Render the day as ``fmt`` into ``out/logs/`` and the truth into ``out/truth.json``
     (kept apart, so ``mailstorm run out/logs`` reads only logs); return the log path.
@@ -133,6 +147,7 @@ def write_day(out: Path, fmt: str, site: Site, messages: list[Message], truth: l
     (out / "truth.json").write_text(json.dumps({"format": fmt, "subjects": subjects,
                                                 "incidents": truth}, indent=2) + "\n",
                                     encoding="utf-8")
-    last = max((m.time for m in messages), default=utc(2016, 11, 14))
+    times = span(messages)
+    last = times[1] if times else utc(2016, 11, 14)
     set_mtime(path, (last + timedelta(hours=6)).timestamp())  # the year is inferred from it
     return path

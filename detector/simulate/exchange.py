@@ -35,7 +35,8 @@ from detector.formats.exchange import FIELDS_2010, FIELDS_2013, FIELDS_2016
 from detector.simulate.delivery import OUTCOMES, Plan, Row, plan_delivery
 from detector.simulate.output import write_lines
 from detector.simulate.rand import fast_randint
-from detector.simulate.scenario import Batch, Message, Site, from_us
+from detector.simulate.scenario import Batch, Message, Site, from_us, to_us
+from detector.simulate.stream import Mail, span
 from detector.simulate.sweep import sweep
 
 LEAD_US = 2_000_000  # a message's first row is at most this long before its arrival
@@ -361,9 +362,8 @@ def render_exchange(site: Site, messages: Iterable[Message], *, seed: int = 0,
     version: "2010", "2013" or "2016" (field layout); headers=False: subject logging off.
     """
     r = ExchangeRenderer(site, seed=seed, server=server, version=version, subjects=headers)
-    messages = list(messages)
-    first = min((m.time_us for m in messages), default=0)
-    yield from r.header(first - LEAD_US)
+    messages = messages if isinstance(messages, Mail) else list(messages)
+    yield from r.header(_first_us(messages) - LEAD_US)
     for chunk in r.chunks(messages):
         yield from chunk
 
@@ -373,10 +373,15 @@ def write_exchange(path: str | Path, site: Site, messages: Iterable[Message], *,
                    headers: bool = True, compresslevel: int = 6) -> int:
     """Stream the log to ``path`` (gzip if it ends in .gz); return lines written."""
     r = ExchangeRenderer(site, seed=seed, server=server, version=version, subjects=headers)
-    messages = list(messages)
-    first = min((m.time_us for m in messages), default=0)
-    return write_lines(path, chain([r.header(first - LEAD_US)], r.chunks(messages)),
-                       compresslevel)
+    messages = messages if isinstance(messages, Mail) else list(messages)
+    return write_lines(path, chain([r.header(_first_us(messages) - LEAD_US)],
+                                   r.chunks(messages)), compresslevel)
+
+
+def _first_us(messages: Iterable[Message]) -> int:
+    """The first message's time (the log's creation date), 0 for none."""
+    first = span(messages)
+    return to_us(first[0]) if first else 0
 
 
 # ---- Microsoft 365 ---------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 from detector.simulate import postfix_text as pt
 from detector.simulate.delivery import Plan, plan_delivery
 from detector.simulate.output import write_lines
-from detector.simulate.processes import Pids
+from detector.simulate.processes import IdsBySecond, Pids
 from detector.simulate.rand import fast_choice, fast_randint
 from detector.simulate.scenario import Batch, Message, Site
 from detector.simulate.stamps import Stamper
@@ -46,7 +46,7 @@ Event = tuple[int, int, str]
 
 def b62(n: int, width: int) -> str:
     """Exim's base-62 digits, most significant first, zero padded to ``width``."""
-    out = []
+    out: list[str] = []
     while n or len(out) < width:
         n, r = divmod(n, 62)
         out.append(B62[r])
@@ -121,9 +121,9 @@ class EximRenderer:
         self.subjects = subjects
         self.pids = Pids(self.rng)
         self.stamper = Stamper("rfc3164", tz)
-        self.ids: set[str] = set()
+        self.ids = IdsBySecond()
         self.sess_tail: dict[str, str] = {}
-        self.orig = {None: ""}
+        self.orig: dict[str | None, str] = {None: ""}
         self.lines_rendered = 0
         self._stamps: dict[int, tuple[str, str]] = {}
 
@@ -199,6 +199,7 @@ class EximRenderer:
     # ---- one message --------------------------------------------------------------------
     def message(self, m: Message, ev: list[Event]) -> None:
         """Append every line ``m`` causes to ``ev``."""
+        self.ids.passing(m.time_us - LEAD_US)
         if m.reject:
             self._reject(m, ev)
             return
@@ -215,8 +216,9 @@ class EximRenderer:
                 mid = f"{b62(sec, 6)}-{b62(pid, 11)}-{b62(usec, 4)}"
             else:
                 mid = f"{b62(sec, 6)}-{b62(pid, 6)}-{b62(usec // 2000, 2)}"
-            if mid not in self.ids:
-                self.ids.add(mid)
+            used = self.ids.of(sec)  # an id names its second: only that second's can clash
+            if mid not in used:
+                used.add(mid)
                 return mid
             usec += 2000
             if usec >= 1_000_000:
@@ -378,8 +380,8 @@ class EximRenderer:
         conf = sess = tail_s = ""
         if b.transport == "lmtp":
             sess = pt.session_id(rng)
-            tail_s = self.sess_tail.get(b.relay)
-            if tail_s is None:  # the constant end of a store's Dovecot session ids
+            tail_s = self.sess_tail.get(b.relay, "")
+            if not tail_s:  # the constant end of a store's Dovecot session ids
                 tail_s = self.sess_tail[b.relay] = pt.session_id(rng, 11)
         else:
             style = self.site.reply_style.get(rcpt.rpartition("@")[2], "postfix")

@@ -25,6 +25,7 @@ from detector.simulate.delivery import members as members_of
 from detector.simulate.output import write_lines
 from detector.simulate.scenario import Message, Site
 from detector.simulate.stamps import MONTHS, Stamper
+from detector.simulate.stream import in_time_order
 
 MAX_RECIPIENTS = 500  # Mailman 2 SMTP_MAX_RCPTS, Mailman 3 [mta] max_recipients
 _SALT = 0x6D6D  # keeps these draws apart from the delivery plan's own
@@ -66,7 +67,7 @@ def list_posts(site: Site, msg: Message, plan: Plan | None = None) -> list[ListP
         handoff = t + rng.randint(20_000, 200_000)
         accept = handoff + rng.randint(30_000, 400_000)
         start = accept + rng.randint(300_000, 2_500_000)  # the outgoing runner's next pass
-        members = members_of(site, address)
+        members = members_of(site, address) or []
         chunks = []
         for i in range(0, len(members), MAX_RECIPIENTS):
             part = members[i:i + MAX_RECIPIENTS]
@@ -102,7 +103,7 @@ class MailmanRenderer:
     def render(self, messages: Iterable[Message]) -> dict[str, list[str]]:
         """Time-ordered lines per log file."""
         events: dict[str, list[tuple[int, str]]] = {name: [] for name in self.files()}
-        for m in sorted(messages, key=lambda m: m.time):
+        for m in in_time_order(messages):
             plan = plan_delivery(self.site, m)
             for post in list_posts(self.site, m, plan):
                 self._post(post, plan, events)
@@ -120,7 +121,7 @@ class MailmanRenderer:
                                                  f"{max(seconds, 0.05):.3f} seconds"))
             events["post"].append((post.done_us, f"({out}) post to {name} from {m.sender}, "
                                                  f"size={m.size}, message-id={mid}, success"))
-            members = set(members_of(self.site, post.list_address))
+            members = set(members_of(self.site, post.list_address) or ())
             for t, rcpt, orig, code, _ in plan.rows:
                 if code == "bounced" and orig == post.list_address and rcpt in members:
                     when = post.done_us + (t - plan.active_us) + self.rng.randint(5, 90) * 10**6

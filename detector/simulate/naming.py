@@ -122,7 +122,7 @@ def encode_subject(text: str, *, b: bool = True) -> str:
 
 def b52(n: int, width: int = 0) -> str:
     """Postfix long-queue-id digits: 0-9 and consonants, most significant first."""
-    out = []
+    out: list[str] = []
     while n or len(out) < max(width, 1):
         n, r = divmod(n, 52)
         out.append(_B52[r])

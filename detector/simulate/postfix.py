@@ -55,7 +55,7 @@ class PostfixRenderer:
         self.pids = Pids(self.rng)
         self.stamper = Stamper(timestamps, tz)
         self.delay = pt.DelayText()
-        self.orig = {None: ""}
+        self.orig: dict[str | None, str] = {None: ""}
         self.lines_rendered = 0
         self.sess_tail: dict[str, str] = {}
 
@@ -199,6 +199,7 @@ class PostfixRenderer:
     def _two_hop(self, m: Message, plan: Plan, ev: list) -> None:
         """Edge MX relays list addresses to the list server, which expands them."""
         e, lh, ri = self.edge, self.list_host, self.ri
+        assert lh is not None  # only called for a site with a list server
         env = list(dict.fromkeys(m.recipients))
         on_list = [r for r in env if r in self.site.lists]
         direct = [row for row in plan.rows if row[2] is None]
@@ -240,7 +241,7 @@ class PostfixRenderer:
             ev.append((end, f"{pre}disconnect from {cl} ehlo=1 auth=0/1 quit=1 commands=2/3"))
             return
         rcpt = m.recipients[0]
-        why = pt.REJECTS[m.reject].format(ip=m.client_ip, rcpt=rcpt)
+        why = pt.REJECTS[m.reject or ""].format(ip=m.client_ip, rcpt=rcpt)
         ev.append((t, f"{pre}NOQUEUE: reject: RCPT from {cl}: {why}; from=<{m.sender}> "
                       f"to=<{rcpt}> proto=ESMTP helo=<{m.helo}>"))
         if rng.random() < 0.3:
@@ -329,8 +330,8 @@ class PostfixRenderer:
         dpid = 0
         if b.transport == "lmtp":
             sess = pt.session_id(rng)
-            tail_s = self.sess_tail.get(b.relay)
-            if tail_s is None:  # the constant end of a store's Dovecot session ids
+            tail_s = self.sess_tail.get(b.relay, "")
+            if not tail_s:  # the constant end of a store's Dovecot session ids
                 tail_s = self.sess_tail[b.relay] = pt.session_id(rng, 11)
             if local:
                 dpid = self.pids.get(h, "dovecot-lmtp", start, b.end_us + shift, 0.0)

@@ -30,6 +30,34 @@ class QueueIds:
                 return qid
 
 
+class IdsBySecond:
+    """Ids handed out, kept by the second they name. Messages are rendered in time order
+    and none reaches back before its own time less a lead, so once the renderer is past a
+    second its ids can be forgotten: memory holds the seconds still ahead (retries), not
+    the whole day."""
+
+    PRUNE_EVERY = 4096  # messages between two prunings
+
+    def __init__(self) -> None:
+        self.by_second: dict[int, set[str]] = {}
+        self.calls = 0
+
+    def of(self, sec: int) -> set[str]:
+        used = self.by_second.get(sec)
+        if used is None:
+            used = self.by_second[sec] = set()
+        return used
+
+    def passing(self, t_us: int) -> None:
+        """The renderer reached ``t_us``: no id will be asked for an earlier second."""
+        self.calls += 1
+        if self.calls % self.PRUNE_EVERY:
+            return
+        cut = t_us // 1_000_000
+        for sec in [s for s in self.by_second if s < cut]:
+            del self.by_second[sec]
+
+
 class Pids:
     """Per host and service pools of daemon processes that come and go over the day.
 

@@ -184,13 +184,20 @@ def ensure_list(site: Site, rng: random.Random, address: str, size: int) -> list
         return members
     people = [u for u in site.users if u not in site.lists and "." in u.split("@")[0]]
     if len(people) < size:
-        taken = set(site.users)
-        stores = sorted({h for h in site.mailbox_host.values() if h}) or [""]
-        for _ in range(size - len(people)):
-            u = naming.person_address(rng, site.domain, taken)
-            site.users.append(u)
-            site.mailbox_host[u] = rng.choice(stores)
-            people.append(u)
+        people += add_people(site, rng, size - len(people))
     members = rng.sample(people, size)
     site.lists[address] = members
     return members
+
+
+def add_people(site: Site, rng: random.Random, n: int) -> list[str]:
+    """``n`` new local users (first.last@, a mailbox on one of the site's stores)."""
+    taken = set(site.users)
+    stores = sorted({h for h in site.mailbox_host.values() if h}) or [""]
+    new = []
+    for _ in range(n):
+        u = naming.person_address(rng, site.domain, taken)
+        site.users.append(u)
+        site.mailbox_host[u] = rng.choice(stores)
+        new.append(u)
+    return new

@@ -27,7 +27,7 @@ from detector.simulate.delivery import Plan, Row, plan_delivery
 from detector.simulate.delivery import members as members_of
 from detector.simulate.mailman import ListPost, bounces_address, list_posts
 from detector.simulate.output import write_lines
-from detector.simulate.processes import Pids
+from detector.simulate.processes import IdsBySecond, Pids
 from detector.simulate.rand import fast_choice, fast_randint
 from detector.simulate.scenario import Batch, Message, Site
 from detector.simulate.stamps import Stamper
@@ -67,19 +67,21 @@ class QueueIds:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.seq: dict[int, int] = {}
-        self.used: set[str] = set()
+        self.used = IdsBySecond()
 
     def new(self, t_us: int, pid: int) -> str:
-        tm = time.gmtime(t_us // 1_000_000)
+        sec = t_us // 1_000_000
+        tm = time.gmtime(sec)
         head = "".join(_B60[v % 60] for v in (tm.tm_year - 1900, tm.tm_mon - 1, tm.tm_mday,
                                                 tm.tm_hour, tm.tm_min, tm.tm_sec))
+        used = self.used.of(sec)  # an id names its second: only that second's can clash
         while True:
             seq = self.seq.get(pid)
             seq = self.rng.randrange(3600) if seq is None else (seq + 1) % 3600
             self.seq[pid] = seq
             qid = f"{head}{_B60[seq // 60]}{_B60[seq % 60]}{pid:06d}"
-            if qid not in self.used:
-                self.used.add(qid)
+            if qid not in used:
+                used.add(qid)
                 return qid
 
 
@@ -116,6 +118,7 @@ class SendmailRenderer:
     # ---- one message -------------------------------------------------------------------
     def message(self, m: Message, ev: list[tuple[int, str]]) -> None:
         """Append every line ``m`` causes to ``ev``."""
+        self.ids.used.passing(m.time_us - LEAD_US)
         if m.reject:
             self._reject(m, ev)
             return
@@ -231,7 +234,7 @@ class SendmailRenderer:
         """Mailman's copies come back over SMTP from localhost, one envelope per
         transaction of members; the members' deliveries follow."""
         sender = bounces_address(post.list_address)
-        members = set(members_of(self.site, post.list_address))
+        members = set(members_of(self.site, post.list_address) or ())
         rows = [row for row in plan.rows if row[2] == post.list_address and row[1] in members]
         shift = post.last_chunk_us + self.ri(20_000, 60_000) - plan.active_us
         copy = Message(time=m.time, sender=sender, recipients=[], subject=m.subject,

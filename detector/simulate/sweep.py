@@ -16,6 +16,7 @@ from itertools import chain
 from operator import itemgetter
 
 from detector.simulate.scenario import Message
+from detector.simulate.stream import in_time_order
 
 WINDOW_US = 10_000_000
 _T = itemgetter(0)
@@ -27,35 +28,36 @@ def sweep(messages: Iterable[Message], render: Callable[[Message, list[Event]], 
     """Time-sorted events of all messages, one 10-second bucket at a time.
 
     ``render(message, events)`` appends the message's events; none may be earlier than
-    ``lead_us`` before the message's time.
+    ``lead_us`` before the message's time. A ``Mail`` is read as it comes (its streams
+    are never held); other messages are sorted first.
     """
-    msgs = sorted(messages, key=lambda m: m.time)  # stable: input order breaks ties
-    starts = [m.time_us - lead_us for m in msgs]
     buckets: dict[int, list[list[Event]]] = {}
     # Millions of short-lived tuples and no reference cycles: the cyclic collector would
     # only rescan the long-lived scenario over and over (a third of the run time).
     enabled = gc.isenabled()
     gc.disable()
     try:
-        yield from _run(msgs, starts, buckets, render)
+        yield from _run(in_time_order(messages), lead_us, buckets, render)
     finally:
         if enabled:
             gc.enable()
 
 
-def _run(msgs: list[Message], starts: list[int], buckets: dict[int, list[list[Event]]],
+def _run(msgs: Iterator[Message], lead_us: int, buckets: dict[int, list[list[Event]]],
          render: Callable[[Message, list[Event]], None]) -> Iterator[list[Event]]:
-    i, n = 0, len(msgs)
-    while i < n or buckets:
-        w = min(buckets) if buckets else starts[i] // WINDOW_US
-        if i < n:
-            w = min(w, starts[i] // WINDOW_US)
+    nxt = next(msgs, None)
+    while nxt is not None or buckets:
+        if nxt is None:
+            w = min(buckets)
+        else:
+            due = (nxt.time_us - lead_us) // WINDOW_US
+            w = min(due, min(buckets)) if buckets else due
         limit = (w + 1) * WINDOW_US
-        while i < n and starts[i] < limit:
+        while nxt is not None and nxt.time_us - lead_us < limit:
             ev: list[Event] = []
-            render(msgs[i], ev)
+            render(nxt, ev)
             _bucket(ev, buckets)
-            i += 1
+            nxt = next(msgs, None)
         parts = buckets.pop(w, None)
         if parts:
             flat = parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))

@@ -8,17 +8,22 @@ the look-alikes return an empty list). Builders may add a list to the site.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from detector.simulate import clients, naming
+from detector.simulate import replies as replies_
 from detector.simulate.delivery import count_final
 from detector.simulate.scenario import Message, Site, ensure_list
+from detector.simulate.stream import Mail, Messages, Stream
 
 # relative mail volume per UTC hour of an office day (night trickle, morning peak)
 HOURLY = (0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.5, 1.2, 2.6, 3.2, 3.0, 2.8,
           2.2, 2.6, 2.9, 2.7, 2.2, 1.4, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2)
 SPAM_HELOS = ("bad", "User", "WIN-9QL4SDRB93L", "localhost", "mail.example.com", "ylmf-pc")
 Truth = dict[str, object]
+#: a storm's truth lists its Message-IDs and repliers up to this many (else null)
+TRUTH_LIST_LIMIT = 10_000
 
 
 def iso(t: datetime) -> str:
@@ -136,12 +141,21 @@ def _app_mail(site: Site, rng: random.Random, t: datetime, to: str) -> Message:
 
 def storm(site: Site, rng: random.Random, start: datetime, *,
           list_address: str | None = None, list_size: int = 3000, repliers: int = 40,
-          duration: timedelta = timedelta(minutes=60), subject: str = "test",
-          sender: str | None = None, double_share: float = 0.1, remove_me_share: float = 0.25,
-          nested_share: float = 0.15, drifted: int = 3,
-          auto_replies: int = 4) -> tuple[list[Message], list[Truth]]:
-    """NHS-style reply-all storm: a test mail to a large list, then ``repliers`` members
-    answering to the whole list (every reply is expanded to every member again)."""
+          replies: int | None = None, duration: timedelta = timedelta(minutes=60),
+          subject: str = "test", sender: str | None = None, double_share: float = 0.1,
+          remove_me_share: float = 0.25, nested_share: float = 0.15, drifted: int = 3,
+          auto_replies: int = 4, author_replies: bool = False,
+          spread: timedelta | None = None) -> tuple[Messages, list[Truth]]:
+    """NHS-style reply-all storm: a test mail to a large list, then ``repliers`` people
+    answering to the whole list (every reply is expanded to every member again).
+
+    ``repliers`` may outnumber the list: members answer first, then site people who are
+    not on it post to it too (an open list); ``replies`` (default: ``repliers`` and a
+    tenth again, who answer twice) may be larger still, people answering several times.
+    ``author_replies``: the author is one of the repliers and answers last. ``spread``:
+    replies evenly this far apart instead of in a burst. Storms of more than
+    ``replies.EAGER_LIMIT`` replies come back as ``Mail``, their replies made on demand.
+    """
     list_address = list_address or f"all.staff@{site.domain}"
     members = ensure_list(site, rng, list_address, list_size)
     start = _jitter(rng, start)
@@ -149,67 +163,73 @@ def storm(site: Site, rng: random.Random, start: datetime, *,
     sender = sender or rng.choice(local)
     root = clients.from_local(site, rng, sender, [list_address], start, subject,
                               msg_size=rng.randint(2_500, 9_000))
-    who = rng.sample([m for m in local if m != sender], repliers)
-    twice = min(repliers, max(1, int(repliers * double_share))) if double_share else 0
-    who += rng.sample(who, twice)  # some people reply a second time
-    # bursty: most people answer within the first 15-20 minutes, a tail up to ``duration``
-    offsets = sorted(max(40.0, duration.total_seconds() * rng.betavariate(1.3, 4.0))
-                     for _ in who)
-    # who does what: index 0 is the first answer, so it cannot answer another reply
-    order = list(range(1, len(who)))
-    rng.shuffle(order)
-    k = max(1, round(len(who) * nested_share)) if nested_share else 0
-    nested_at, order = set(order[:k]), order[k:]
-    drift_at, order = set(order[:drifted]), order[drifted:]
-    encoded_at, order = set(order[:2]), order[2:]
-    remove_at = set(order[: int(len(who) * remove_me_share)])  # said only in the body
-    drift_texts = rng.sample(("please remove me from this list", "Please stop replying all!!",
-                              "PLEASE REMOVE ME", "Unsubscribe"), 4)
-    encoded_texts = rng.sample((f"AW: {subject} – bitte aus dem Verteiler löschen",
-                                f"RE: {subject} — stop replying all ✋"), 2)
-    replies: list[Message] = []
-    for i, (replier, off) in enumerate(zip(who, offsets, strict=True)):
-        t = start + timedelta(seconds=off)
-        parent = root
-        mua = clients.mua_of(replier)
-        if i in nested_at:  # reply-all to someone's reply: "RE: RE: test", "AW: RE: test"
-            others = [r for r in replies if r.sender != replier] or [root]
-            stacked = [r for r in others if clients.reply_subject(mua, r.subject) != r.subject]
-            parent = rng.choice(stacked or others)
-        subj = clients.reply_subject(mua, parent.subject)
-        if i in drift_at:  # edited subject, still threaded under the root
-            subj = drift_texts[len(drift_at & set(range(i))) % len(drift_texts)]
-        elif i in encoded_at:  # clients encode a subject with non-ASCII characters
-            subj = naming.encode_subject(encoded_texts[len(encoded_at & set(range(i))) % 2])
-        rcpts = [list_address]
-        if parent.sender != replier and rng.random() < 0.8:
-            rcpts.insert(0, parent.sender)  # reply-all: To the author, Cc the list
-        replies.append(clients.from_local(site, rng, replier, rcpts, t, subj, parent=parent,
-                                          msg_size=rng.randint(4_000, 60_000)))
+    pool = [m for m in local if m != sender]
+    others: list[str] = []
+    if repliers - author_replies > len(pool):
+        on_list = set(members)
+        others = [u for u in people_of(site) if u not in on_list and u != sender]
+    plan = replies_.plan_replies(
+        site, rng, list_address=list_address, pool=pool, others=others, author=sender,
+        start=start, subject=subject, repliers=repliers, replies=replies, duration=duration,
+        double_share=double_share, remove_me_share=remove_me_share,
+        nested_share=nested_share, drifted=drifted, author_replies=author_replies,
+        spread=spread)
+    n = len(plan.who)
+    made: Iterable[Message]
+    if n <= replies_.EAGER_LIMIT:
+        made = list(replies_.make_replies(site, rng, plan, root))
+    else:
+        seed = rng.getrandbits(64)
+        made = Stream(lambda: replies_.make_replies(site, random.Random(seed), plan, root),
+                      n, plan.time(0), plan.time(n - 1))
     autos = []
     for _ in range(auto_replies):  # vacation answers go to the author only
         t = start + timedelta(seconds=rng.uniform(2, 120))
         autos.append(clients.auto_reply(site, rng, rng.choice(local), sender, t, root))
-    thread = [root, *replies]
-    truth: Truth = {
+    truth = _storm_truth(site, root, made, plan, members)
+    truth["auto_replies"] = len(autos)
+    if isinstance(made, list):
+        return [root, *made, *autos], [truth]
+    return Mail([root, *autos], [made]), [truth]
+
+
+def _storm_truth(site: Site, root: Message, replies: Iterable[Message],
+                 plan: replies_.ReplyPlan, members: list[str]) -> Truth:
+    """What the storm is, counted over one pass of its replies."""
+    deliveries = count_final(site, root)
+    end = root.time
+    ids: list[str] | None = [root.message_id]
+    n = 0
+    for m in replies:
+        n += 1
+        deliveries += count_final(site, m)
+        end = max(end, m.time)
+        if ids is not None:
+            ids.append(m.message_id)
+            if len(ids) > TRUTH_LIST_LIMIT:
+                ids = None
+    senders = sorted(set(plan.who))
+    roles = plan.roles
+    return {
         "kind": "reply_storm",
-        "list": list_address,
+        "list": plan.list_address,
         "list_size": len(members),
         "root_message_id": root.message_id,
-        "root_sender": sender,
-        "subject": subject,
+        "root_sender": root.sender,
+        "subject": root.subject,
         "start": iso(root.time),
-        "end": iso(max(m.time for m in thread)),
-        "messages": len(thread),
-        "replies": len(replies),
-        "repliers": len({m.sender for m in replies}),
-        "deliveries": sum(count_final(site, m) for m in thread),
-        "message_ids": [m.message_id for m in thread],
-        "replier_addresses": sorted({m.sender for m in replies}),
-        "remove_me_replies": len(remove_at) + len(drift_at),
-        "auto_replies": len(autos),
+        "end": iso(end),
+        "messages": 1 + n,
+        "replies": n,
+        "repliers": len(senders),
+        "repliers_on_list": plan.on_list,
+        "repliers_off_list": plan.off_list,
+        "repeat_replies": n - len(senders),
+        "deliveries": deliveries,
+        "message_ids": ids,
+        "replier_addresses": senders if len(senders) <= TRUTH_LIST_LIMIT else None,
+        "remove_me_replies": roles.count(replies_.REMOVE_ME) + roles.count(replies_.DRIFT),
     }
-    return [root, *replies, *autos], [truth]
 
 
 def busy_small_thread(site: Site, rng: random.Random, start: datetime, *,
@@ -285,11 +305,17 @@ AUTO_PREFIXES = {
 
 def auto_storm(site: Site, rng: random.Random, start: datetime, *,
                list_address: str | None = None, list_size: int = 2500, senders: int = 30,
-               duration: timedelta = timedelta(minutes=40), subject: str = "Budget update",
+               messages: int | None = None, duration: timedelta = timedelta(minutes=40),
+               spread: timedelta | None = None, subject: str = "Budget update",
                cause: str = "recall") -> tuple[list[Message], list[Truth]]:
     """Microsoft 2006: a message to a large list, then members' mail clients answer the
     list automatically (recall notices, out-of-office replies to a list set as Reply-To,
-    read receipts), and every answer is expanded to every member again."""
+    read receipts), and every answer is expanded to every member again.
+
+    Only members receive the post, so at most every member's client answers: ``senders``
+    is capped at the list's local members (less the author). ``messages`` (default: one
+    per sender) may be more, some clients answering twice. ``spread``: answers evenly
+    this far apart instead of in a burst."""
     list_address = list_address or f"all.managers@{site.domain}"
     members = ensure_list(site, rng, list_address, list_size)
     start = _jitter(rng, start)
@@ -297,36 +323,62 @@ def auto_storm(site: Site, rng: random.Random, start: datetime, *,
     author = rng.choice(local)
     root = clients.from_local(site, rng, author, [list_address], start, subject)
     msgs = [root]
-    for who in rng.sample([m for m in local if m != author], senders):
-        t = start + timedelta(seconds=max(20.0, duration.total_seconds()
-                                          * rng.betavariate(1.2, 3.0)))
-        m = clients.from_local(site, rng, who, [list_address], _jitter(rng, t),
+    pool = [m for m in local if m != author]
+    who = rng.sample(pool, min(senders, len(pool)))
+    who += rng.choices(who, k=max(0, (messages or 0) - len(who)))
+    for i, sender in enumerate(who):
+        if spread is None:
+            off = max(20.0, duration.total_seconds() * rng.betavariate(1.2, 3.0))
+        else:
+            off = spread.total_seconds() * (i + 1)
+        t = start + timedelta(seconds=off)
+        m = clients.from_local(site, rng, sender, [list_address], _jitter(rng, t),
                                rng.choice(AUTO_PREFIXES[cause]) + subject, parent=root)
         m.is_auto = True
         if cause != "out_of_office":  # a recall or receipt does not thread as a reply
             m.in_reply_to, m.references = None, []
         msgs.append(m)
+    distinct = len(set(who))
     return msgs, [_truth("auto_storm", list_address, root, msgs, site, cause=cause,
-                         senders=senders + 1)]
+                         senders=distinct + 1, auto_senders=distinct,
+                         auto_messages=len(who), list_size=len(members))]
 
 
 def bounce_storm(site: Site, rng: random.Random, start: datetime, *,
                  list_address: str | None = None, list_size: int = 3000,
-                 dead_share: float = 0.3, subject: str = "Staff survey 2016"
-                 ) -> tuple[list[Message], list[Truth]]:
+                 dead_share: float = 0.3, dead: int | None = None, posts: int = 1,
+                 every: timedelta = timedelta(minutes=30), history: int = 4,
+                 subject: str = "Staff survey 2016") -> tuple[list[Message], list[Truth]]:
     """A post to a list full of dead addresses (a stale export of a staff directory): a
-    burst of bounced deliveries, and the non-delivery notices back to the sender."""
+    burst of bounced deliveries, and the non-delivery notices back to the sender.
+
+    ``dead``: exactly this many members bounce (instead of ``dead_share`` of them, on top
+    of the site's few gone users). ``posts``: the sender posts again every ``every``
+    ("Reminder: ..."), each post bouncing again. ``history``: ordinary messages the
+    sender wrote earlier that day (with them, the post is also far beyond the sender's
+    usual audience: a fanout)."""
     list_address = list_address or f"all.contractors@{site.domain}"
     members = ensure_list(site, rng, list_address, list_size)
-    site.gone = site.gone | frozenset(rng.sample(members, int(len(members) * dead_share)))
+    if dead is None:
+        site.gone = site.gone | frozenset(rng.sample(members, int(len(members) * dead_share)))
+    else:
+        alive = [m for m in members if m not in site.gone]
+        more = dead - (len(members) - len(alive))
+        if more < 0:
+            raise ValueError(f"{list_address} already has more than {dead} dead members")
+        site.gone = site.gone | frozenset(rng.sample(alive, more))
     site.cache.clear()
     start = _jitter(rng, start)
     sender = rng.choice([u for u in people_of(site) if u not in site.gone])
-    msgs = [*_history(site, rng, sender, start),
+    msgs = [*_history(site, rng, sender, start, history),
             clients.from_local(site, rng, sender, [list_address], start, subject)]
     root = msgs[-1]
-    dead = sum(1 for m in members if m in site.gone)
-    return msgs, [_truth("bounce_storm", list_address, root, [root], site, bounced=dead)]
+    for k in range(1, posts):
+        msgs.append(clients.from_local(site, rng, sender, [list_address],
+                                       _jitter(rng, start + k * every), "Reminder: " + subject))
+    bounced = sum(1 for m in members if m in site.gone)
+    return msgs, [_truth("bounce_storm", list_address, root, msgs[-posts:], site,
+                         bounced=bounced * posts, list_size=len(members))]
 
 
 def nested_fanout(site: Site, rng: random.Random, start: datetime, *,
