@@ -227,3 +227,22 @@ def test_rules_show_names_everything_a_reviewer_needs() -> None:
     assert "  distinct_senders >= min_senders (7)" in text
     assert "  1. 3600  window (seconds)\n  2.    7  min_senders\n  3. 2500  min_audience" in text
     assert "window       60m (3600 seconds)" in text
+
+
+def test_rules_show_command_and_unknown_rule() -> None:
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    res = CliRunner().invoke(main, ["rules", "show", "mail_loop", "--set",
+                                    "mail_loop.min_messages=12"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("rule         mail_loop\n")
+    assert "  min_messages = 12 (default 30)" in res.output
+    assert compile_rule(next(r for r in SHIPPED if r.name == "mail_loop")).sql.splitlines()[0] \
+        in res.output
+    res = CliRunner().invoke(main, ["rules", "show", "reply_strom"])
+    assert res.exit_code == 2
+    assert res.output.splitlines()[-1] == (
+        "Error: unknown rule 'reply_strom' (expected one of: "
+        f"{', '.join(r.name for r in SHIPPED)})")

@@ -24,7 +24,8 @@ from detector.rules.vocabulary import (
     GROUPINGS,
     MEASURES,
     SELECTIONS,
-    WINDOW_COLUMNS,
+    WINDOW_FRAME,
+    WINDOW_SUMS,
     group_sql,
     measure_problem,
     shape_of,
@@ -32,29 +33,33 @@ from detector.rules.vocabulary import (
 
 __all__ = ["CompiledRule", "compile_rule", "group_sql"]
 
-# Distinct senders in a window without a DISTINCT window aggregate (not standard, and
-# Spark has none): a window's senders are its messages less its "repeats", the messages
-# whose sender wrote again later in the same window. A message is *followed* when its
-# sender's next message comes while it is still in that message's window, and that next
-# message is a *repeat*. At anchor T the repeats are the repeats up to T (a running
-# count) less the followed messages that have left T's window (strictly before its first
-# message). That is the live-interval count (each message live from its time until its
-# sender's next message or until it leaves the window) with the window's end found
-# through the frame, so the window length is bound once, in the frame.
-# t is integer microseconds, so "b.t > a.t - window" is the frame offset window - 1 µs.
+# Every window is a frame of the group's messages sorted by time: (anchor - window,
+# anchor], ties with the anchor included (RANGE ... CURRENT ROW takes peers). t is integer
+# microseconds, so "b.t > a.t - window" is the frame offset window - 1 µs. The frame gives
+# each anchor its window's first time (window_t0) and the aggregates that are no sums;
+# sums are running sums at the anchor less those before window_t0, found by a join on
+# (group, time), because DuckDB pays for each aggregate over a long RANGE frame anew.
+#
+# Distinct senders without a DISTINCT window aggregate (not standard; Spark has none): a
+# window's senders are its messages less its "repeats", the messages whose sender wrote
+# earlier in the same window. A message is *followed* when its sender's next message
+# comes while it is still in that message's window, and that next message is a *repeat*.
+# At anchor T the repeats are the repeats up to T less the followed messages before T's
+# window. That is the live-interval count (a message is live from its time until its
+# sender's next message or until it leaves the window) with the window's end found by the
+# frame, so the window length is bound once.
 WINDOWED = """
 WITH feed AS (
     SELECT
         {group} AS group_key, message_uid, first_seen AS ts, epoch_us(first_seen) AS t,
         sender, is_reply, is_auto, subject IS NULL AS no_subject,
-        deliveries, recipients, submitted, bounced
+        deliveries, recipients, submitted, bounced{values}
     FROM {source}
     WHERE {select} AND {group} IS NOT NULL
 ),
 framed AS (
-    SELECT group_key, message_uid, ts, t, sender,
-        min(ts) OVER w AS window_start,
-        min(t) OVER w AS window_t0{window_columns}
+    SELECT *,
+        first_value(t) OVER w AS window_t0{frame}
     FROM feed
     WINDOW w AS (PARTITION BY group_key ORDER BY t
                  RANGE BETWEEN CAST(? AS BIGINT) * 1000000 - 1 PRECEDING AND CURRENT ROW)
@@ -69,20 +74,25 @@ linked AS (
     FROM framed
     WINDOW s AS (PARTITION BY group_key, sender ORDER BY t, message_uid)
 ),
-followed_before AS (  -- per group and time: followed messages strictly before it
-    SELECT group_key, t,
-        sum(sum(is_followed)) OVER (PARTITION BY group_key ORDER BY t)
-            - sum(is_followed) AS followed
+upto AS (  -- sums over the group's messages up to each one, its ties included
+    SELECT *,
+        sum(is_repeat) OVER r AS repeats_upto{upto}
+    FROM linked
+    WINDOW r AS (PARTITION BY group_key ORDER BY t
+                 RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+before AS (  -- per group and time: sums over the messages before it, and its timestamp
+    SELECT group_key, t, min(ts) AS ts,
+        sum(sum(is_followed)) OVER b - sum(is_followed) AS followed_before{before}
     FROM linked
     GROUP BY group_key, t
+    WINDOW b AS (PARTITION BY group_key ORDER BY t)
 ),
 windows AS (
-    SELECT l.*,
-        sum(l.is_repeat) OVER (PARTITION BY l.group_key ORDER BY l.t
-                               RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-            - f.followed AS repeats
-    FROM linked l
-    JOIN followed_before f ON f.group_key = l.group_key AND f.t = l.window_t0
+    SELECT u.*, b.ts AS window_start,
+        u.repeats_upto - b.followed_before AS repeats{sums}
+    FROM upto u
+    JOIN before b ON b.group_key = u.group_key AND b.t = u.window_t0
 ),
 hits AS (
     SELECT
@@ -159,9 +169,18 @@ def compile_rule(rule: Rule, *, source: str = "logical_messages") -> CompiledRul
     names: list[str] = []
     if shape == "windowed":
         used = " ".join(expressions.values())
-        fields["window_columns"] = "".join(
-            f",\n        {sql} OVER w AS {name}" for name, sql in WINDOW_COLUMNS.items()
-            if re.search(rf"\b{name}\b", used))
+        sums = [(n, sql) for n, sql in WINDOW_SUMS.items() if re.search(rf"\b{n}\b", used)]
+        fields.update(
+            frame="".join(f",\n        {sql} OVER w AS {name}" for name, sql in
+                          WINDOW_FRAME.items() if re.search(rf"\b{name}\b", used)),
+            # each message's share of a sum (never null, so that differences are not)
+            values="".join(f",\n        coalesce({sql}, 0) AS m_{name}" for name, sql in sums),
+            upto="".join(f",\n        sum(m_{name}) OVER r AS upto_{name}" for name, _ in sums),
+            before="".join(f",\n        sum(sum(m_{name})) OVER b - sum(m_{name}) AS before_{name}"
+                           for name, _ in sums),
+            sums="".join(f",\n        u.upto_{name} - b.before_{name} AS {name}"
+                         for name, _ in sums),
+        )
         params.append(rule.window_seconds or 0)
         names.append("window (seconds)")
     params.extend(rule.value(c.param) for c in rule.conditions)

@@ -44,9 +44,10 @@ class Grouping:
 class Measure:
     """A number computed per anchor message, in each shape where it has a meaning.
 
-    ``windowed`` is an expression over the columns of ``WINDOW_COLUMNS``, ``t`` and
-    ``window_t0`` (the anchor's and the window's first message's time in microseconds) and
-    ``repeats`` (see the compiler); ``per_message`` an expression over one message's row.
+    ``windowed`` is an expression over the columns of ``WINDOW_SUMS`` and ``WINDOW_FRAME``,
+    ``t`` and ``window_t0`` (the anchor's and the window's first message's time in
+    microseconds) and ``repeats`` (see the compiler); ``per_message`` an expression over
+    one message's row.
     """
 
     name: str
@@ -115,26 +116,29 @@ def group_sql(group_by: str, table: str = "") -> str:
     return GROUPINGS[group_by].sql.format(t=f"{table}." if table else "")
 
 
-#: per anchor, aggregates over the messages of its window (the frame ``w`` of the windowed
-#: shape); windowed measures are expressions over these columns. Counts use
-#: count(CASE ...) rather than FILTER, which not every engine allows in a window.
-WINDOW_COLUMNS: dict[str, str] = {
-    "n_messages": "count(*)",
-    "n_replies": "count(CASE WHEN is_reply THEN 1 END)",
-    "n_auto": "count(CASE WHEN is_auto THEN 1 END)",
-    "n_unknown_or_auto": "count(CASE WHEN is_auto OR no_subject THEN 1 END)",
-    "n_sender_messages": "count(sender)",
-    "sum_deliveries": "sum(deliveries)",
-    "sum_recipients": "sum(recipients)",
-    "sum_bounced": "sum(bounced)",
-    "sum_submitted": "sum(submitted)",
+#: per anchor, sums over the messages of its window: the per-message value summed. The
+#: compiler sums them as running sums (cheap) less the running sum before the window; the
+#: model never leaves these columns null (it coalesces them to 0).
+WINDOW_SUMS: dict[str, str] = {
+    "n_messages": "1",
+    "n_replies": "CASE WHEN is_reply THEN 1 ELSE 0 END",
+    "n_auto": "CASE WHEN is_auto THEN 1 ELSE 0 END",
+    "n_unknown_or_auto": "CASE WHEN is_auto OR no_subject THEN 1 ELSE 0 END",
+    "n_sender_messages": "CASE WHEN sender IS NOT NULL THEN 1 ELSE 0 END",
+    "sum_deliveries": "deliveries",
+    "sum_recipients": "recipients",
+    "sum_bounced": "bounced",
+    "sum_submitted": "submitted",
+}
+#: per anchor, aggregates that are no sums, over the window's messages as a frame
+WINDOW_FRAME: dict[str, str] = {
     "max_recipients": "max(recipients)",
 }
 
 _MEASURES = [
     Measure("messages", "messages submitted", "n_messages", "1"),
     Measure("replies", "replies submitted", "n_replies", None),
-    # repeats: messages of the window whose sender wrote again later in it
+    # repeats: messages of the window whose sender wrote earlier in it
     Measure("distinct_senders", "distinct envelope senders",
             "n_sender_messages - repeats", "1"),
     Measure("deliveries", "deliveries made (one per recipient mailbox)", "sum_deliveries",

@@ -7,16 +7,15 @@ WITH feed AS (
     SELECT
         coalesce(list, thread_id) AS group_key, message_uid, first_seen AS ts, epoch_us(first_seen) AS t,
         sender, is_reply, is_auto, subject IS NULL AS no_subject,
-        deliveries, recipients, submitted, bounced
+        deliveries, recipients, submitted, bounced,
+        coalesce(CASE WHEN sender IS NOT NULL THEN 1 ELSE 0 END, 0) AS m_n_sender_messages,
+        coalesce(deliveries, 0) AS m_sum_deliveries
     FROM logical_messages
     WHERE NOT is_auto AND (is_reply OR subject IS NULL) AND coalesce(list, thread_id) IS NOT NULL
 ),
 framed AS (
-    SELECT group_key, message_uid, ts, t, sender,
-        min(ts) OVER w AS window_start,
-        min(t) OVER w AS window_t0,
-        count(sender) OVER w AS n_sender_messages,
-        sum(deliveries) OVER w AS sum_deliveries,
+    SELECT *,
+        first_value(t) OVER w AS window_t0,
         max(recipients) OVER w AS max_recipients
     FROM feed
     WINDOW w AS (PARTITION BY group_key ORDER BY t
@@ -32,20 +31,31 @@ linked AS (
     FROM framed
     WINDOW s AS (PARTITION BY group_key, sender ORDER BY t, message_uid)
 ),
-followed_before AS (  -- per group and time: followed messages strictly before it
-    SELECT group_key, t,
-        sum(sum(is_followed)) OVER (PARTITION BY group_key ORDER BY t)
-            - sum(is_followed) AS followed
+upto AS (  -- sums over the group's messages up to each one, its ties included
+    SELECT *,
+        sum(is_repeat) OVER r AS repeats_upto,
+        sum(m_n_sender_messages) OVER r AS upto_n_sender_messages,
+        sum(m_sum_deliveries) OVER r AS upto_sum_deliveries
+    FROM linked
+    WINDOW r AS (PARTITION BY group_key ORDER BY t
+                 RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+before AS (  -- per group and time: sums over the messages before it, and its timestamp
+    SELECT group_key, t, min(ts) AS ts,
+        sum(sum(is_followed)) OVER b - sum(is_followed) AS followed_before,
+        sum(sum(m_n_sender_messages)) OVER b - sum(m_n_sender_messages) AS before_n_sender_messages,
+        sum(sum(m_sum_deliveries)) OVER b - sum(m_sum_deliveries) AS before_sum_deliveries
     FROM linked
     GROUP BY group_key, t
+    WINDOW b AS (PARTITION BY group_key ORDER BY t)
 ),
 windows AS (
-    SELECT l.*,
-        sum(l.is_repeat) OVER (PARTITION BY l.group_key ORDER BY l.t
-                               RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-            - f.followed AS repeats
-    FROM linked l
-    JOIN followed_before f ON f.group_key = l.group_key AND f.t = l.window_t0
+    SELECT u.*, b.ts AS window_start,
+        u.repeats_upto - b.followed_before AS repeats,
+        u.upto_n_sender_messages - b.before_n_sender_messages AS n_sender_messages,
+        u.upto_sum_deliveries - b.before_sum_deliveries AS sum_deliveries
+    FROM upto u
+    JOIN before b ON b.group_key = u.group_key AND b.t = u.window_t0
 ),
 hits AS (
     SELECT
