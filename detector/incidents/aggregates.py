@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
 from detector.incidents.model import Minute, Root, SenderCount
 from detector.warehouse import Warehouse
 
@@ -206,11 +208,16 @@ def totals(wh: Warehouse, kinds: dict[str, str]) -> dict[str, Totals]:
     return out
 
 
-def storm_messages(wh: Warehouse, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Span key -> its messages in time order (for the policy replay)."""
+def storm_messages(wh: Warehouse, keys: list[str]) -> dict[str, pl.DataFrame]:
+    """Span key -> its messages in time order (for the policy replay); as columns, since
+    a storm can hold a million messages."""
     if not keys:
         return {}
-    return _by_key(wh.query(STORM_MESSAGES, [keys]).iter_rows(named=True))
+    frame = wh.query(STORM_MESSAGES, [keys])
+    if frame.height == 0:
+        return {}
+    return {str(part["incident_key"][0]): part.drop("incident_key")
+            for part in frame.partition_by("incident_key", maintain_order=True)}
 
 
 def _by_key(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import polars as pl
+
 from detector.incidents import aggregates, members, store
 from detector.incidents.evidence import WHAT_IF_KINDS, cause_of, policy_estimates
 from detector.incidents.execute import Scope, prepare_scope, run_rule
@@ -45,8 +47,7 @@ def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
     totals = aggregates.totals(wh, {s.key: s.rule.kind for s in spans})
     storms = aggregates.storm_messages(
         wh, [s.key for s in spans if s.rule.kind in WHAT_IF_KINDS])
-    incidents = [_incident(span, totals[span.key], storms.get(span.key, []))
-                 for span in spans]
+    incidents = [_incident(span, totals[span.key], storms.get(span.key)) for span in spans]
     incidents = _distinct_ids(incidents)
     incidents = fold_related(wh, incidents)
     incidents.sort(key=lambda i: (i.start, i.id))  # independent of row order
@@ -57,7 +58,7 @@ def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
 
 
 def _incident(span: Span, totals: aggregates.Totals,
-              storm: list[dict[str, object]]) -> Incident:
+              storm: pl.DataFrame | None) -> Incident:
     rule, agg, root = span.rule, totals.row, totals.root
     measures = span.measures
     deliveries = int(agg["deliveries"] or 0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
+
+import polars as pl
 
 from detector.incidents.model import PolicyEstimate
 from detector.rules.model import Rule
@@ -36,11 +38,16 @@ def cause_of(kind: str, agg: Mapping[str, Any], list_address: str | None) -> str
     return "one message expanded far beyond its sender's usual audience"
 
 
-def policy_estimates(rule: Rule, rows: Sequence[Mapping[str, Any]],
+def policy_estimates(rule: Rule, storm: pl.DataFrame | None,
                      root_uid: str | None) -> tuple[PolicyEstimate, ...]:
-    """Exchange Online's default thresholds and the rule's own, replayed on a storm."""
-    messages = [Reply(r["first_seen"], r["sender"], r["recipients"], r["deliveries"],
-                      r["message_uid"] == root_uid) for r in rows]
+    """Exchange Online's default thresholds and the rule's own, replayed on a storm's
+    messages (columns message_uid, first_seen, sender, recipients, deliveries)."""
+    if storm is None:
+        return ()
+    messages = [Reply(ts, sender, recipients, deliveries, uid == root_uid)
+                for uid, ts, sender, recipients, deliveries in zip(
+                    storm["message_uid"], storm["first_seen"], storm["sender"],
+                    storm["recipients"], storm["deliveries"], strict=True)]
     policies = [EXCHANGE_ONLINE]
     if {"min_senders", "min_audience"} <= set(rule.values) and rule.window_seconds:
         policies.append(rule_policy(rule.name, int(rule.value("min_senders")),
