@@ -5,8 +5,8 @@ in ``vocabulary``, and every number (thresholds, window) is a bound parameter. T
 
 * ``windowed``: every selected message (the anchor) is measured over the messages of its
   group in the sliding window ``(anchor - window, anchor]`` (ties with the anchor
-  included). Window functions over the group's messages sorted by time, so the cost grows
-  with n log n of a group's messages, not n squared as a self-join's did.
+  included). Window functions over the group's messages sorted by time: the cost grows
+  about as n log n of a group's messages, not n squared as the self-join's did.
 * ``per_message``: each message on its own, against its sender's baseline.
 
 Both return one row per hit: group_key, anchor_uid, anchor_ts, window_start and one
@@ -47,7 +47,8 @@ __all__ = ["CompiledRule", "compile_rule", "group_sql"]
 # At anchor T the repeats are the repeats up to T less the followed messages before T's
 # window. That is the live-interval count (a message is live from its time until its
 # sender's next message or until it leaves the window) with the window's end found by the
-# frame, so the window length is bound once.
+# frame, so the window length is bound once: a parameter in the frame offset, which
+# DuckDB binds and Spark folds to a literal once substituted.
 WINDOWED = """
 WITH feed AS (
     SELECT
@@ -129,6 +130,22 @@ ALWAYS = ("deliveries", "distinct_senders", "audience")
 _SOURCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _window_columns(used: str) -> dict[str, str]:
+    """The window sums and frame aggregates that the measures' SQL ``used`` names."""
+    sums = [(n, sql) for n, sql in WINDOW_SUMS.items() if re.search(rf"\b{n}\b", used)]
+    return {
+        "frame": "".join(f",\n        {sql} OVER w AS {name}" for name, sql in
+                         WINDOW_FRAME.items() if re.search(rf"\b{name}\b", used)),
+        # each message's share of a sum, never null so that the differences are not
+        "values": "".join(f",\n        coalesce({sql}, 0) AS m_{name}" for name, sql in sums),
+        "upto": "".join(f",\n        sum(m_{name}) OVER r AS upto_{name}" for name, _ in sums),
+        "before": "".join(f",\n        sum(sum(m_{name})) OVER b - sum(m_{name}) AS before_{name}"
+                          for name, _ in sums),
+        "sums": "".join(f",\n        u.upto_{name} - b.before_{name} AS {name}"
+                        for name, _ in sums),
+    }
+
+
 @dataclass(frozen=True)
 class CompiledRule:
     rule: Rule
@@ -168,19 +185,7 @@ def compile_rule(rule: Rule, *, source: str = "logical_messages") -> CompiledRul
     params: list[Number] = []
     names: list[str] = []
     if shape == "windowed":
-        used = " ".join(expressions.values())
-        sums = [(n, sql) for n, sql in WINDOW_SUMS.items() if re.search(rf"\b{n}\b", used)]
-        fields.update(
-            frame="".join(f",\n        {sql} OVER w AS {name}" for name, sql in
-                          WINDOW_FRAME.items() if re.search(rf"\b{name}\b", used)),
-            # each message's share of a sum (never null, so that differences are not)
-            values="".join(f",\n        coalesce({sql}, 0) AS m_{name}" for name, sql in sums),
-            upto="".join(f",\n        sum(m_{name}) OVER r AS upto_{name}" for name, _ in sums),
-            before="".join(f",\n        sum(sum(m_{name})) OVER b - sum(m_{name}) AS before_{name}"
-                           for name, _ in sums),
-            sums="".join(f",\n        u.upto_{name} - b.before_{name} AS {name}"
-                         for name, _ in sums),
-        )
+        fields.update(_window_columns(" ".join(expressions.values())))
         params.append(rule.window_seconds or 0)
         names.append("window (seconds)")
     params.extend(rule.value(c.param) for c in rule.conditions)
