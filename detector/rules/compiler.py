@@ -24,7 +24,7 @@ from detector.rules.vocabulary import (
     GROUPINGS,
     MEASURES,
     SELECTIONS,
-    WINDOW_FRAME,
+    WINDOW_MAXIMA,
     WINDOW_SUMS,
     group_sql,
     measure_problem,
@@ -33,24 +33,36 @@ from detector.rules.vocabulary import (
 
 __all__ = ["CompiledRule", "compile_rule", "group_sql"]
 
-# Every window is a frame of the group's messages sorted by time: (anchor - window,
-# anchor], ties with the anchor included (RANGE ... CURRENT ROW takes peers). t is integer
-# microseconds, so "b.t > a.t - window" is the frame offset window - 1 µs. The frame gives
-# each anchor its window's first time (window_t0) and the aggregates that are no sums;
-# sums are running sums at the anchor less those before window_t0, found by a join on
-# (group, time), because DuckDB pays for each aggregate over a long RANGE frame anew.
+# Every window holds the group's messages in (anchor - window, anchor], ties with the
+# anchor included; t is integer microseconds. Nothing aggregates over a frame as long as
+# the window, so a group of n messages costs a few sorts, rank functions and equi-joins:
 #
-# Distinct senders without a DISTINCT window aggregate (not standard; Spark has none): a
-# window's senders are its messages less its "repeats", the messages whose sender wrote
-# earlier in the same window. A message is *followed* when its sender's next message
-# comes while it is still in that message's window, and that next message is a *repeat*.
-# At anchor T the repeats are the repeats up to T less the followed messages before T's
-# window. That is the live-interval count (a message is live from its time until its
-# sender's next message or until it leaves the window) with the window's end found by the
-# frame, so the window length is bound once: a parameter in the frame offset, which
-# DuckDB binds and Spark folds to a literal once substituted.
+# * where a window starts: each distinct anchor time puts a probe at t - window into the
+#   stream of its group's messages; the probe's place in the stream, less the probes
+#   before it, is the number of messages before the window, so the window's first message
+#   is the next one by number;
+# * sums: per group and time, running sums over the times before it; a window's sum is
+#   the running sum up to its anchor's time (ties included) less that before its first
+#   message's time. Aggregating over the group's distinct times rather than its messages
+#   keeps these running sums small where stamps are in seconds (DuckDB pays far more for
+#   a running sum over a partition than for a rank);
+# * maxima: the group's time is cut into blocks one window long, so a window meets at most
+#   its anchor's block (a running maximum from the block's start, ties included) and the
+#   block before (the maximum from the window's first time to that block's end);
+# * distinct senders, without a DISTINCT window aggregate (not standard; Spark has none):
+#   a window's senders are its messages less its "repeats", the messages whose sender
+#   wrote earlier in the same window. A message is *followed* when its sender's next
+#   message comes while it is still in that message's window, and that next message is a
+#   *repeat*. At anchor T the repeats are the repeats up to T less the followed messages
+#   before T's window: the count of live intervals (a message is live from its time until
+#   its sender's next message or until it leaves the window).
+#
+# The window length is bound once, as a parameter read in the first CTE.
 WINDOWED = """
-WITH feed AS (
+WITH bound AS (
+    SELECT CAST(? AS BIGINT) * 1000000 AS w
+),
+feed AS (
     SELECT
         {group} AS group_key, message_uid, first_seen AS ts, epoch_us(first_seen) AS t,
         sender, is_reply, is_auto, subject IS NULL AS no_subject,
@@ -58,42 +70,60 @@ WITH feed AS (
     FROM {source}
     WHERE {select} AND {group} IS NOT NULL
 ),
-framed AS (
-    SELECT *,
-        first_value(t) OVER w AS window_t0{frame}
-    FROM feed
-    WINDOW w AS (PARTITION BY group_key ORDER BY t
-                 RANGE BETWEEN CAST(? AS BIGINT) * 1000000 - 1 PRECEDING AND CURRENT ROW)
+numbered AS (
+    SELECT f.*, bound.w, f.t // bound.w AS block,
+        row_number() OVER (PARTITION BY f.group_key ORDER BY f.t, f.message_uid) AS n
+    FROM feed f
+    CROSS JOIN bound
+),
+probed AS (  -- per group and anchor time: its messages at or before anchor - window
+    SELECT group_key, anchor_t,
+        place - row_number() OVER (PARTITION BY group_key ORDER BY anchor_t) AS n_before
+    FROM (
+        SELECT group_key, anchor_t, probe,
+            row_number() OVER (PARTITION BY group_key ORDER BY stream_t, probe) AS place
+        FROM (SELECT group_key, t AS stream_t, 0 AS probe, NULL AS anchor_t FROM numbered
+              UNION ALL
+              SELECT DISTINCT group_key, t - w AS stream_t, 1 AS probe, t AS anchor_t
+              FROM numbered) stream
+    ) placed
+    WHERE probe = 1
+),
+framed AS (  -- each message with the time of its window's first message
+    SELECT a.*, f.t AS window_t0
+    FROM numbered a
+    JOIN probed p ON p.group_key = a.group_key AND p.anchor_t = a.t
+    JOIN numbered f ON f.group_key = a.group_key AND f.n = p.n_before + 1
 ),
 linked AS (
     -- a sender's messages in order (ties by uid, so that both directions agree)
     SELECT *,
         CASE WHEN sender IS NOT NULL AND lag(t) OVER s >= window_t0
-             THEN 1 ELSE 0 END AS is_repeat,
+             THEN 1 ELSE 0 END AS m_repeats,
         CASE WHEN sender IS NOT NULL AND t >= lead(window_t0) OVER s
-             THEN 1 ELSE 0 END AS is_followed
+             THEN 1 ELSE 0 END AS m_followed
     FROM framed
     WINDOW s AS (PARTITION BY group_key, sender ORDER BY t, message_uid)
 ),
-upto AS (  -- sums over the group's messages up to each one, its ties included
-    SELECT *,
-        sum(is_repeat) OVER r AS repeats_upto{upto}
+times AS (  -- per group and time: what its messages add up to
+    SELECT group_key, t, block, min(ts) AS ts,
+        sum(m_repeats) AS at_repeats, sum(m_followed) AS at_followed{at}
     FROM linked
-    WINDOW r AS (PARTITION BY group_key ORDER BY t
-                 RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    GROUP BY group_key, t, block
 ),
-before AS (  -- per group and time: sums over the messages before it, and its timestamp
-    SELECT group_key, t, min(ts) AS ts,
-        sum(sum(is_followed)) OVER b - sum(is_followed) AS followed_before{before}
-    FROM linked
-    GROUP BY group_key, t
-    WINDOW b AS (PARTITION BY group_key ORDER BY t)
+running AS (  -- per group and time: sums over the times before it, maxima in its block
+    SELECT *,
+        sum(at_repeats) OVER g - at_repeats AS before_repeats,
+        sum(at_followed) OVER g - at_followed AS before_followed{running}
+    FROM times
+    WINDOW g AS (PARTITION BY group_key ORDER BY t)
 ),
 windows AS (
-    SELECT u.*, b.ts AS window_start,
-        u.repeats_upto - b.followed_before AS repeats{sums}
-    FROM upto u
-    JOIN before b ON b.group_key = u.group_key AND b.t = u.window_t0
+    SELECT l.*, s.ts AS window_start,
+        e.before_repeats + e.at_repeats - s.before_followed AS repeats{window}
+    FROM linked l
+    JOIN running e ON e.group_key = l.group_key AND e.t = l.t
+    JOIN running s ON s.group_key = l.group_key AND s.t = l.window_t0
 ),
 hits AS (
     SELECT
@@ -131,18 +161,26 @@ _SOURCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _window_columns(used: str) -> dict[str, str]:
-    """The window sums and frame aggregates that the measures' SQL ``used`` names."""
+    """The window sums and maxima that the measures' SQL ``used`` names."""
     sums = [(n, sql) for n, sql in WINDOW_SUMS.items() if re.search(rf"\b{n}\b", used)]
+    maxima = [(n, sql) for n, sql in WINDOW_MAXIMA.items() if re.search(rf"\b{n}\b", used)]
+    block = "OVER (PARTITION BY group_key, block ORDER BY t"
     return {
-        "frame": "".join(f",\n        {sql} OVER w AS {name}" for name, sql in
-                         WINDOW_FRAME.items() if re.search(rf"\b{name}\b", used)),
         # each message's share of a sum, never null so that the differences are not
-        "values": "".join(f",\n        coalesce({sql}, 0) AS m_{name}" for name, sql in sums),
-        "upto": "".join(f",\n        sum(m_{name}) OVER r AS upto_{name}" for name, _ in sums),
-        "before": "".join(f",\n        sum(sum(m_{name})) OVER b - sum(m_{name}) AS before_{name}"
-                          for name, _ in sums),
-        "sums": "".join(f",\n        u.upto_{name} - b.before_{name} AS {name}"
-                        for name, _ in sums),
+        "values": "".join(f",\n        coalesce({sql}, 0) AS m_{name}" for name, sql in sums)
+        + "".join(f",\n        {sql} AS m_{name}" for name, sql in maxima),
+        "at": "".join(f",\n        sum(m_{name}) AS at_{name}" for name, _ in sums)
+        + "".join(f",\n        max(m_{name}) AS at_{name}" for name, _ in maxima),
+        "running": "".join(f",\n        sum(at_{name}) OVER g - at_{name} AS before_{name}"
+                           for name, _ in sums)
+        + "".join(f",\n        max(at_{name}) {block}) AS {name}_from_block_start"
+                  f",\n        max(at_{name}) {block} DESC) AS {name}_to_block_end"
+                  for name, _ in maxima),
+        "window": "".join(f",\n        e.before_{name} + e.at_{name} - s.before_{name} AS {name}"
+                          for name, _ in sums)
+        + "".join(f",\n        CASE WHEN s.block < e.block THEN greatest("
+                  f"e.{name}_from_block_start, s.{name}_to_block_end) "
+                  f"ELSE e.{name}_from_block_start END AS {name}" for name, _ in maxima),
     }
 
 

@@ -44,7 +44,7 @@ class Grouping:
 class Measure:
     """A number computed per anchor message, in each shape where it has a meaning.
 
-    ``windowed`` is an expression over the columns of ``WINDOW_SUMS`` and ``WINDOW_FRAME``,
+    ``windowed`` is an expression over the columns of ``WINDOW_SUMS`` and ``WINDOW_MAXIMA``,
     ``t`` and ``window_t0`` (the anchor's and the window's first message's time in
     microseconds) and ``repeats`` (see the compiler); ``per_message`` an expression over
     one message's row.
@@ -130,9 +130,9 @@ WINDOW_SUMS: dict[str, str] = {
     "sum_bounced": "bounced",
     "sum_submitted": "submitted",
 }
-#: per anchor, aggregates that are no sums, over the window's messages as a frame
-WINDOW_FRAME: dict[str, str] = {
-    "max_recipients": "max(recipients)",
+#: per anchor, maxima over the messages of its window: the per-message value maximised
+WINDOW_MAXIMA: dict[str, str] = {
+    "max_recipients": "recipients",
 }
 
 _MEASURES = [
