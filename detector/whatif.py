@@ -39,7 +39,7 @@ EXCHANGE_ONLINE = Policy(
     10, False, 2500, timedelta(minutes=60), timedelta(hours=6))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a storm can hold a million
 class Reply:
     """One message of the incident, as the replay needs it."""
 
