@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypedDict
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,11 @@ class Reply:
     is_root: bool
 
 
-class ReplayResult(TypedDict):
-    """What ``replay`` finds: when the policy fires (None: never) and what it blocks."""
+@dataclass(frozen=True)
+class PolicyEstimate:
+    """A policy replayed on a storm's messages: when it would fire (None: never) and what
+    blocking from then on would spare. An estimate of a policy from the log, not what a
+    product did or would do."""
 
     policy: str
     label: str
@@ -64,7 +66,7 @@ class ReplayResult(TypedDict):
     prevented_share: float
 
 
-def replay(policy: Policy, messages: Sequence[Reply]) -> ReplayResult:
+def replay(policy: Policy, messages: Sequence[Reply]) -> PolicyEstimate:
     """When ``policy`` fires on these messages and what blocking from then on saves."""
     ordered = sorted(messages, key=lambda m: m.ts)
     total = sum(m.deliveries for m in ordered)
@@ -85,21 +87,17 @@ def replay(policy: Policy, messages: Sequence[Reply]) -> ReplayResult:
         if count >= policy.min_count:
             fired = m
             break
-    result: ReplayResult = {"policy": policy.name, "label": policy.label,
-                             "description": policy.description, "fires_at": None,
-                             "messages_before": len(ordered), "blocked_messages": 0,
-                             "prevented_deliveries": 0, "deliveries": total,
-                             "prevented_share": 0.0}
     if fired is None:
-        return result
+        return PolicyEstimate(policy.name, policy.label, policy.description, None,
+                              len(ordered), 0, 0, total, 0.0)
     until = fired.ts + policy.block
     blocked = [m for m in ordered if not m.is_root and fired.ts < m.ts <= until]
     prevented = sum(m.deliveries for m in blocked)
-    result.update({
-        "fires_at": fired.ts, "messages_before": sum(1 for m in ordered if m.ts <= fired.ts),
-        "blocked_messages": len(blocked), "prevented_deliveries": prevented,
-        "prevented_share": round(prevented / total, 3) if total else 0.0})
-    return result
+    return PolicyEstimate(
+        policy.name, policy.label, policy.description, fired.ts,
+        messages_before=sum(1 for m in ordered if m.ts <= fired.ts),
+        blocked_messages=len(blocked), prevented_deliveries=prevented, deliveries=total,
+        prevented_share=round(prevented / total, 3) if total else 0.0)
 
 
 def rule_policy(name: str, min_senders: int, min_audience: int, window_seconds: int,

@@ -26,27 +26,27 @@ def _storm() -> list[Reply]:
 def test_exchange_online_counts_reply_alls_and_blocks_for_six_hours() -> None:
     result = replay(EXCHANGE_ONLINE, _storm())
     # the 10th reply-all to >= 2,500 recipients is the one at 10:10
-    assert result["fires_at"] == _at(10)
-    assert result["messages_before"] == 1 + 10 + 1  # root, ten replies, the small one
+    assert result.fires_at == _at(10)
+    assert result.messages_before == 1 + 10 + 1  # root, ten replies, the small one
     # blocked: 10:11 and 10:12; the 17:30 reply is after the six hours
-    assert result["blocked_messages"] == 2
-    assert result["prevented_deliveries"] == 6000
-    assert result["deliveries"] == 3000 * 14 + 100
-    assert result["prevented_share"] == round(6000 / 42100, 3)
+    assert result.blocked_messages == 2
+    assert result.prevented_deliveries == 6000
+    assert result.deliveries == 3000 * 14 + 100
+    assert result.prevented_share == round(6000 / 42100, 3)
 
 
 def test_the_rules_own_thresholds_count_distinct_repliers() -> None:
     policy = rule_policy("reply_storm", 10, 2500, 3600)
     result = replay(policy, _storm())
     # s3 replied twice: the 10th distinct replier (s10) comes at 10:11
-    assert result["fires_at"] == _at(11)
-    assert result["blocked_messages"] == 1
-    assert result["prevented_deliveries"] == 3000
+    assert result.fires_at == _at(11)
+    assert result.blocked_messages == 1
+    assert result.prevented_deliveries == 3000
 
 
 def test_replies_spread_beyond_the_window_never_fire() -> None:
     rows = [Reply(_at(0), "root", 3000, 3000, True)]
     rows += [Reply(_at(7 * (i + 1)), f"s{i}", 3000, 3000, False) for i in range(12)]
     result = replay(EXCHANGE_ONLINE, rows)  # at most 8 replies in any 60 minutes
-    assert result["fires_at"] is None
-    assert result["prevented_deliveries"] == 0
+    assert result.fires_at is None
+    assert result.prevented_deliveries == 0

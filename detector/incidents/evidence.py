@@ -7,9 +7,8 @@ from typing import Any
 
 import polars as pl
 
-from detector.incidents.model import PolicyEstimate
 from detector.rules.model import Rule
-from detector.whatif import EXCHANGE_ONLINE, Reply, replay, rule_policy
+from detector.whatif import EXCHANGE_ONLINE, PolicyEstimate, Reply, replay, rule_policy
 
 #: kinds of incident whose messages are replayed against storm-protection policies
 WHAT_IF_KINDS = frozenset({"reply_storm", "auto_storm"})
@@ -52,4 +51,4 @@ def policy_estimates(rule: Rule, storm: pl.DataFrame | None,
     if {"min_senders", "min_audience"} <= set(rule.values) and rule.window_seconds:
         policies.append(rule_policy(rule.name, int(rule.value("min_senders")),
                                     int(rule.value("min_audience")), rule.window_seconds))
-    return tuple(PolicyEstimate(**replay(policy, messages)) for policy in policies)
+    return tuple(replay(policy, messages) for policy in policies)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from detector.times import iso_z
+from detector.whatif import PolicyEstimate
 
 Status = Literal["new", "ongoing", "grown", "ended"]
 #: statuses an incident can have, in the order of the incidents.json contract
@@ -72,22 +73,6 @@ class ConditionResult:
     param: str
     threshold: float
     value: float
-
-
-@dataclass(frozen=True)
-class PolicyEstimate:
-    """A storm-protection policy replayed on the incident's messages: an estimate of what
-    blocking at its thresholds would have spared, not what a product did or would do."""
-
-    policy: str
-    label: str
-    description: str
-    fires_at: datetime | None
-    messages_before: int
-    blocked_messages: int
-    prevented_deliveries: int
-    deliveries: int
-    prevented_share: float
 
 
 @dataclass(frozen=True)

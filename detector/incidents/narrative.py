@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from detector.incidents.model import Incident, PolicyEstimate
+from detector.incidents.model import Incident
+from detector.whatif import PolicyEstimate
 
 
 def plural(count: int | float, noun: str, many: str | None = None) -> str:
