@@ -20,7 +20,7 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
          "last_ts": iso_z(r["last_ts"]), "skipped": False}
         for r in wh.query("""
             SELECT f.path, f.format, f.lines, f.unparsed, f.first_ts, f.last_ts,
-                   (SELECT string_agg(DISTINCT host, ', ') FROM events e
+                   (SELECT string_agg(DISTINCT host, ', ' ORDER BY host) FROM events e
                      WHERE e.source_file = f.path AND e.host IS NOT NULL) AS host
             FROM files f ORDER BY f.path""").iter_rows(named=True)
     ]

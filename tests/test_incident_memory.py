@@ -157,3 +157,31 @@ def test_since_after_until_is_a_usage_error(tmp_path: Path) -> None:
     code, output = invoke("report", "--db", tmp_path / "none.duckdb", "--out", tmp_path,
                           "--since", "yesterday")
     assert code == 2 and "not an ISO 8601" in output
+
+
+def test_a_storm_across_midnight_and_a_log_rotation_is_one_incident(tmp_path: Path) -> None:
+    site, out = _site(), tmp_path / "out"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    whole = tmp_path / "whole.log"
+    # replies a minute apart from 23:49 to 00:04: eleven before midnight, five after
+    write_log(whole, site, storm(site, list_addr=LIST, start=datetime(2016, 11, 14, 23, 48),
+                                 repliers=16, gap_s=60))
+    lines = whole.read_text().splitlines(keepends=True)
+    tonight = [line for line in lines if line.startswith("Nov 14")]
+    assert 0 < len(tonight) < len(lines)
+    (logs / "mail.log").write_text("".join(tonight))
+    args = ("--out", out, "--set", "reply_storm.min_audience=20", "--fail-on", "low", *RUN)
+
+    code, _ = invoke("run", logs, *args)
+    [first] = storms(out)
+    assert code == 3 and first["status"] == "new"
+
+    # logrotate at midnight: yesterday's file renamed, today's written anew
+    (logs / "mail.log").rename(logs / "mail.log.1")
+    (logs / "mail.log").write_text("".join(lines[len(tonight):]))
+    code, _ = invoke("run", logs, *args)
+    [second] = storms(out)
+    assert (second["id"], second["status"]) == (first["id"], "grown")
+    assert second["messages"] == 17 and first["messages"] == 12
+    assert code == 0  # grown, but not past the severity it was announced at
