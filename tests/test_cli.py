@@ -300,6 +300,17 @@ def test_memory_limit_small_or_bad(tmp_path: Path) -> None:
                   str(tmp_path / "c" / "mailstorm.duckdb"), "--format", "csv").output == counts
 
 
+def test_report_takes_a_memory_limit(demo: Path, tmp_path: Path) -> None:
+    db = str(demo / "mailstorm.duckdb")
+    res = invoke("report", "--db", db, "--out", str(tmp_path / "a"), "--memory-limit", "lots")
+    assert res.exit_code == 2
+    assert "bad --memory-limit 'lots'" in res.output
+    res = invoke("report", "--db", db, "--out", str(tmp_path / "b"), "--memory-limit", "128MB",
+                 "-q")
+    assert res.exit_code == 0
+    assert _incidents(tmp_path / "b") == _incidents(demo)
+
+
 def test_sql_works_after_the_output_folder_moved(demo: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -39,7 +39,7 @@ _DDL = [
         status VARCHAR, messages BIGINT, deliveries BIGINT, senders BIGINT,
         start TIMESTAMPTZ, "end" TIMESTAMPTZ, last_message TIMESTAMPTZ,
         first_reported_run BIGINT, first_reported_at TIMESTAMPTZ,
-        last_changed_run BIGINT, last_changed_at TIMESTAMPTZ)""",
+        last_changed_run BIGINT, last_changed_at TIMESTAMPTZ, previous_severity VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS incident_changes (
         run_id BIGINT, incident_id VARCHAR, status VARCHAR, severity VARCHAR,
         messages BIGINT, deliveries BIGINT)""",
@@ -65,6 +65,9 @@ class RunInfo:
 def ensure_tables(wh: Warehouse) -> None:
     for ddl in _DDL:
         wh.con.execute(ddl)
+    # warehouses made before the column was added
+    wh.con.execute("ALTER TABLE incident_state ADD COLUMN IF NOT EXISTS previous_severity "
+                   "VARCHAR")
 
 
 def _recorded(wh: Warehouse) -> dict[str, dict[str, Any]]:
@@ -102,8 +105,12 @@ def with_status(wh: Warehouse, incidents: Sequence[Incident], *, recording: bool
             status, changed = "new", True
         elif _grew(inc, prev):
             status, changed = "grown", True
-        elif not recording:
+        elif not recording:  # as the last run reported it
             status, changed = prev["status"], False
+            out.append(replace(inc, status=status, changed=changed,
+                               first_reported=prev["first_reported_at"],
+                               previous_severity=prev["previous_severity"]))
+            continue
         else:
             last = inc.last_message or inc.end
             quiet_until = last + timedelta(seconds=window_of.get(inc.rule, 0))
@@ -177,10 +184,11 @@ def record(wh: Warehouse, incidents: Sequence[Incident], run: RunInfo) -> int:
             last_at = run.started_at if changed else (prev or {}).get("last_changed_at")
             con.execute(
                 "INSERT OR REPLACE INTO incident_state VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [inc.id, inc.kind, inc.rule, inc.severity, inc.status, inc.messages,
                  inc.deliveries, inc.senders, inc.start, inc.end, inc.last_message,
-                 first_run, inc.first_reported, last_run, last_at])
+                 first_run, inc.first_reported, last_run, last_at,
+                 inc.previous_severity if changed else (prev or {}).get("previous_severity")])
             if changed:
                 con.execute("INSERT INTO incident_changes VALUES (?, ?, ?, ?, ?, ?)",
                             [run_id, inc.id, inc.status, inc.severity, inc.messages,
