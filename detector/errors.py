@@ -57,3 +57,20 @@ class InputError(_LocatedError):
 
 class UsageError(MailstormError):
     """The command line is wrong (bad option value, unknown --set key...)."""
+
+
+class UnreadableInputsError(MailstormError):
+    """Some inputs cannot be read (no known format, truncated...), found before any loads.
+
+    ``unreadable`` lists (path, short reason); ``total`` is how many inputs there were.
+    """
+
+    def __init__(self, unreadable: list[tuple[str, str]], total: int) -> None:
+        self.unreadable = list(unreadable)
+        self.total = total
+        listed = ", ".join(f"{path} ({why})" for path, why in self.unreadable)
+        super().__init__(f"cannot read {len(self.unreadable)} of {total} inputs: {listed}; "
+                         "nothing was loaded; use --skip-unknown to load the rest")
+
+    def __reduce__(self) -> tuple[type, tuple[list[tuple[str, str]], int]]:
+        return (type(self), (self.unreadable, self.total))

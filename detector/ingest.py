@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from detector import formats
-from detector.errors import InputError, UsageError
+from detector.errors import InputError, UnreadableInputsError, UsageError
 from detector.formats.context import ParseContext
 from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
 from detector.sources import (
@@ -29,8 +29,7 @@ from detector.sources import (
     head_lines,
     iter_batches,
     last_line,
-    open_binary,
-    reading,
+    read_head,
 )
 from detector.warehouse import HEAD_BYTES, FileWrite, LedgerEntry, Part, Warehouse
 
@@ -56,9 +55,56 @@ class IngestResult:
         return sum(f.lines for f in self.files)
 
 
-def _read_head(path: str) -> bytes:
-    with reading(path), open_binary(path) as f:
-        return f.read(HEAD_BYTES)
+def _head_text(head: bytes) -> tuple[str, ...]:
+    """The opening lines formats are sniffed from (and parsers may look at)."""
+    return tuple(head.decode("utf-8", "replace").splitlines()[:200])
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    """Every input, sniffed before anything loads: each path is in one of the two maps."""
+
+    formats: dict[str, str]  # path -> format of a file to read
+    why_not: dict[str, str]  # path -> why it is not read: "empty", "unknown format"...
+
+    @property
+    def unreadable(self) -> list[tuple[str, str]]:
+        """(path, why) of the files mailstorm cannot read; an empty file is no error."""
+        return [(path, why) for path, why in self.why_not.items() if why != "empty"]
+
+
+def sniff_inputs(files: list[LogFile], fmt: str | None = None, *, skip_unknown: bool = False,
+                 progress: Progress | None = None) -> Sniffed:
+    """Read the head of every file (only the head) and find its format (``fmt`` when given:
+    then no file is of unknown format).
+
+    If any cannot be read (unknown format; cannot be opened or decompressed: "truncated
+    gzip"...), raise one UnreadableInputsError naming them all; with ``skip_unknown``, warn
+    once per such file instead.
+    """
+    if fmt is not None and fmt not in formats.FORMATS:
+        raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(formats.FORMATS)})")
+    found: dict[str, str] = {}
+    why_not: dict[str, str] = {}
+    for log in files:
+        try:
+            head = read_head(log.path, HEAD_BYTES)
+        except InputError as exc:
+            why_not[log.path] = exc.message
+            continue
+        if not head:
+            why_not[log.path] = "empty"
+        elif name := fmt or formats.sniff(list(_head_text(head))):
+            found[log.path] = name
+        else:
+            why_not[log.path] = "unknown format"
+    sniffed = Sniffed(found, why_not)
+    if sniffed.unreadable and not skip_unknown:
+        raise UnreadableInputsError(sniffed.unreadable, len(files))
+    for path, why in sniffed.unreadable:
+        if progress:
+            progress(f"warning: skipping {path}: {why}")
+    return sniffed
 
 
 def _end_year(path: str, tz: ZoneInfo) -> tuple[int, tuple[int, int, str] | None]:
@@ -100,15 +146,23 @@ def ingest(
     batch_bytes: int = BATCH_BYTES,
     progress: Progress | None = None,
     workers: int = WORKERS,
+    sniffed: Sniffed | None = None,
 ) -> IngestResult:
-    """Ingest files into the warehouse; returns what was read."""
+    """Ingest files into the warehouse; returns what was read.
+
+    Every file is sniffed first (``sniffed``: done already by ``sniff_inputs`` with the
+    same files, format and ``skip_unknown``). If any cannot be read, nothing is loaded and
+    UnreadableInputsError names them all; with ``skip_unknown`` they are skipped with a
+    warning each and the rest is loaded.
+    """
     try:
         zone = ZoneInfo(tz)
     except (KeyError, ValueError) as exc:
         raise UsageError(f"unknown time zone {tz!r} (use an IANA name like Europe/London)") \
             from exc
-    if fmt is not None and fmt not in formats.FORMATS:
-        raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(formats.FORMATS)})")
+    if sniffed is None:
+        sniffed = sniff_inputs(files, fmt, skip_unknown=skip_unknown, progress=progress)
+    found, why_not = sniffed.formats, sniffed.why_not
     result = IngestResult()
     # One pool for the whole run: while the last batches of a file are parsed, the next
     # file is already being read, so many small files (one per host) keep both cores busy.
@@ -117,10 +171,14 @@ def ingest(
         try:
             for _, members in groupby(files, key=lambda f: f.group):
                 group = list(members)
-                years = YearState(_start_year(group, zone, year))
+                readable = [log for log in group if log.path in found]
+                years = YearState(_start_year(readable, zone, year)) if readable else None
                 for log in group:
-                    result.files.append(run.read_file(log.path, tz, years, fmt, skip_unknown,
-                                                      batch_bytes))
+                    if years is None or log.path not in found:
+                        result.files.append(FileResult(log.path, None, skipped=why_not[log.path]))
+                    else:
+                        result.files.append(run.read_file(log.path, found[log.path], tz, years,
+                                                          batch_bytes))
             run.commit_all()
         except BaseException:
             run.abandon()
@@ -156,20 +214,15 @@ class _Run:
         self.wh, self.pool, self.workers, self.progress = wh, pool, workers, progress
         self.jobs: deque[_Job] = deque()
 
-    def read_file(self, path: str, tz: str, years: YearState, fmt: str | None,
-                  skip_unknown: bool, batch_bytes: int) -> FileResult:
+    def read_file(self, path: str, name: str, tz: str, years: YearState,
+                  batch_bytes: int) -> FileResult:
+        """Read a file whose format ``sniff_inputs`` found. Its head is read again (64 KiB,
+        not kept from the sniff: a folder of thousands of files would hold them all)."""
         wh = self.wh
-        head = _read_head(path)
-        if not head:
+        head = read_head(path, HEAD_BYTES)
+        if not head:  # emptied since it was sniffed
             return FileResult(path, None, skipped="empty")
-        head_text = tuple(head.decode("utf-8", "replace").splitlines()[:200])
-        name = fmt or formats.sniff(list(head_text))
-        if name is None:
-            if skip_unknown:
-                if self.progress:
-                    self.progress(f"warning: skipping {path}: unknown log format")
-                return FileResult(path, None, skipped="unknown format")
-            raise InputError(path, None, "unknown log format (use --format, or --skip-unknown)")
+        head_text = _head_text(head)
         if any(head.startswith(j.head[:HEAD_BYTES]) or j.head.startswith(head)
                for j in self.jobs):
             self.commit_all()  # a copy of a file still in flight: let the ledger see it first

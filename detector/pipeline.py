@@ -13,7 +13,7 @@ from pathlib import Path
 from detector.assets import builtin_rules_dir
 from detector.errors import UsageError
 from detector.incidents import Incident, RunInfo, Scope, detect, record
-from detector.ingest import IngestResult, ingest
+from detector.ingest import IngestResult, ingest, sniff_inputs
 from detector.model.build import build_model
 from detector.reports import write_report
 from detector.rules.loader import load_rules
@@ -80,20 +80,24 @@ def run(
     started = datetime.now(UTC).replace(microsecond=0)
     rules = load_ruleset(rules_dir, overrides or {})  # fail on bad rules before reading logs
     files = discover(inputs)
-    out_dir.mkdir(parents=True, exist_ok=True)
     db = db or out_dir / "mailstorm.duckdb"
-    with tempfile.TemporaryDirectory() as tmp, Warehouse(db, memory_limit) as wh:
+    with tempfile.TemporaryDirectory() as tmp:
         files = _spool_stdin(files, Path(tmp))
-        ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, skip_unknown=skip_unknown,
-                          batch_bytes=batch_bytes_for(memory_limit), progress=progress)
-        if progress:
-            progress(f"read {ingested.lines:,} new lines; building the model")
-        build_model(wh)
-        run_info = RunInfo(started_at=started, since=scope.since if scope else None,
-                           until=scope.until if scope else None, lines_read=ingested.lines)
-        result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested, progress,
-                                    scope=scope, run_info=run_info)
-    return result
+        # every input sniffed before the warehouse is even opened: one unreadable file
+        # (without --skip-unknown) stops the run with nothing touched
+        sniffed = sniff_inputs(files, fmt, skip_unknown=skip_unknown, progress=progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with Warehouse(db, memory_limit) as wh:
+            ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, sniffed=sniffed,
+                              batch_bytes=batch_bytes_for(memory_limit), progress=progress)
+            if progress:
+                progress(f"read {ingested.lines:,} new lines; building the model")
+            build_model(wh)
+            run_info = RunInfo(started_at=started, since=scope.since if scope else None,
+                               until=scope.until if scope else None,
+                               lines_read=ingested.lines)
+            return _detect_and_report(wh, rules, out_dir, templates_dir, ingested, progress,
+                                      scope=scope, run_info=run_info)
 
 
 def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,

@@ -42,7 +42,8 @@ _SUMMARY_KEYS: dict[str, Any] = {
     "hosts": [], "rules": [],
 }  # fmt: skip
 _ROW_KEYS = {
-    "inputs": ("path", "format", "host", "lines", "unparsed", "first_ts", "last_ts", "skipped"),
+    "inputs": ("path", "format", "host", "lines", "unparsed", "first_ts", "last_ts", "skipped",
+               "why"),
     "kinds": ("kind", "lines"),
     "unparsed_samples": ("source_file", "line_no", "raw"),
     "rules": ("name", "kind", "params"),

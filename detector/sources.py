@@ -156,6 +156,28 @@ def reading(path: str) -> Iterator[None]:
         raise InputError(path, None, f"cannot read: {exc}") from exc
 
 
+_KINDS: tuple[tuple[type, str], ...] = (
+    (gzip.GzipFile, "gzip"), (bz2.BZ2File, "bz2"), (lzma.LZMAFile, "xz"))
+
+
+def read_head(path: str, size: int) -> bytes:
+    """The first ``size`` decompressed bytes of a file, for sniffing before anything loads.
+
+    A file that cannot be opened or decompressed raises an InputError whose message is a
+    short reason: "truncated gzip", "corrupt xz", "cannot open: Permission denied".
+    """
+    with open_binary(path) as f:
+        try:
+            return f.read(size)
+        except _READ_ERRORS as exc:
+            kind = next((name for cls, name in _KINDS if isinstance(f, cls)), None)
+            if kind is None:  # a plain file: an I/O error
+                why = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+            else:  # EOFError: the stream ends before its end marker
+                why = f"{'truncated' if isinstance(exc, EOFError) else 'corrupt'} {kind}"
+            raise InputError(path, None, why) from exc
+
+
 def head_lines(path: str, n: int = 50) -> list[str]:
     """The first n lines (decoded leniently), for sniffing formats and years."""
     with reading(path), open_binary(path) as f:

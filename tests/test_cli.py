@@ -179,7 +179,8 @@ def test_unknown_format_is_one_clear_line_and_skip_unknown_goes_on(tmp_path: Pat
                  str(tmp_path / "o"), "--year", "2016")
     assert res.exit_code == 1
     assert res.output.strip().splitlines()[-1] == (
-        f"Error: {tmp_path / 'notes.txt'}: unknown log format (use --format, or --skip-unknown)")
+        f"Error: cannot read 1 of 2 inputs: {tmp_path / 'notes.txt'} (unknown format); "
+        "nothing was loaded; use --skip-unknown to load the rest")
     res = invoke("run", str(tmp_path), "--out", str(tmp_path / "o2"), "--year", "2016",
                  "--skip-unknown")
     assert res.exit_code == 0
