@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 from detector import pipeline
 from detector.formats import ParseContext, exim
 from detector.formats import sniff as sniff_format
-from detector.formats.syslog import YearState
+from detector.formats.syslog import YearState, assign_years, months_of_raw
 from detector.schema import EVENTS_SCHEMA
 from detector.simulate import make_site, samples, storm, utc
 from detector.simulate.delivery import OUTCOMES, plan_delivery
@@ -102,9 +102,13 @@ CASES = [
          "R=algemeen_aliases T=**bypassed**", "file-with-parent",
          queue_id=ID, recipient="faq@nl.example", orig_to="faq-list@nl.example",
          relay="**bypassed**", status="sent"),
+    # thrown away, not delivered: shapes of the corpus's exim-testsuite.log
     case("delivery", f"{S} {ID} => :blackhole: <hole@nowhere.example> R=blackhole_router",
          "blackhole", queue_id=ID, recipient="hole@nowhere.example", relay="blackhole_router",
-         status="sent"),
+         status="discarded"),
+    case("delivery", f"{S} {ID} => blackhole (RCPT ACL discarded recipients)",
+         "acl-discard", queue_id=ID, recipient="blackhole", status="discarded",
+         detail="RCPT ACL discarded recipients"),
     case("delivery", f"{S} {ID} => bob@example.com R=dnslookup T=remote_smtp H=mx.example.com "
          '[192.0.2.5] C="250 it said \\"QT=9s\\" ok" QT=1s DT=0s', "escaped-quote-in-reply",
          queue_id=ID, recipient="bob@example.com", relay="mx.example.com[192.0.2.5]",
@@ -222,6 +226,11 @@ CASES = [
     case("exim_continuation", f"{SY} [2/2] ail.example>)", "syslog-split-part",
          detail="ail.example>)"),
     # --- other programs and junk --------------------------------------------------------
+    # log_selector = +arguments (the Exim specification, "Log files"): no message id
+    case("exim_arguments", f"{S} cwd=/var/spool/exim4 3 args: /usr/sbin/exim4 -Mc {ID}",
+         "queue-runner-delivery", detail=f"cwd=/var/spool/exim4 3 args: /usr/sbin/exim4 -Mc {ID}"),
+    case("exim_arguments", f"{SY} cwd=/ 4 args: /usr/sbin/exim4 -bd -q30m -oX 25",
+         "syslog-daemon", detail="cwd=/ 4 args: /usr/sbin/exim4 -bd -q30m -oX 25"),
     case("foreign", "Nov 14 10:02:11 mx1 dovecot: imap-login: Login: user=<bob@example.com>",
          "dovecot"),
     case("unparsed", "hello world", "no-stamp"),
@@ -289,6 +298,29 @@ def test_zone_less_stamps_are_local_time_offsets_are_not() -> None:
     assert out["ts"].to_list() == [datetime(2016, 7, 15, 11, tzinfo=UTC),
                                    datetime(2016, 7, 15, 12, tzinfo=UTC),
                                    datetime(2016, 1, 15, 12, tzinfo=UTC)]
+
+
+@pytest.mark.parametrize("anchor", [2015, 2016])
+@pytest.mark.parametrize("from_ingest", [False, True])
+def test_syslog_lines_keep_the_year_of_exims_own_stamps(anchor: int, from_ingest: bool) -> None:
+    """Exim via syslog with syslog_timestamp on some lines only (the "Nov 14 10:02:11 mx1
+    exim4[7]: 2016-11-14 10:02:11.5" shape above): a year-less neighbour takes the year
+    of the nearest line that carries one, across the new year, whatever year the reader
+    guessed for the file (2016 here is one too many)."""
+    lines = [
+        f"Dec 31 23:59:58 mx1 exim[1]: {ARRIVAL}",
+        f"Dec 31 23:59:59 mx1 exim[1]: 2015-12-31 23:59:59 {ID} => b@example.com R=r T=t",
+        f"Jan  1 00:00:01 mx1 exim[1]: {ID} Completed",
+        f"Jan  1 00:00:02 mx1 exim[1]: 2016-01-01 00:00:02 {ID} Completed",
+        "Jan  1 00:00:03 mx1 dovecot: imap-login: Login: user=<bob@example.com>",
+    ]
+    batch = lines_frame(lines)
+    if from_ingest:  # ingest assigns the years ahead of the parse
+        batch = batch.with_columns(assign_years(months_of_raw(batch["raw"]), YearState(anchor)))
+    ctx = ParseContext("test.log", tz="UTC", years=YearState(anchor))
+    ts = exim.parse(batch, ctx).sort("line_no")["ts"].to_list()
+    assert [t.year for t in ts] == [2015, 2015, 2016, 2016, 2016]
+    assert ts == sorted(ts)
 
 
 def test_impossible_date_is_null_not_a_crash() -> None:

@@ -145,6 +145,22 @@ def test_the_same_route_logged_on_two_hosts_is_one_delivery(tmp_path: Path) -> N
             (2, 2, 2)]
 
 
+def test_a_discarded_copy_is_not_a_delivery(tmp_path: Path) -> None:
+    # Exim "=> :blackhole: <u@x> R=blackhole_router" (status discarded): thrown away, on
+    # the one-list path and on the route-by-route path of a message naming two lists
+    rows = [_received("mx", "Q1", "m1@x"),
+            _delivery("mx", "Q1", "u1@x", orig_to="all@x"),
+            _delivery("mx", "Q1", "u2@x", status="discarded", orig_to="all@x"),
+            _delivery("mx", "Q1", "u3@x", status="discarded"),
+            _received("mx", "Q2", "m2@x"),
+            _delivery("mx", "Q2", "u1@x", orig_to="a@x"),
+            _delivery("mx", "Q2", "u1@x", status="discarded", orig_to="b@x"),
+            _delivery("mx", "Q2", "u2@x", status="discarded", orig_to="b@x")]
+    with _events_model(tmp_path, rows) as wh:
+        assert wh.query("SELECT message_id, recipients, deliveries FROM logical_messages "
+                        "ORDER BY message_id").rows() == [("m1@x", 3, 1), ("m2@x", 2, 1)]
+
+
 def test_a_list_post_names_the_list_of_copies_sent_to_members_directly(tmp_path: Path) -> None:
     # Mailman 2 logs the list's name; its copies leave with sender all-bounces@x
     rows = [{"ts": "2016-11-14T09:00:00", "host": "lists", "kind": "list_post",

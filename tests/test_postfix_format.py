@@ -93,6 +93,33 @@ CASES = [
          " 554 5.7.1 <unknown[192.0.2.7]>: Client host rejected: Access denied; proto=SMTP",
          "connect-no-envelope", status="reject", client="unknown[192.0.2.7]",
          detail="554 5.7.1 <unknown[192.0.2.7]>: Client host rejected: Access denied"),
+    # before-queue content filter (smtpd_proxy_filter): shapes of the corpus's
+    # postfix-grok-patterns and Sekoia smtpd samples, with the syslog header and queue id
+    # (or NOQUEUE) that smtpd writes in front of them
+    case("proxy_reject", f"{H} postfix/smtpd[1234]: 4F9D195E3E: proxy-reject: END-OF-MESSAGE: "
+         "554 5.7.0 Reject, contact postmaster@example.com, id=31619-02 - spam; from=<> "
+         "to=<user2@example2.com> proto=SMTP helo=<17.33.12.53>", "queued",
+         queue_id="4F9D195E3E", status="reject", dsn="5.7.0", sender="",
+         recipient="user2@example2.com",
+         detail="554 5.7.0 Reject, contact postmaster@example.com, id=31619-02 - spam"),
+    case("proxy_reject", f"{H} postfix/smtpd[1234]: NOQUEUE: proxy-reject: END-OF-MESSAGE: ; "
+         "from=<user1@test.example.com> to=<user2@example2.com> proto=ESMTP "
+         "helo=<[192.168.0.16]>", "noqueue-empty-reply",
+         status="reject", sender="user1@test.example.com", recipient="user2@example2.com"),
+    case("proxy_accept", f"{H} postfix/smtpd[1234]: NOQUEUE: proxy-accept: END-OF-MESSAGE: "
+         "250 2.0.0 from MTA(smtp:[127.0.0.1]:10013): 250 2.0.0 Ok: queued as DF66E940333; "
+         "from=<user1@test.example.com> to=<user2@example2.com> proto=ESMTP "
+         "helo=<[127.0.0.1]>", "noqueue-through-amavis",
+         status="accept", dsn="2.0.0", sender="user1@test.example.com",
+         recipient="user2@example2.com", next_queue_id="DF66E940333",
+         detail="250 2.0.0 from MTA(smtp:[127.0.0.1]:10013): 250 2.0.0 Ok: queued as "
+         "DF66E940333"),
+    case("proxy_accept", f"{H} postfix/smtpd[1234]: 4F9D195E3E: proxy-accept: END-OF-MESSAGE: "
+         "250 2.0.0 Ok: queued as 7949396087; from=<jdoe@example.org> "
+         "to=<jane.doe@example.org> proto=ESMTP helo=<mx.example.org>", "queued",
+         queue_id="4F9D195E3E", status="accept", dsn="2.0.0", sender="jdoe@example.org",
+         recipient="jane.doe@example.org", next_queue_id="7949396087",
+         detail="250 2.0.0 Ok: queued as 7949396087"),
     case("milter", f"{H} postfix/cleanup[27246]: 1D8CC1CA0A7F: milter-reject: END-OF-MESSAGE "
          f"from {CLIENT}: 5.7.1 Command rejected; from=<security@mail.example.com> "
          "to=<hostmaster@example.com> proto=ESMTP helo=<mail.example.com>", "reject",

@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from detector.formats.context import ParseContext
-from detector.formats.syslog import STAMP_PATTERN, add_timestamps, split_header
+from detector.formats.syslog import (
+    STAMP_PATTERN,
+    YearState,
+    add_timestamps,
+    assign_years,
+    months_of_raw,
+    split_header,
+)
 from detector.schema import addressed_directly, conform
 
 if TYPE_CHECKING:
@@ -43,7 +50,8 @@ NAME = "exim"
 
 KINDS: dict[str, str] = {
     "received": "<= message arrival (and (= fakereject): sender, size, Message-ID, subject",
-    "delivery": "=> -> >> *> delivered, ** failed (bounced), == deferred: one recipient",
+    "delivery": "=> -> >> *> delivered, ** failed (bounced), == deferred, => :blackhole: "
+                "or an ACL discard (discarded, not delivered): one recipient",
     "header_subject": "Subject header written to the log by an ACL logwrite",
     "header_in_reply_to": "In-Reply-To header written to the log by an ACL logwrite",
     "header_references": "References header written to the log by an ACL logwrite",
@@ -63,6 +71,7 @@ KINDS: dict[str, str] = {
     "exim_warning": "ACL warn log_message and other warnings",
     "exim_queue_run": "start or end of a queue run",
     "exim_daemon": "daemon start, restart (SIGHUP) and configuration notices",
+    "exim_arguments": "+arguments: the working directory and command line of an exim process",
     "exim_continuation": "continuation of a multi-line entry (indented, or syslog [n/m])",
     "foreign": "a line of another program in the same syslog file",
     "unparsed": "no Exim timestamp, or a line of unknown shape without a message id",
@@ -113,6 +122,8 @@ _QT = r"(?:^| )QT=((?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+(?:\.\d+)?s)?)"
 _PREAMBLE = r"^(?:H=(?:[^\s(\[]\S* )?(?:\([^)]*\) )?\[[^\]]*\]\S* |[UFIP]=\S+ )+"
 # lines without a flag, by their opening words (after an optional H=/U=/F= preamble)
 _CHAIN: list[tuple[str, str]] = [
+    # log_selector +arguments: "cwd=/var/spool/exim4 3 args: /usr/sbin/exim4 -Mc <id>"
+    ("exim_arguments", r"^cwd=\S* \d+ args:(?: |$)"),
     ("exim_queue_run", r"^(?:Start|End) (?:ODMR )?(?:'[^']*' )?queue run"),
     ("exim_daemon", r"^(?:exim \S+ daemon|daemon started|pid \S+: SIGHUP|SIGHUP received|"
                     r"exim \S+ (?:started|stopped)|Exim configuration|[Ff]ailed to expand|"
@@ -198,6 +209,7 @@ def _unwrap(frame: pl.DataFrame) -> pl.DataFrame:
     inner = pl.col("msg").str.extract(_NATIVE, 0)
     return frame.with_columns(
         _stamp=pl.when(inner.is_not_null()).then(_iso(inner)).otherwise(pl.col("_stamp")),
+        _inner=inner.is_not_null(),
         msg=pl.col("msg").str.slice(inner.str.len_bytes().fill_null(0)),
     )
 
@@ -214,6 +226,7 @@ def _envelope(lines: pl.DataFrame) -> pl.DataFrame:
         host=pl.lit(None, pl.String),
         program=pl.when(n.is_not_null()).then(pl.lit("exim")),
         _kind0=pl.lit(None, pl.String),
+        _inner=pl.lit(False),  # the stamp is Exim's own, inside a syslog line
     )
     native = frame["_n"].is_not_null()
     # "2019-10-22 03:39:17 mx1 exim[29786]: ...": a syslog line with an ISO stamp
@@ -258,6 +271,27 @@ def _not_native(rest: pl.DataFrame) -> list[pl.DataFrame]:
         _kind0=pl.when(cont).then(pl.lit("exim_continuation")).otherwise(pl.lit("unparsed")),
         msg=pl.when(cont).then(pl.col("raw").str.strip_chars())))
     return [o.drop("_sstamp", "_shost", "_sprog", "_smsg") for o in out]
+
+
+def _one_year(frame: pl.DataFrame, years: YearState) -> pl.DataFrame:
+    """``_year`` of the syslog stamps, set by Exim's own stamps where lines carry both.
+
+    A syslog stamp has no year: it is inferred from the file (``years``, or ingest's
+    ``_year``), which can be a year off, while a line written with ``syslog_timestamp``
+    keeps Exim's stamp and its year. Where one line has both for the same month, the
+    difference corrects its neighbours (the lines after it, and before the first such
+    line), so that a batch mixing the two keeps one year.
+    """
+    months = months_of_raw(frame["raw"])
+    if "_year" not in frame.columns:
+        frame = frame.with_columns(assign_years(months, years))
+    stamp = pl.col("_stamp")
+    both = pl.col("_inner") & (stamp.str.slice(5, 2).cast(pl.Int32, strict=False)
+                               == pl.lit(months))
+    fix = pl.when(both).then(stamp.str.slice(0, 4).cast(pl.Int64, strict=False)
+                             - pl.col("_year"))
+    return frame.with_columns(
+        _year=pl.col("_year") + fix.forward_fill().backward_fill().fill_null(0))
 
 
 # ---- kinds --------------------------------------------------------------------------------
@@ -430,6 +464,15 @@ def _delivery_fields(sub: pl.DataFrame) -> pl.DataFrame:
     # a shape no pattern knows ("** mua_wrapper is set but ..."): the text as detail
     sub = sub.with_columns(detail=pl.coalesce(
         "detail", pl.when(pl.col("recipient").is_null()).then(pl.col("rest").str.slice(3))))
+    # thrown away, not delivered: a :blackhole: redirection, or "=> blackhole (RCPT ACL
+    # discarded recipients)" for an ACL's discard verb (the Exim specification, "Log files")
+    parent = pl.col("parent")
+    acl = parent.str.ends_with(" discarded recipients").fill_null(False)
+    discard = (pl.col("status") == "sent") & ((pl.col("addr") == ":blackhole:") | acl)
+    sub = sub.with_columns(
+        status=pl.when(discard).then(pl.lit("discarded")).otherwise("status"),
+        detail=pl.when(discard & acl).then(parent).otherwise("detail"),
+    )
     return sub.drop("addr", "parent", "top", "tail", "_tokens", "_qt")
 
 
@@ -537,7 +580,9 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
     # back in line order: years are inferred from one line to the next
     frame = _envelope(lines).sort("line_no")
-    frame = add_timestamps(frame, ctx.tz, ctx.years)
+    if frame["host"].null_count() < frame.height:  # syslog lines among them
+        frame = _one_year(frame, ctx.years)
+    frame = add_timestamps(frame.drop("_inner"), ctx.tz, ctx.years)
     msg = pl.col("msg")
     if frame["msg"].str.starts_with("[").any():  # +pid: "[1234] " after the stamp
         frame = frame.with_columns(

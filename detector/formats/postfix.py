@@ -26,6 +26,8 @@ KINDS: dict[str, str] = {
     "smtpd_reject": "smtpd: reject/warn/hold/discard of a queued message",
     "noqueue": "smtpd: NOQUEUE reject/warn/filter before queueing",
     "milter": "a milter action on a message (milter-reject...)",
+    "proxy_reject": "smtpd: before-queue content filter (smtpd_proxy_filter) rejected a message",
+    "proxy_accept": "smtpd: before-queue content filter accepted a message (queued as: next id)",
     "pickup": "pickup: locally submitted message (uid= from=)",
     "cleanup_message_id": "cleanup: the Message-ID of a queued message",
     "cleanup_resent_message_id": "cleanup: Resent-Message-ID",
@@ -67,6 +69,8 @@ _FAST_QUEUED = {  # after a queue id
     "info: header Subject:": "header_subject",
     "info: header In-Reply-To:": "header_in_reply_to",
     "info: header References:": "header_references",
+    # also after NOQUEUE: the after-filter Postfix queued it, this smtpd has no queue id
+    "proxy-reject: ": "proxy_reject", "proxy-accept: ": "proxy_accept",
 }
 _FAST_UNQUEUED = {
     "connect from ": "smtpd_connect", "disconnect from ": "smtpd_disconnect",
@@ -80,7 +84,14 @@ _REJECT = (
     r"(?P<detail>.*?);(?: from=<(?P<sender>[^>]*)>,?)?(?: to=<(?P<recipient>[^>]*)>,?)?"
     r"(?: proto=|$)"  # the reply text may contain ';' (RBL rejects); postscreen adds commas
 )
-# kind -> anchored pattern over the message text after the queue id ("rest")
+# "proxy-reject: END-OF-MESSAGE: 554 5.7.1 text; from=<a> to=<b> proto=ESMTP helo=<h>":
+# a NOQUEUE reject's trailer without its " from client" (smtpd_proxy_filter's reply; may
+# be empty, may contain ';')
+_PROXY = (
+    r"^proxy-(?P<status>accept|reject): (?P<stage>[A-Z-]+): (?P<detail>.*?);"
+    r"(?: from=<(?P<sender>[^>]*)>,?)?(?: to=<(?P<recipient>[^>]*)>,?)?(?: proto=|$)"
+)
+_DSN = r"(?:^|: )[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3})\b"  # "554 5.7.1" opening a reply
 # kind -> anchored pattern over the message text after the queue id ("rest");
 # delivery lines, the bulk of a log, have their own splitter (_delivery_fields)
 _FIELDS: dict[str, str] = {
@@ -96,6 +107,7 @@ _FIELDS: dict[str, str] = {
     "pickup": r"^uid=\d+ from=<(?P<sender>[^>]*)>",
     "bounce_notification": r"notification\w*: (?P<next_queue_id>[0-9A-Za-z]+)$",
     "reject": _REJECT,
+    "proxy": _PROXY,
     "connect": r"^(?:dis)?connect from (?P<client>[^ ]+)",
     "detail": r"^(?P<detail>.*)$",
 }
@@ -106,6 +118,8 @@ _FIELD_GROUP = {
     "noqueue": "reject",
     "smtpd_reject": "reject",
     "milter": "reject",
+    "proxy_reject": "proxy",
+    "proxy_accept": "proxy",
     "smtpd_connect": "connect",
     "smtpd_disconnect": "connect",
     "smtp_session": "detail",
@@ -116,6 +130,7 @@ _FIELD_GROUP = {
     "session_error": "detail",
 }
 _KEEP_RAW = ("foreign", "unparsed")
+_PROXY_KINDS = ("proxy_reject", "proxy_accept")
 _NEXT_QUEUE_ID = r"(?:queued as|forwarded as) ([0-9A-Za-z]{5,})"
 # starts of the lines Postfix writes with -v or debug_peer_list: internals, not mail flow
 _DEBUG = "^(?:" + "|".join([
@@ -143,6 +158,8 @@ def _classify() -> pl.Expr:
     return (
         pl.when(pl.col("prog").is_null()).then(pl.lit("unparsed"))
         .when(~pl.col("prog").str.starts_with("postfix")).then(pl.lit("foreign"))
+        .when(starts("proxy-reject: ")).then(pl.lit("proxy_reject"))
+        .when(starts("proxy-accept: ")).then(pl.lit("proxy_accept"))
         .when(qid == "NOQUEUE").then(pl.lit("noqueue"))
         .when(has_qid & starts("to=<")).then(pl.lit("delivery"))
         .when(has_qid & starts("client=")).then(pl.lit("smtpd_client"))
@@ -296,6 +313,14 @@ def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
                 in_reply_to=pl.when(kind == "header_in_reply_to").then(bare),
                 refs=pl.when(kind == "header_references").then(value),
             )
+        if name == "proxy":  # the filter's reply, or the after-filter MTA's through it
+            detail = pl.col("detail")
+            sub = sub.with_columns(
+                detail=pl.when(detail != "").then(detail),  # "END-OF-MESSAGE: ; from=..."
+                dsn=detail.str.extract(_DSN, 1),
+                next_queue_id=pl.when(pl.col("kind") == "proxy_accept")
+                .then(detail.str.extract(_NEXT_QUEUE_ID, 1)),
+            )
         parts.append(sub)
     return pl.concat(parts, how="diagonal_relaxed")
 
@@ -306,7 +331,7 @@ def _fast_kind() -> pl.Expr:
     return (
         pl.when(pl.col("prog").is_null()).then(pl.lit("unparsed"))
         .when(~pl.col("prog").str.starts_with("postfix")).then(pl.lit("foreign"))
-        .when(qid == "NOQUEUE").then(pl.lit("noqueue"))
+        .when((qid == "NOQUEUE") & ~queued.is_in(_PROXY_KINDS)).then(pl.lit("noqueue"))
         .when(qid.is_not_null()).then(
             # "from=<..., status=expired" is qmgr_expired: left to the full chain
             pl.when((queued == "qmgr_from") & pl.col("rest").str.contains(", status=",

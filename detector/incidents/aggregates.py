@@ -125,7 +125,7 @@ WITH keyed AS (
     SELECT d.message_key, epoch_us(d.ts) // 60000000 AS minute_no, count(*) AS deliveries
     FROM deliveries d
     WHERE d.message_key IN (SELECT message_key FROM keyed)
-        AND NOT d.is_hop AND d.status <> 'deferred'
+        AND NOT d.is_hop AND d.status NOT IN ('deferred', 'discarded')
     GROUP BY ALL
 ), dl AS (
     SELECT keyed.incident_key, to_timestamp(p.minute_no * 60) AS minute,

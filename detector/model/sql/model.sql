@@ -198,7 +198,7 @@ WITH inst AS (
     -- list and in Cc gets two copies, and Postfix logs (and delivers) both. The same route
     -- logged on two hosts (an Exchange SEND to a server whose DELIVER we also read) is one
     -- copy. Deferrals are retried: a copy counts as delivered once a final status (not
-    -- 'deferred') is logged.
+    -- 'deferred') is logged; a discarded one (Exim's :blackhole:) never is.
     -- A message naming at most one list (nearly all) has at most two routes per recipient,
     -- direct and listed, so one group per message and recipient counts them: a hash of the
     -- address (grouping 8M deliveries on 64-bit integers is twice as fast as on text, and
@@ -209,7 +209,7 @@ WITH inst AS (
     -- for the listed route. Messages naming several lists are counted route by route below.
     SELECT i.uid_key, hash(d.recipient) AS rh,
         bit_or(CASE WHEN d.list IS NULL THEN 1 ELSE 16 END * (1
-            + CASE WHEN d.status <> 'deferred' THEN 2 ELSE 0 END
+            + CASE WHEN d.status NOT IN ('deferred', 'discarded') THEN 2 ELSE 0 END
             + CASE WHEN d.status = 'bounced' THEN 4 ELSE 0 END
             + CASE WHEN d.dsn = '5.4.6' THEN 8 ELSE 0 END)) AS routes,
         max(d.ts) AS last_ts
@@ -233,7 +233,7 @@ WITH inst AS (
     GROUP BY uid_key
 ), routes AS (  -- the few messages naming several lists: route by route
     SELECT i.uid_key, hash(d.recipient) AS rh, d.list,
-        bool_or(d.status <> 'deferred') AS delivered,
+        bool_or(d.status NOT IN ('deferred', 'discarded')) AS delivered,
         bool_or(d.status = 'bounced') AS bounced,
         bool_or(d.dsn = '5.4.6') AS looped,
         max(d.ts) AS last_ts
