@@ -144,7 +144,9 @@ def main() -> None:
 @click.option("--year", type=int, help="Year of the first line of RFC 3164 logs (default: "
               "from the newest file's modification time).")
 @click.option("--format", "fmt", help="Read every file as this format instead of sniffing.")
-@click.option("--skip-unknown", is_flag=True, help="Skip files of unknown format with a warning.")
+@click.option("--skip-unknown", is_flag=True, help="Skip files of unknown format, or that "
+              "cannot be decompressed, with a warning each, and load the rest (default: "
+              "such a file stops the run before anything loads).")
 @click.option("--memory-limit", help="Memory for the warehouse engine (DuckDB), e.g. 2GB; "
               "default a quarter of RAM, at most 1GB. It spills to disk beyond that.")
 @rules_options
