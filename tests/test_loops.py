@@ -38,3 +38,37 @@ def test_a_forwarding_loop_bounce_is_a_loop(tmp_path: Path) -> None:
     with _events_model(tmp_path, rows) as wh:
         [incident] = detect(wh, _rules("mail_loop_hops", "mail_loop_bounces"))
         assert (incident.rule, incident.root_message_id) == ("mail_loop_bounces", "m@x")
+
+
+def _alert(n: int, minute: int, sender: str = "monitor@x", to: str = "oncall@x",
+           hour: int = 9) -> list[dict]:
+    """One alert from a monitoring system, bounced as a forwarding loop (5.4.6), as
+    Postfix logs it: "mail forwarding loop for oncall@x" (status=bounced, dsn=5.4.6)."""
+    ts = f"2016-11-14T{hour:02d}:{minute:02d}:00"
+    received = {**_received("mx1", f"A{sender[0]}{hour}{n}", f"alert-{sender[0]}-{hour}-{n}@x",
+                            ts=ts), "sender": sender}
+    bounced = {**_delivery("mx1", received["queue_id"], to, status="bounced", ts=ts),
+               "dsn": "5.4.6"}
+    return [received, bounced]
+
+
+def test_an_alert_looping_every_few_minutes_is_one_incident(tmp_path: Path) -> None:
+    rows = [r for n in range(20) for r in _alert(n, 3 * n)]  # 09:00 .. 09:57
+    rows += [r for n in range(2) for r in _alert(n, 10 * n, sender="backup@x", to="ops@x")]
+    rows += [r for n in range(3) for r in _alert(n, 5 * n, hour=13)]  # a new episode
+    with _events_model(tmp_path, rows) as wh:
+        found = detect(wh, _rules("mail_loop_bounces"))
+        episodes = sorted((i.root_message_id, i.occurrences, i.messages) for i in found)
+        assert episodes == [("alert-b-9-0@x", 2, 2), ("alert-m-13-0@x", 3, 3),
+                            ("alert-m-9-0@x", 20, 20)]
+        morning = next(i for i in found if i.root_message_id == "alert-m-9-0@x")
+        assert "came back 20 times" in morning.headline
+        members = wh.con.execute("SELECT count(*) FROM incident_messages WHERE incident_id = ?",
+                                 [morning.id]).fetchone()
+        assert members == (20,)
+        # the same episode read with only its first alerts keeps its id as it grows
+    first_rows = [r for n in range(5) for r in _alert(n, 3 * n)]
+    (tmp_path / "early").mkdir()
+    with _events_model(tmp_path / "early", first_rows) as wh:
+        [early] = detect(wh, _rules("mail_loop_bounces"))
+    assert early.id == morning.id and early.occurrences == 5

@@ -4,6 +4,7 @@ The stages, each in its own module, in the order ``detect`` runs them:
 
 1. ``execute``: each compiled rule over the logical messages (or a time-scoped copy);
 2. ``islands``: hits of one rule and group whose windows overlap become one span;
+   ``repeats``: spans of a per-message loop rule repeating one cause become one;
 3. ``members``: each span's messages;
 4. ``aggregates``: what they add up to, the root, the timeline, the top senders;
 5. ``fold``: an incident whose root belongs to a higher-ranked incident is folded in;

@@ -15,6 +15,7 @@ from detector.incidents.fold import fold_related
 from detector.incidents.islands import Span, find_spans
 from detector.incidents.model import ConditionResult, Incident, stable_id
 from detector.incidents.narrative import describe
+from detector.incidents.repeats import merge_repeats
 from detector.rules.model import Rule
 from detector.warehouse import Warehouse
 
@@ -41,7 +42,7 @@ def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
     spans: list[Span] = []
     for rule in rules:
         compiled = run_rule(wh, rule, source)
-        found = find_spans(wh, compiled)
+        found = merge_repeats(wh, rule, find_spans(wh, compiled))
         members.add(wh, rule, found, source)
         spans += found
     totals = aggregates.totals(wh, {s.key: s.rule.kind for s in spans})
@@ -104,6 +105,7 @@ def _incident(span: Span, totals: aggregates.Totals,
                             measures[c.measure]) for c in rule.conditions),
         what_if=(policy_estimates(rule, storm, root.message_uid)
                  if rule.kind in WHAT_IF_KINDS else ()),
+        occurrences=span.occurrences,
         key=span.key,
     )
     headline, evidence = describe(incident)

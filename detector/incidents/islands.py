@@ -48,6 +48,10 @@ class Span:
     span_start: datetime
     span_end: datetime
     measures: dict[str, float]  # the peak hit's measures
+    # a per-message rule's spans merged as one cause repeating (see repeats.py): all
+    # their messages, and how many times it came back
+    messages: tuple[str, ...] = ()
+    occurrences: int = 1
 
 
 def find_spans(wh: Warehouse, compiled: CompiledRule) -> list[Span]:

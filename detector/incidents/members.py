@@ -47,4 +47,8 @@ def add(wh: Warehouse, rule: Rule, spans: Sequence[Span], source: str) -> None:
     # source is a table name chosen by execute.py: no text from a rule file or a log
     wh.con.execute(MEMBERS.format(source=source, group=group_sql(rule.group_by, "m"),
                                   nature=SELECTIONS[rule.select].members), [rule.name])
+    # the other messages of a cause repeating (hits of the rule each: no condition here)
+    repeated = [(s.key, uid) for s in spans for uid in s.messages if uid != s.group_key]
+    if repeated:
+        wh.con.executemany("INSERT INTO _members VALUES (?, ?)", repeated)
 

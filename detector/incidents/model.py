@@ -100,6 +100,7 @@ class Incident:
     list_size: int = 0
     amplification: float = 0.0
     bounced: int = 0
+    occurrences: int = 1  # times one cause came back (a loop repeating), merged into one
     cause: str = ""
     root: Root | None = None
     top_senders: tuple[SenderCount, ...] = ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from detector.incidents.model import Incident
+from detector.incidents.repeats import REPEAT_GAP
 from detector.whatif import PolicyEstimate
 
 
@@ -43,6 +44,9 @@ def describe(inc: Incident) -> tuple[str, tuple[str, ...]]:
         where = f"to {inc.list}" if inc.list else f"from {sender}"
         headline = (f"{plural(inc.bounced, 'delivery', 'deliveries')} of mail {where} "
                     f"bounced within {within}")
+    elif inc.kind == "mail_loop" and inc.occurrences > 1:
+        headline = (f"The same loop came back {plural(inc.occurrences, 'time')} in {within}: "
+                    f"{plural(inc.messages, 'message')} from {sender} ({inc.cause})")
     elif inc.kind == "mail_loop":
         headline = (f"{plural(inc.messages, 'message')} went round a loop in {within} "
                     f"({inc.cause})")
@@ -70,6 +74,12 @@ def describe(inc: Incident) -> tuple[str, tuple[str, ...]]:
         f"Busiest minute {_hhmm(inc.peak)} UTC; {costing} in all, "
         f"{inc.amplification:,} per message sent.",
     ]
+    if inc.occurrences > 1:
+        evidence.append(
+            f"One cause repeating: {plural(inc.occurrences, 'message')} of the same sender "
+            f"to the same target each went round the loop, none more than "
+            f"{plural(round(REPEAT_GAP.total_seconds() / 60), 'minute')} after the one "
+            f"before; reported as one incident.")
     fired = " and ".join(f"{c.measure} = {c.value:,} {c.op} {c.threshold:,}"
                          for c in inc.conditions)
     window = f" within a {inc.window} window" if inc.window else ""
