@@ -21,6 +21,7 @@ import polars as pl
 
 from detector import formats
 from detector.errors import InputError, UnreadableInputsError, UsageError
+from detector.formats import shared
 from detector.formats.context import ParseContext
 from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
 from detector.sources import (
@@ -178,7 +179,7 @@ def ingest(
                         result.files.append(FileResult(log.path, None, skipped=why_not[log.path]))
                     else:
                         result.files.append(run.read_file(log.path, found[log.path], tz, years,
-                                                          batch_bytes))
+                                                          batch_bytes, dispatch=fmt is None))
             run.commit_all()
         except BaseException:
             run.abandon()
@@ -197,6 +198,7 @@ class _Job:
     txn: FileWrite
     result: FileResult  # what the caller is told; completed as the job goes
     futures: deque[tuple[Future, bool]] = field(default_factory=deque)
+    held: set[str] = field(default_factory=set)  # formats whose lines the file held
     consumed: int = 0
     whole: int = 0  # newline-terminated lines (an unterminated one is re-read next run)
     lines: int = 0
@@ -215,9 +217,11 @@ class _Run:
         self.jobs: deque[_Job] = deque()
 
     def read_file(self, path: str, name: str, tz: str, years: YearState,
-                  batch_bytes: int) -> FileResult:
+                  batch_bytes: int, *, dispatch: bool = True) -> FileResult:
         """Read a file whose format ``sniff_inputs`` found. Its head is read again (64 KiB,
-        not kept from the sniff: a folder of thousands of files would hold them all)."""
+        not kept from the sniff: a folder of thousands of files would hold them all).
+        With ``dispatch`` (the format was sniffed, not forced), the lines of other mail
+        programs in a syslog file go to their own format."""
         wh = self.wh
         head = read_head(path, HEAD_BYTES)
         if not head:  # emptied since it was sniffed
@@ -231,15 +235,17 @@ class _Run:
             # resume the year where the earlier run stopped
             local = previous.last_ts.astimezone(ZoneInfo(tz))
             years.year, years.prev_month = local.year, local.month
-        parser = formats.FORMATS[name]
         ctx = ParseContext(source_file=path, tz=tz, years=years, head=head_text)
         skip = previous.bytes_ingested if previous else 0
         job = _Job(path, name, head, previous, wh.begin_file(), FileResult(path, name),
-                   consumed=skip)
+                   consumed=skip, held={name})
+        if previous is not None and previous.format:
+            job.held |= shared.held_by(previous.format)
         self.jobs.append(job)
 
-        def parse_and_write(batch: pl.DataFrame) -> Part | None:
-            return wh.write_part(parser.parse(batch, ctx))
+        def parse_and_write(batch: pl.DataFrame) -> tuple[Part | None, set[str]]:
+            events, held = shared.parse(batch, ctx, name, shared=dispatch)
+            return wh.write_part(events), held
 
         for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):
             partial = read_to == job.consumed and batch.height > 0
@@ -262,7 +268,9 @@ class _Run:
         job = next(j for j in self.jobs if j.futures)
         future, partial = job.futures.popleft()
         try:
-            job.txn.add(future.result(), partial)
+            part, held = future.result()
+            job.txn.add(part, partial)
+            job.held |= held
         except BaseException:
             job.failed = True
             raise
@@ -276,7 +284,8 @@ class _Run:
                 job.result.skipped = "already ingested"
                 continue
             previous_lines = job.previous.lines if job.previous else 0
-            self.wh.commit_file(job.txn, path=job.path, fmt=job.fmt, head=job.head,
+            job.result.format = shared.ledger_name(job.held)
+            self.wh.commit_file(job.txn, path=job.path, fmt=job.result.format, head=job.head,
                                 previous=job.previous, bytes_ingested=job.consumed,
                                 lines=job.whole + previous_lines)
 
@@ -291,7 +300,9 @@ class _Run:
             while job.futures:
                 future, partial = job.futures.popleft()
                 try:
-                    job.txn.add(future.result(), partial)
+                    part, held = future.result()
+                    job.txn.add(part, partial)
+                    job.held |= held
                 except BaseException:
                     job.failed = True
             if job.reading or job.failed:

@@ -150,6 +150,7 @@ class LedgerEntry:
     unparsed: int = 0
     first_ts: datetime | None = None
     last_ts: datetime | None = None
+    format: str | None = None  # the formats the file held so far ("postfix+sendmail")
 
 
 def head_digest(head: bytes) -> str:
@@ -249,7 +250,8 @@ class Warehouse:
         """The ledger entry of a file whose head this file starts with, if any."""
         rows = self.con.execute(
             "SELECT path, head_len, head_sha256, bytes_ingested, lines, unparsed, first_ts, "
-            "last_ts FROM files WHERE head_len <= ? ORDER BY bytes_ingested DESC", [len(head)]
+            "last_ts, format FROM files WHERE head_len <= ? ORDER BY bytes_ingested DESC",
+            [len(head)]
         ).fetchall()
         for row in rows:
             if head_digest(head[: row[1]]) == row[2]:

@@ -81,7 +81,9 @@ KINDS: dict[str, str] = {
 _NATIVE = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?(?: [+-]\d{4})? "
 # "host exim[pid]: " in front of Exim's own stamp, without (or after) a syslog stamp
 _HOST_TAG = r"^\S+ exim\d*(?:\[\d+\])?: "
-_EXIM_PROG = r"^exim\d*$"  # syslog_processname: exim by default, exim4 on some systems
+# syslog_processname: exim by default, exim4 on some systems
+SYSLOG_PROGRAM = r"exim\d*"
+_EXIM_PROG = rf"^{SYSLOG_PROGRAM}$"
 _SPLIT_MARK = r"^\[\d+[/\\]\d+\] "  # syslog split a long entry: [1/3] ... [3/3]
 _PID = r"^\[\d+\] "
 _QID = r"^([0-9A-Za-z]{6}-(?:[0-9A-Za-z]{11}-[0-9A-Za-z]{4}|[0-9A-Za-z]{6}-[0-9A-Za-z]{2})) "

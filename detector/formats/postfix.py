@@ -60,6 +60,8 @@ KINDS: dict[str, str] = {
 }
 
 _PROGRAM = re.compile(r"(?:^|\s)postfix(?:-[^/\s]+)?/[\w/-]+\[\d+\]: ")
+# the syslog program names of this format's lines (postfix/smtpd, postfix-out/smtp...)
+SYSLOG_PROGRAM = r"postfix[^\s\[:]*"
 _QID = r"^(?:[0-9A-F]{5,}X*|[0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz]{10,}|NOQUEUE)$"
 # The shapes that make most of a busy log, told apart by their first words in one anchored
 # pass; every other line goes through the full chain in _classify().

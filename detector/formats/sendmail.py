@@ -57,7 +57,8 @@ KINDS: dict[str, str] = {
 
 # sendmail, sm-mta (Debian), sm-msp-queue, and the role names some systems log under
 # (sm-acceptingconnections)
-_PROG = r"^(?:sendmail|sm-[\w.-]+)$"
+SYSLOG_PROGRAM = r"sendmail|sm-[\w.-]+"  # the syslog program names of this format's lines
+_PROG = rf"^(?:{SYSLOG_PROGRAM})$"
 _SNIFF = re.compile(r"(?:^|\s)(?:sendmail|sm-[\w.-]+)\[\d+\]: ")
 # 8.12+: 8 characters of time and sequence, then the pid zero-padded to 6 digits
 # (21QBRGdX006005); 8.9-8.11: 7 + 5 (fBKAeuJ15426)
