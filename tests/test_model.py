@@ -40,6 +40,12 @@ def _message(host: str, t: str, qid: str, mid: str, rcpts: list[tuple[str, str |
     return out
 
 
+def _handover(host: str, t: str, qid: str, rcpt: str, next_qid: str) -> str:
+    return (f"Nov 14 {t} {host} postfix/smtp[5]: {qid}: to=<{rcpt}>, relay=next[10.0.0.2]:25, "
+            f"delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as "
+            f"{next_qid})")
+
+
 def test_a_reused_queue_id_is_several_messages(tmp_path: Path) -> None:
     lines = (_message("mx1", "09:00:00", "ABCDEF1234", "one@x", [("u1@x", None)])
              + _message("mx1", "10:00:00", "ABCDEF1234", "two@x", [("u2@x", None)])
@@ -264,12 +270,64 @@ def test_deliveries_view_follows_the_folder_and_old_tables_are_replaced(tmp_path
 
 def test_ties_are_broken_the_same_way_on_every_run(tmp_path: Path) -> None:
     # two lists reach one recipient each; two hosts log the message in the same second
-    # with different envelope senders (a forwarder's rewrite): a re-run must name the same
+    # with different envelope senders (mx1 hands it to a forwarder on mx2, which rewrites
+    # the sender): a re-run must name the same
     mx1 = _message("mx1", "10:00:00", "AAAAAA1", "m1@x", [("r1@y", "b-list@y"),
                                                          ("r2@y", "a-list@y")])
+    mx1[-1:-1] = [_handover("mx1", "10:00:00", "AAAAAA1", "fwd@y", "BBBBBB2")]
     mx2 = [line.replace("from=<a@x.example>", "from=<srs0=a@x.example>")
            for line in _message("mx2", "10:00:00", "BBBBBB2", "m1@x", [("r3@y", None)])]
     wh = _model(tmp_path, ("mx1.log", mx1), ("mx2.log", mx2))
-    row = wh.query("SELECT list, sender FROM logical_messages").row(0, named=True)
-    assert row == {"list": "a-list@y", "sender": "a@x.example"}
+    rows = wh.query("SELECT list, sender, hops FROM logical_messages").rows()
+    assert rows == [("a-list@y", "a@x.example", 2)]
     wh.close()
+
+
+# --- message identity: a Message-ID reused by strangers -------------------------------------
+
+
+def _from(lines: list[str], sender: str, size: int) -> list[str]:
+    """The same lines with another envelope sender and size on the qmgr line."""
+    return [line.replace("from=<a@x.example>, size=10,", f"from=<{sender}>, size={size},")
+            for line in lines]
+
+
+def test_strangers_reusing_one_message_id_are_different_messages(tmp_path: Path) -> None:
+    # a monitoring script and an appliance both send with a fixed Message-ID
+    lines = (_from(_message("mx1", "09:00:00", "AAAAA11111", "fixed@x", [("u1@x", None)]),
+                   "nagios@x.example", 812)
+             + _from(_message("mx1", "09:05:00", "BBBBB22222", "fixed@x", [("u2@x", None)]),
+                     "printer@x.example", 40211)
+             + _from(_message("mx1", "09:10:00", "CCCCC33333", "fixed@x", [("u3@x", None)]),
+                     "nagios@x.example", 812))
+    with _model(tmp_path, ("mail.log", lines)) as wh:
+        rows = wh.query("SELECT message_id, sender, hops, max_passes, deliveries "
+                        "FROM logical_messages ORDER BY first_seen").rows()
+        assert rows == [("fixed@x", "nagios@x.example", 2, 2, 2),
+                        ("fixed@x", "printer@x.example", 1, 1, 1)]
+        assert wh.scalar("SELECT count(DISTINCT message_uid) FROM messages") == 2
+        # the first to use the id keeps it as its key
+        assert wh.scalar("SELECT message_uid FROM logical_messages "
+                         "WHERE sender = 'nagios@x.example'") == "fixed@x"
+
+
+def test_a_relay_chain_is_one_message_whatever_its_hops_rewrite(tmp_path: Path) -> None:
+    # mx adds headers (a larger size) and a forwarder rewrites the sender (SRS): linked by
+    # 'queued as', one message
+    mx = _from(_message("mx", "09:00:00", "AAAAA11111", "m@x", [("u1@x", None)]),
+               "a@x.example", 1000)
+    mx[-1:-1] = [_handover("mx", "09:00:00", "AAAAA11111", "u2@x", "BBBBB22222")]
+    store = _from(_message("store", "09:00:01", "BBBBB22222", "m@x", [("u2@x", None)]),
+                  "srs0=a@x.example", 1450)
+    with _model(tmp_path, ("mx.log", mx), ("store.log", store)) as wh:
+        assert wh.query("SELECT sender, hops, max_passes, deliveries, hosts "
+                        "FROM logical_messages").rows() == [
+            ("a@x.example", 2, 1, 2, "mx,store")]
+
+
+def test_a_message_passing_one_host_again_and_again_is_a_loop(tmp_path: Path) -> None:
+    lines = [line for i in range(5)
+             for line in _message("mx1", f"09:0{i}:00", f"AAAAA1111{i}", "loop@x",
+                                  [("u1@x", None)])]
+    with _model(tmp_path, ("mail.log", lines)) as wh:
+        assert wh.query("SELECT hops, max_passes FROM logical_messages").rows() == [(5, 5)]

@@ -73,17 +73,79 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
     GROUP BY message_key
     HAVING bool_or(kind IN ('smtpd_client', 'pickup', 'cleanup_message_id', 'qmgr_from',
                             'delivery', 'received'))
+), shared AS (
+    -- a Message-ID is not proof of one message: scripts, appliances and anonymisers
+    -- reuse a fixed one. The few ids whose instances disagree on envelope sender or size
+    -- (a list server's copies aside) are looked at instance by instance below.
+    SELECT message_id
+    FROM inst
+    WHERE message_id IS NOT NULL AND list_of_copy(sender) IS NULL
+    GROUP BY message_id
+    HAVING min(sender) <> max(sender) OR min(size) <> max(size)
+), split AS (
+    SELECT i.message_key, i.message_id, i.host, i.queue_id, i.sender, i.size,
+        i.first_seen, i.last_seen
+    FROM inst i
+    JOIN shared USING (message_id)
+), handed AS (
+    -- hand-overs between them ('queued as'): a relay chain is one message whatever its
+    -- hops do to the sender (SRS) or the size (headers added)
+    SELECT DISTINCT a.message_key AS from_key, b.message_key AS to_key
+    FROM split a
+    JOIN _qev d ON d.host = a.host AND d.queue_id = a.queue_id
+        AND d.ts BETWEEN a.first_seen AND a.last_seen
+    JOIN split b ON b.message_id = a.message_id AND b.queue_id = d.next_queue_id
+        AND b.message_key <> a.message_key
+    WHERE d.kind = 'delivery' AND d.next_queue_id IS NOT NULL
+), origin AS (  -- each instance's first hop: up the hand-overs (Spark: a fixed depth)
+    WITH RECURSIVE up(message_key, origin_key, depth) AS (
+        SELECT message_key, message_key, 0 FROM split
+        UNION ALL
+        SELECT u.message_key, h.from_key, u.depth + 1
+        FROM up u
+        JOIN handed h ON h.to_key = u.origin_key
+        WHERE u.depth < 8
+    )
+    SELECT message_key, arg_max(origin_key, (depth, origin_key)) AS origin_key
+    FROM up
+    GROUP BY message_key
+), variant AS (
+    -- the sender and size a message was first seen with, when both are known (not for a
+    -- list server's copy): instances of one id that differ in them are different messages
+    SELECT o.message_key, s.message_id, s.first_seen,
+        CASE WHEN r.sender IS NOT NULL AND r.size IS NOT NULL
+                  AND list_of_copy(r.sender) IS NULL
+             THEN r.sender || ' ' || CAST(r.size AS VARCHAR) END AS variant
+    FROM origin o
+    JOIN split s USING (message_key)
+    JOIN split r ON r.message_key = o.origin_key
+), first_variant AS (
+    -- the first message to use the id keeps it as its key, and so do the instances
+    -- whose sender or size is unknown
+    SELECT message_id, arg_min(variant, (first_seen, variant)) AS variant
+    FROM variant
+    WHERE variant IS NOT NULL
+    GROUP BY message_id
+), uid AS (
+    SELECT v.message_key,
+        CASE WHEN v.variant IS NULL OR v.variant = f.variant THEN v.message_id
+             ELSE v.message_id || ' ' || v.variant END AS message_uid
+    FROM variant v
+    JOIN first_variant f USING (message_id)
 )
 SELECT
     inst.*,
-    -- one message across hosts: its Message-ID, else this instance
-    coalesce(message_id, inst.host || ' ' || inst.queue_id || ' ' || message_key) AS message_uid,
+    -- one message across hosts: its Message-ID (told apart by sender and size when it
+    -- was reused), else this instance
+    coalesce(uid.message_uid, inst.message_id,
+             inst.host || ' ' || inst.queue_id || ' ' || inst.message_key) AS message_uid,
     thread_subject(subject) AS thread_subject,
     coalesce(has_reply_prefix(subject), false) OR in_reply_to IS NOT NULL AS is_reply,
     sender = '' OR coalesce(is_auto_subject(subject), false) OR ndr.queue_id IS NOT NULL
         AS is_auto
 FROM inst
-LEFT JOIN ndr ON ndr.host = inst.host AND ndr.queue_id = inst.queue_id;
+LEFT JOIN ndr ON ndr.host = inst.host AND ndr.queue_id = inst.queue_id
+LEFT JOIN uid USING (message_key);
 
 -- Stage 3. List expansions logged as events of their own (Exchange EXPAND, Sendmail
 -- aliases): one row per message, list and member. Postfix and Exim name the list on the
