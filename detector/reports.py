@@ -44,7 +44,7 @@ _SUMMARY_KEYS: dict[str, Any] = {
 _ROW_KEYS = {
     "inputs": ("path", "format", "host", "lines", "unparsed", "first_ts", "last_ts", "skipped",
                "why"),
-    "kinds": ("kind", "lines"),
+    "kinds": ("kind", "lines", "formats"),
     "unparsed_samples": ("source_file", "line_no", "raw"),
     "rules": ("name", "kind", "params"),
 }

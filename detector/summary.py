@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import polars as pl
+
 from detector import __version__
+from detector.formats import shared
 from detector.rules.model import Rule
 from detector.times import iso_z
 from detector.warehouse import Warehouse
@@ -27,8 +30,7 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
     inputs += [{"path": path, "format": None, "host": None, "lines": 0, "unparsed": 0,
                 "first_ts": None, "last_ts": None, "skipped": True, "why": why}
                for path, why in skipped]
-    kinds = wh.query("SELECT kind, count(*) AS lines FROM events GROUP BY kind "
-                     "ORDER BY lines DESC, kind")
+    kinds = _kinds(wh)
     samples = wh.query(f"""SELECT source_file, line_no, raw FROM events
                            WHERE kind = 'unparsed' ORDER BY source_file, line_no
                            LIMIT {UNPARSED_SAMPLES}""")
@@ -40,7 +42,7 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
         "version": __version__,
         "inputs": inputs,
         "lines": lines,
-        "kinds": kinds.to_dicts(),
+        "kinds": kinds.to_dicts(),  # kind, lines, formats ("postfix, sendmail")
         "unparsed": int(unparsed or 0),
         "unparsed_samples": samples.to_dicts(),
         "time_span": {"start": iso_z(span[0]), "end": iso_z(span[1])},
@@ -50,3 +52,22 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
             "SELECT DISTINCT host FROM messages ORDER BY host").fetchall()],
         "rules": [{"name": r.name, "kind": r.kind, "params": dict(r.values)} for r in rules],
     }
+
+
+def _kinds(wh: Warehouse) -> pl.DataFrame:
+    """Lines per kind, most first, with the formats that gave them: a syslog line's by its
+    program tag (a file can hold several MTAs), any other's by its file's format."""
+    names = list(shared.SYSLOG)
+    case = " ".join(f"WHEN regexp_matches(k.program, ?) THEN '{n}'" for n in names)
+    by_format = wh.query(f"""
+        WITH k AS (SELECT kind, program, source_file, count(*) AS n FROM events GROUP BY ALL)
+        SELECT k.kind, CASE {case} ELSE f.format END AS format, sum(k.n) AS lines
+        FROM k LEFT JOIN files f ON f.path = k.source_file GROUP BY ALL""",
+        [f"^(?:{shared.SYSLOG[n].SYSLOG_PROGRAM})$" for n in names])
+    if not by_format.height:
+        return pl.DataFrame(schema={"kind": pl.String, "lines": pl.Int64, "formats": pl.String})
+    return by_format.group_by("kind").agg(
+        pl.col("lines").sum().cast(pl.Int64),
+        pl.col("format").drop_nulls().str.split("+").explode().unique().sort()
+        .str.join(", ").alias("formats"),
+    ).sort(["lines", "kind"], descending=[True, False])

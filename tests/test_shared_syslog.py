@@ -20,6 +20,7 @@ from detector.cli import main
 from detector.formats import shared
 from detector.formats.context import ParseContext
 from detector.formats.syslog import YearState
+from detector.summary import build_summary
 from detector.warehouse import Warehouse
 
 POSTFIX_DELIVERIES = [  # postfix/postfix-maillog-dump.log lines 51 and 506
@@ -154,3 +155,17 @@ def test_cli_format_still_forces_one(tmp_path: Path) -> None:
         assert wh.con.execute("SELECT format FROM files").fetchall() == [("postfix",)]
         assert wh.scalar("SELECT count(*) FROM events WHERE kind = 'foreign'") \
             == SENDMAIL_LINES
+
+
+def test_the_line_kinds_say_which_format_gave_them(tmp_path: Path) -> None:
+    log = tmp_path / "maillog"
+    log.write_text("\n".join(MAILLOG) + "\n")
+    _run(log, tmp_path / "out")
+    with Warehouse(tmp_path / "out" / "mailstorm.duckdb") as wh:
+        kinds = {r["kind"]: r for r in build_summary(wh, [], [])["kinds"]}
+    assert kinds["delivery"] == {"kind": "delivery", "lines": 9,
+                                 "formats": "postfix, sendmail"}
+    assert kinds["received"]["formats"] == "sendmail"
+    assert kinds["qmgr_from"]["formats"] == "postfix"
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "<td>postfix, sendmail</td>" in index
