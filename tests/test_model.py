@@ -331,3 +331,35 @@ def test_a_message_passing_one_host_again_and_again_is_a_loop(tmp_path: Path) ->
                                   [("u1@x", None)])]
     with _model(tmp_path, ("mail.log", lines)) as wh:
         assert wh.query("SELECT hops, max_passes FROM logical_messages").rows() == [(5, 5)]
+
+
+def _exim(t: str, qid: str, sender: str, rcpt: str) -> list[str]:
+    """A native Exim mainlog message: no host name on the lines, no Message-ID logged."""
+    return [f"2016-11-14 {t} {qid} <= {sender} H=c.example [192.0.2.1] P=esmtp S=1000",
+            f"2016-11-14 {t} {qid} => {rcpt} R=localuser T=local_delivery",
+            f"2016-11-14 {t} {qid} Completed"]
+
+
+def test_messages_without_host_or_message_id_stay_their_own(tmp_path: Path) -> None:
+    # two servers' native mainlogs in one run, and Exim's own bounce ('<= <>'), none
+    # naming a host or a Message-ID: three messages, not one row gathering them
+    one = _exim("09:00:00", "1cB7aA-0001aB-Xy", "a@x.example", "u1@x")
+    two = (_exim("09:00:05", "1cB7aB-0002cD-Zz", "b@y.example", "u2@y")
+           + [line.replace("<= b@y.example", "<= <> R=1cB7aB-0002cD-Zz U=Debian-exim")
+              for line in _exim("09:00:06", "1cB7aC-0003eF-Qq", "b@y.example", "b@y")])
+    with _model(tmp_path, ("mainlog", one), ("mainlog2", two)) as wh:
+        assert wh.query("SELECT host, message_id FROM messages").unique().rows() == [
+            (None, None)]
+        rows = wh.query("SELECT sender, hops, deliveries FROM logical_messages "
+                        "ORDER BY first_seen").rows()
+        assert rows == [("a@x.example", 1, 1), ("b@y.example", 1, 1), ("", 1, 1)]
+        assert wh.scalar("SELECT count(*) FROM logical_messages WHERE message_uid IS NULL") == 0
+
+
+def test_an_empty_message_id_is_no_message_id(tmp_path: Path) -> None:
+    # Postfix logs message-id=<> for a message without one: two such are two messages
+    lines = (_message("mx1", "09:00:00", "AAAAA11111", "", [("u1@x", None)])
+             + _message("mx1", "09:05:00", "BBBBB22222", "", [("u2@x", None)]))
+    with _model(tmp_path, ("mail.log", lines)) as wh:
+        assert wh.query("SELECT message_id, hops, max_passes FROM logical_messages").rows() == [
+            ("", 1, 1), ("", 1, 1)]

@@ -79,7 +79,7 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
     -- (a list server's copies aside) are looked at instance by instance below.
     SELECT message_id
     FROM inst
-    WHERE message_id IS NOT NULL AND list_of_copy(sender) IS NULL
+    WHERE message_id <> '' AND list_of_copy(sender) IS NULL
     GROUP BY message_id
     HAVING min(sender) <> max(sender) OR min(size) <> max(size)
 ), split AS (
@@ -136,9 +136,11 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
 SELECT
     inst.*,
     -- one message across hosts: its Message-ID (told apart by sender and size when it
-    -- was reused), else this instance
-    coalesce(uid.message_uid, inst.message_id,
-             inst.host || ' ' || inst.queue_id || ' ' || inst.message_key) AS message_uid,
+    -- was reused), else this instance: also in a log without a host name (a native Exim
+    -- mainlog), where host || ... would be null and gather every such message in one
+    coalesce(uid.message_uid, nullif(inst.message_id, ''),
+             coalesce(inst.host, '') || ' ' || inst.queue_id || ' ' || inst.message_key)
+        AS message_uid,
     thread_subject(subject) AS thread_subject,
     coalesce(has_reply_prefix(subject), false) OR in_reply_to IS NOT NULL AS is_reply,
     sender = '' OR coalesce(is_auto_subject(subject), false) OR ndr.queue_id IS NOT NULL
