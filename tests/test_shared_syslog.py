@@ -169,3 +169,20 @@ def test_the_line_kinds_say_which_format_gave_them(tmp_path: Path) -> None:
     assert kinds["qmgr_from"]["formats"] == "postfix"
     index = (tmp_path / "out" / "index.html").read_text()
     assert "<td>postfix, sendmail</td>" in index
+
+
+def test_exim_and_postfix_share_a_file() -> None:
+    exim_line = (  # exim/crowdsec-hub.syslog.log
+        "Jun 29 15:33:46 server exim[1234]: H=test.com [1.2.3.4]:53343 F=<info@test.com>"
+        " rejected RCPT <toto@toto.com>: \"JunkMail rejected - test.com [1.2.3.4]:53343 is in"
+        " an RBL: https://www.spamhaus.org/sbl/query/SBLCSS\"")
+    postfix_line = POSTFIX_DELIVERIES[0].replace("Feb 25", "Jun 29")  # the date in order
+    lines = pl.DataFrame({"raw": [postfix_line, exim_line], "line_no": [1, 2]})
+    events, held = shared.parse(lines, ParseContext("mail.log", "UTC", YearState(2022)),
+                                "postfix")
+    assert held == {"exim", "postfix"}
+    rows = {r["line_no"]: r for r in events.to_dicts()}
+    assert rows[1]["kind"] == "delivery"
+    assert rows[2]["program"] == "exim"
+    assert rows[2]["kind"] not in ("foreign", "unparsed")
+    assert rows[2]["recipient"] == "toto@toto.com"
