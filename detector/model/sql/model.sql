@@ -271,11 +271,19 @@ WITH inst AS (
     -- not one per fact and route): 1 the route exists, 2 delivered, 4 bounced, 8 looped
     -- (5.4.6: "mail forwarding loop", "too many hops", RFC 3463 routing loop); times 16
     -- for the listed route. Messages naming several lists are counted route by route below.
+    -- One host delivering a recipient again by one route is another copy (nested lists
+    -- both holding the member, Bedlam DL3): final_lines counts them when a single
+    -- instance in a single file logged the recipient (0 when several did: one copy seen
+    -- on every hop, or the same rows in two overlapping exports).
     SELECT i.uid_key, hash(d.recipient) AS rh,
         bit_or(CASE WHEN d.list IS NULL THEN 1 ELSE 16 END * (1
             + CASE WHEN d.status NOT IN ('deferred', 'discarded') THEN 2 ELSE 0 END
             + CASE WHEN d.status = 'bounced' THEN 4 ELSE 0 END
             + CASE WHEN d.dsn = '5.4.6' THEN 8 ELSE 0 END)) AS routes,
+        CASE WHEN min(d.message_key) = max(d.message_key)
+                  AND min(d.source_file) = max(d.source_file)
+             THEN count(*) FILTER (WHERE d.status NOT IN ('deferred', 'discarded'))
+             ELSE 0 END AS final_lines,
         max(d.ts) AS last_ts
     FROM deliveries d
     JOIN inst i USING (message_key)
@@ -286,6 +294,10 @@ WITH inst AS (
         uid_key,
         count(*) AS recipients,
         count(*) FILTER (WHERE (routes & 2) <> 0) + count(*) FILTER (WHERE (routes & 32) <> 0)
+            -- and the copies beyond one per delivered route
+            + CAST(coalesce(sum(greatest(final_lines
+                - CASE WHEN (routes & 2) <> 0 THEN 1 ELSE 0 END
+                - CASE WHEN (routes & 32) <> 0 THEN 1 ELSE 0 END, 0)), 0) AS BIGINT)
             AS deliveries,
         count(*) FILTER (WHERE (routes & 4) <> 0) + count(*) FILTER (WHERE (routes & 64) <> 0)
             AS bounced,
@@ -300,6 +312,10 @@ WITH inst AS (
         bool_or(d.status NOT IN ('deferred', 'discarded')) AS delivered,
         bool_or(d.status = 'bounced') AS bounced,
         bool_or(d.dsn = '5.4.6') AS looped,
+        CASE WHEN min(d.message_key) = max(d.message_key)
+                  AND min(d.source_file) = max(d.source_file)
+             THEN count(*) FILTER (WHERE d.status NOT IN ('deferred', 'discarded'))
+             ELSE 0 END AS final_lines,
         max(d.ts) AS last_ts
     FROM deliveries d
     JOIN inst i USING (message_key)
@@ -327,7 +343,8 @@ WITH inst AS (
     FROM (SELECT
             uid_key,
             count(DISTINCT rh) AS recipients,
-            count(*) FILTER (WHERE delivered) AS deliveries,
+            count(*) FILTER (WHERE delivered)
+                + CAST(coalesce(sum(greatest(final_lines - 1, 0)), 0) AS BIGINT) AS deliveries,
             count(*) FILTER (WHERE bounced) AS bounced,
             count(*) FILTER (WHERE looped) AS loop_bounces,
             -- what the sender wrote: each list once, each direct recipient once
