@@ -272,32 +272,43 @@ WITH inst AS (
     -- (5.4.6: "mail forwarding loop", "too many hops", RFC 3463 routing loop); times 16
     -- for the listed route. Messages naming several lists are counted route by route below.
     -- One host delivering a recipient again by one route is another copy (nested lists
-    -- both holding the member, Bedlam DL3): final_lines counts them when a single
-    -- instance in a single file logged the recipient (0 when several did: one copy seen
-    -- on every hop, or the same rows in two overlapping exports).
+    -- both holding the member, Bedlam DL3): final_lines and only_key (the instance, when
+    -- a single one logged the recipient) find them; see extra_copies.
     SELECT i.uid_key, hash(d.recipient) AS rh,
         bit_or(CASE WHEN d.list IS NULL THEN 1 ELSE 16 END * (1
             + CASE WHEN d.status NOT IN ('deferred', 'discarded') THEN 2 ELSE 0 END
             + CASE WHEN d.status = 'bounced' THEN 4 ELSE 0 END
             + CASE WHEN d.dsn = '5.4.6' THEN 8 ELSE 0 END)) AS routes,
-        CASE WHEN min(d.message_key) = max(d.message_key)
-                  AND min(d.source_file) = max(d.source_file)
-             THEN count(*) FILTER (WHERE d.status NOT IN ('deferred', 'discarded'))
-             ELSE 0 END AS final_lines,
+        count(*) FILTER (WHERE d.status NOT IN ('deferred', 'discarded')) AS final_lines,
+        CASE WHEN min(d.message_key) = max(d.message_key) THEN min(d.message_key) END
+            AS only_key,
         max(d.ts) AS last_ts
     FROM deliveries d
     JOIN inst i USING (message_key)
     WHERE NOT d.is_hop
     GROUP BY ALL
+), extra_copies AS (
+    -- the rare recipients one instance delivered more often than it has delivered routes:
+    -- the copies beyond one per route, unless the lines come from two files (the same
+    -- rows in two overlapping exports). One copy logged on every hop of a relay chain is
+    -- several instances, no only_key: counted once.
+    SELECT uid_key, CAST(sum(extra) AS BIGINT) AS extra
+    FROM (SELECT p.uid_key, p.rh, max(p.final_lines
+                - CASE WHEN (p.routes & 2) <> 0 THEN 1 ELSE 0 END
+                - CASE WHEN (p.routes & 32) <> 0 THEN 1 ELSE 0 END) AS extra
+          FROM per_recipient p
+          JOIN deliveries d ON d.message_key = p.only_key AND hash(d.recipient) = p.rh
+          WHERE p.final_lines > CASE WHEN (p.routes & 2) <> 0 THEN 1 ELSE 0 END
+                + CASE WHEN (p.routes & 32) <> 0 THEN 1 ELSE 0 END
+            AND NOT d.is_hop
+          GROUP BY p.uid_key, p.rh
+          HAVING min(d.source_file) = max(d.source_file))
+    GROUP BY uid_key
 ), per_msg_one_list AS (
     SELECT
         uid_key,
         count(*) AS recipients,
         count(*) FILTER (WHERE (routes & 2) <> 0) + count(*) FILTER (WHERE (routes & 32) <> 0)
-            -- and the copies beyond one per delivered route
-            + CAST(coalesce(sum(greatest(final_lines
-                - CASE WHEN (routes & 2) <> 0 THEN 1 ELSE 0 END
-                - CASE WHEN (routes & 32) <> 0 THEN 1 ELSE 0 END, 0)), 0) AS BIGINT)
             AS deliveries,
         count(*) FILTER (WHERE (routes & 4) <> 0) + count(*) FILTER (WHERE (routes & 64) <> 0)
             AS bounced,
@@ -329,13 +340,15 @@ WITH inst AS (
           WHERE list IS NOT NULL GROUP BY ALL)
     GROUP BY uid_key
 ), per_msg AS (
-    SELECT p.uid_key, p.recipients, p.deliveries, p.bounced, p.loop_bounces,
+    SELECT p.uid_key, p.recipients, p.deliveries + coalesce(e.extra, 0) AS deliveries,
+        p.bounced, p.loop_bounces,
         -- what the sender wrote: the list once, each direct recipient once
         p.direct_routes + coalesce(l.lists, 0) AS submitted,
         l.list,  -- its one list, if any
         p.last_delivery
     FROM per_msg_one_list p
     LEFT JOIN listed l USING (uid_key)
+    LEFT JOIN extra_copies e USING (uid_key)
     WHERE coalesce(l.lists, 0) <= 1
     UNION ALL
     SELECT r.uid_key, r.recipients, r.deliveries, r.bounced, r.loop_bounces, r.submitted,
