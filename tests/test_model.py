@@ -367,14 +367,16 @@ def test_an_empty_message_id_is_no_message_id(tmp_path: Path) -> None:
 
 def test_copies_through_nested_lists_on_one_host_are_each_a_delivery(tmp_path: Path) -> None:
     # Bedlam DL3: all@x holds the groups d1@x and d2@x, and u1@x is in both; the host
-    # delivers u1@x twice. The same copy logged on two hosts counts once (test above).
+    # delivers u1@x twice (a second later). The same copy logged on two hosts counts once
+    # (test above).
     def expand(group: str, members: list[str]) -> list[dict]:
         return [{"ts": "2016-11-14T09:00:00", "host": "hub", "kind": "expansion",
                  "queue_id": "H1", "orig_to": group, "recipient": m} for m in members]
 
     rows = [_received("hub", "H1", "m@x"), *expand("all@x", ["d1@x", "d2@x"]),
             *expand("d1@x", ["u1@x", "u2@x"]), *expand("d2@x", ["u1@x", "u3@x"]),
-            *(_delivery("hub", "H1", u) for u in ("u1@x", "u1@x", "u2@x", "u3@x"))]
+            *(_delivery("hub", "H1", u) for u in ("u1@x", "u2@x", "u3@x")),
+            _delivery("hub", "H1", "u1@x", ts="2016-11-14T09:00:02")]
     with _events_model(tmp_path, rows) as wh:
         assert wh.query("SELECT recipients, deliveries, list FROM logical_messages").rows() == [
             (3, 4, "all@x")]
@@ -383,10 +385,22 @@ def test_copies_through_nested_lists_on_one_host_are_each_a_delivery(tmp_path: P
 def test_postfix_delivering_one_member_twice_is_two_deliveries(tmp_path: Path) -> None:
     # one host, one queue file, u1@x reached twice through all@x (orig_to names the outer
     # list), once more through two lists at once (the route-by-route path)
-    one = _message("mx1", "09:00:00", "AAAAA11111", "m1@x",
-                   [("u1@x", "all@x"), ("u1@x", "all@x"), ("u2@x", "all@x")])
-    two = _message("mx1", "09:01:00", "BBBBB22222", "m2@x",
-                   [("u1@x", "a@x"), ("u1@x", "a@x"), ("u1@x", "b@x")])
+    def again(lines: list[str], n: int) -> list[str]:  # the n-th line, delivered again
+        return [*lines[:-1], lines[n].replace("delay=1,", "delay=2,"), lines[-1]]
+
+    one = again(_message("mx1", "09:00:00", "AAAAA11111", "m1@x",
+                         [("u1@x", "all@x"), ("u2@x", "all@x")]), 2)
+    two = again(_message("mx1", "09:01:00", "BBBBB22222", "m2@x",
+                         [("u1@x", "a@x"), ("u1@x", "b@x")]), 2)
     with _model(tmp_path, ("mail.log", one + two)) as wh:
         assert wh.query("SELECT message_id, recipients, deliveries FROM logical_messages "
                         "ORDER BY message_id").rows() == [("m1@x", 2, 3), ("m2@x", 1, 3)]
+
+
+def test_the_same_delivery_line_twice_in_one_file_is_one_copy(tmp_path: Path) -> None:
+    # a syslog stream written twice into one file
+    lines = _message("mx1", "09:00:00", "AAAAA11111", "m1@x", [("u1@x", "all@x")])
+    lines = [*lines[:-1], lines[2], lines[-1]]
+    with _model(tmp_path, ("mail.log", lines)) as wh:
+        assert wh.query("SELECT recipients, deliveries FROM logical_messages").rows() == [
+            (1, 1)]

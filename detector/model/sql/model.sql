@@ -289,20 +289,21 @@ WITH inst AS (
     GROUP BY ALL
 ), extra_copies AS (
     -- the rare recipients one instance delivered more often than it has delivered routes:
-    -- the copies beyond one per route, unless the lines come from two files (the same
-    -- rows in two overlapping exports). One copy logged on every hop of a relay chain is
-    -- several instances, no only_key: counted once.
-    SELECT uid_key, CAST(sum(extra) AS BIGINT) AS extra
-    FROM (SELECT p.uid_key, p.rh, max(p.final_lines
-                - CASE WHEN (p.routes & 2) <> 0 THEN 1 ELSE 0 END
-                - CASE WHEN (p.routes & 32) <> 0 THEN 1 ELSE 0 END) AS extra
-          FROM per_recipient p
-          JOIN deliveries d ON d.message_key = p.only_key AND hash(d.recipient) = p.rh
-          WHERE p.final_lines > CASE WHEN (p.routes & 2) <> 0 THEN 1 ELSE 0 END
-                + CASE WHEN (p.routes & 32) <> 0 THEN 1 ELSE 0 END
-            AND NOT d.is_hop
-          GROUP BY p.uid_key, p.rh
-          HAVING min(d.source_file) = max(d.source_file))
+    -- the copies beyond one per route (recipient and list). The same line twice (a syslog
+    -- stream written twice into one file, one trace in two exports) is one copy: copies
+    -- differ in time, delay or status, and lines from two files do not count. One
+    -- copy logged on every hop of a relay chain is several instances (no only_key).
+    SELECT uid_key, CAST(sum(copies - 1) AS BIGINT) AS extra
+    FROM (SELECT uid_key, rh, list, count(*) AS copies
+          FROM (SELECT DISTINCT p.uid_key, p.rh, d.list, d.source_file, d.ts, d.delay,
+                    d.status
+                FROM per_recipient p
+                JOIN deliveries d ON d.message_key = p.only_key AND hash(d.recipient) = p.rh
+                WHERE p.final_lines > CASE WHEN (p.routes & 2) <> 0 THEN 1 ELSE 0 END
+                        + CASE WHEN (p.routes & 32) <> 0 THEN 1 ELSE 0 END
+                    AND NOT d.is_hop AND d.status NOT IN ('deferred', 'discarded')) c
+          GROUP BY uid_key, rh, list
+          HAVING min(source_file) = max(source_file))
     GROUP BY uid_key
 ), per_msg_one_list AS (
     SELECT
@@ -323,10 +324,6 @@ WITH inst AS (
         bool_or(d.status NOT IN ('deferred', 'discarded')) AS delivered,
         bool_or(d.status = 'bounced') AS bounced,
         bool_or(d.dsn = '5.4.6') AS looped,
-        CASE WHEN min(d.message_key) = max(d.message_key)
-                  AND min(d.source_file) = max(d.source_file)
-             THEN count(*) FILTER (WHERE d.status NOT IN ('deferred', 'discarded'))
-             ELSE 0 END AS final_lines,
         max(d.ts) AS last_ts
     FROM deliveries d
     JOIN inst i USING (message_key)
@@ -351,13 +348,12 @@ WITH inst AS (
     LEFT JOIN extra_copies e USING (uid_key)
     WHERE coalesce(l.lists, 0) <= 1
     UNION ALL
-    SELECT r.uid_key, r.recipients, r.deliveries, r.bounced, r.loop_bounces, r.submitted,
-        main_list.list, r.last_delivery
+    SELECT r.uid_key, r.recipients, r.deliveries + coalesce(e.extra, 0), r.bounced,
+        r.loop_bounces, r.submitted, main_list.list, r.last_delivery
     FROM (SELECT
             uid_key,
             count(DISTINCT rh) AS recipients,
-            count(*) FILTER (WHERE delivered)
-                + CAST(coalesce(sum(greatest(final_lines - 1, 0)), 0) AS BIGINT) AS deliveries,
+            count(*) FILTER (WHERE delivered) AS deliveries,
             count(*) FILTER (WHERE bounced) AS bounced,
             count(*) FILTER (WHERE looped) AS loop_bounces,
             -- what the sender wrote: each list once, each direct recipient once
@@ -366,6 +362,7 @@ WITH inst AS (
           FROM routes
           GROUP BY uid_key) r
     LEFT JOIN main_list USING (uid_key)
+    LEFT JOIN extra_copies e USING (uid_key)
 ), solo AS (
     -- the one recipient of a message written to one address (auto-replies, a mail loop
     -- between two addresses): small, joined to the few messages with one recipient
