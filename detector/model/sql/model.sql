@@ -272,16 +272,14 @@ WITH inst AS (
     -- (5.4.6: "mail forwarding loop", "too many hops", RFC 3463 routing loop); times 16
     -- for the listed route. Messages naming several lists are counted route by route below.
     -- One host delivering a recipient again by one route is another copy (nested lists
-    -- both holding the member, Bedlam DL3): final_lines and only_key (the instance, when
-    -- a single one logged the recipient) find them; see extra_copies.
+    -- both holding the member, Bedlam DL3): final_lines finds the few candidates; see
+    -- extra_copies.
     SELECT i.uid_key, hash(d.recipient) AS rh,
         bit_or(CASE WHEN d.list IS NULL THEN 1 ELSE 16 END * (1
             + CASE WHEN d.status NOT IN ('deferred', 'discarded') THEN 2 ELSE 0 END
             + CASE WHEN d.status = 'bounced' THEN 4 ELSE 0 END
             + CASE WHEN d.dsn = '5.4.6' THEN 8 ELSE 0 END)) AS routes,
         count(*) FILTER (WHERE d.status NOT IN ('deferred', 'discarded')) AS final_lines,
-        CASE WHEN min(d.message_key) = max(d.message_key) THEN min(d.message_key) END
-            AS only_key,
         max(d.ts) AS last_ts
     FROM deliveries d
     JOIN inst i USING (message_key)
@@ -292,16 +290,24 @@ WITH inst AS (
     -- the copies beyond one per route (recipient and list). The same line twice (a syslog
     -- stream written twice into one file, one trace in two exports) is one copy: copies
     -- differ in time, delay or status, and lines from two files do not count. One
-    -- copy logged on every hop of a relay chain is several instances (no only_key).
+    -- copy logged on every hop of a relay chain is several instances: only a recipient
+    -- that one instance alone delivered is looked at (only_key), found for the
+    -- candidates only, not in the aggregate over every delivery above.
     SELECT uid_key, CAST(sum(copies - 1) AS BIGINT) AS extra
     FROM (SELECT uid_key, rh, list, count(*) AS copies
-          FROM (SELECT DISTINCT p.uid_key, p.rh, d.list, d.source_file, d.ts, d.delay,
+          FROM (SELECT DISTINCT c.uid_key, c.rh, d.list, d.source_file, d.ts, d.delay,
                     d.status
-                FROM per_recipient p
-                JOIN deliveries d ON d.message_key = p.only_key AND hash(d.recipient) = p.rh
-                WHERE p.final_lines > CASE WHEN (p.routes & 2) <> 0 THEN 1 ELSE 0 END
-                        + CASE WHEN (p.routes & 32) <> 0 THEN 1 ELSE 0 END
-                    AND NOT d.is_hop AND d.status NOT IN ('deferred', 'discarded')) c
+                FROM (SELECT p.uid_key, p.rh, min(d.message_key) AS only_key
+                      FROM per_recipient p
+                      JOIN inst i ON i.uid_key = p.uid_key
+                      JOIN deliveries d ON d.message_key = i.message_key
+                          AND hash(d.recipient) = p.rh AND NOT d.is_hop
+                      WHERE p.final_lines > CASE WHEN (p.routes & 2) <> 0 THEN 1 ELSE 0 END
+                              + CASE WHEN (p.routes & 32) <> 0 THEN 1 ELSE 0 END
+                      GROUP BY p.uid_key, p.rh
+                      HAVING min(d.message_key) = max(d.message_key)) c
+                JOIN deliveries d ON d.message_key = c.only_key AND hash(d.recipient) = c.rh
+                WHERE NOT d.is_hop AND d.status NOT IN ('deferred', 'discarded')) x
           GROUP BY uid_key, rh, list
           HAVING min(source_file) = max(source_file))
     GROUP BY uid_key
