@@ -15,12 +15,21 @@ import polars as pl
 from detector.incidents.model import Minute, Root, SenderCount
 from detector.warehouse import Warehouse
 
-#: kinds whose messages answer an earlier post: their root is the message they answer
-ANSWERING_KINDS = frozenset({"reply_storm", "auto_storm"})
+# each span's messages with the columns the statements below read: a view, not a table
+# (a storm of a million messages would hold them all in memory for a few joins saved)
+MEMBER_ROWS = """
+CREATE OR REPLACE TEMP VIEW _mem AS
+SELECT k.incident_key, s.answering, m.message_uid, m.sender, m.subject,
+    m.thread_subject, m.root_ref, m.list, m.is_reply, m.is_auto, m.first_seen, m.last_seen,
+    m.last_delivery, m.deliveries, m.recipients, m.bounced, m.max_passes, m.loop_bounces
+FROM _members k
+JOIN _spans s USING (incident_key)
+JOIN logical_messages m USING (message_uid)
+"""
 
 AGGREGATES = """
 SELECT
-    k.incident_key,
+    m.incident_key,
     min(m.first_seen) AS start,
     max(coalesce(m.last_delivery, m.last_seen)) AS "end",
     max(m.first_seen) AS last_message,
@@ -39,25 +48,20 @@ SELECT
                      '^(not )?read:|gelesen:')) AS receipts,
     max(m.max_passes) AS max_passes,
     CAST(sum(m.loop_bounces) AS BIGINT) AS loop_bounces
-FROM _members k
-JOIN logical_messages m USING (message_uid)
-GROUP BY k.incident_key
+FROM _mem m
+GROUP BY m.incident_key
 """
 
 # The list most of an incident's messages went to (the first by name on a tie), and the
 # thread subject most of them carry (the earliest on a tie): edited subjects during a
 # storm ("please remove me") do not name it.
 MAIN_LIST_AND_SUBJECT = """
-WITH mem AS (
-    SELECT k.incident_key, m.list, m.thread_subject, m.first_seen
-    FROM _members k
-    JOIN logical_messages m USING (message_uid)
-), lists AS (
+WITH lists AS (
     SELECT incident_key, list, count(*) AS n
-    FROM mem WHERE list IS NOT NULL GROUP BY incident_key, list
+    FROM _mem WHERE list IS NOT NULL GROUP BY incident_key, list
 ), subjects AS (
     SELECT incident_key, thread_subject, count(*) AS n, min(first_seen) AS first_ts
-    FROM mem WHERE coalesce(thread_subject, '') <> '' GROUP BY incident_key, thread_subject
+    FROM _mem WHERE coalesce(thread_subject, '') <> '' GROUP BY incident_key, thread_subject
 ), main_list AS (
     SELECT incident_key, arg_min(list, (-n, list)) AS list FROM lists GROUP BY incident_key
 ), main_subject AS (
@@ -65,7 +69,7 @@ WITH mem AS (
     FROM subjects GROUP BY incident_key
 )
 SELECT k.incident_key, l.list, s.subject
-FROM (SELECT DISTINCT incident_key FROM _members) k
+FROM (SELECT DISTINCT incident_key FROM _mem) k
 LEFT JOIN main_list l USING (incident_key)
 LEFT JOIN main_subject s USING (incident_key)
 """
@@ -76,28 +80,23 @@ LEFT JOIN main_subject s USING (incident_key)
 # subject, a non-reply before any reply. For other kinds: the earliest message. Ties on
 # time go to the smaller uid: never an unrelated post because it came in the same second.
 ROOTS = """
-WITH mem AS (
-    SELECT k.incident_key, m.message_uid, m.root_ref, m.thread_subject, m.is_reply,
-        m.first_seen
-    FROM _members k
-    JOIN logical_messages m USING (message_uid)
-), answered AS (
+WITH answered AS (
     SELECT incident_key, arg_min(root_ref, (-n, first_ts, root_ref)) AS message_id
     FROM (SELECT incident_key, root_ref, count(*) AS n, min(first_seen) AS first_ts
-          FROM mem
-          WHERE root_ref IS NOT NULL AND incident_key IN (SELECT unnest(?))
+          FROM _mem
+          WHERE root_ref IS NOT NULL AND answering
           GROUP BY incident_key, root_ref)
     GROUP BY incident_key
 ), first_post AS (
-    SELECT mem.incident_key,
-        arg_min(mem.message_uid, (
-            CASE WHEN s.incident_key IN (SELECT unnest(?))
-                      AND mem.thread_subject IS NOT DISTINCT FROM s.subject THEN 0 ELSE 1 END,
-            CASE WHEN s.incident_key IN (SELECT unnest(?)) AND mem.is_reply THEN 1 ELSE 0 END,
-            mem.first_seen, mem.message_uid)) AS message_uid
-    FROM mem
+    SELECT m.incident_key,
+        arg_min(m.message_uid, (
+            CASE WHEN m.answering AND m.thread_subject IS NOT DISTINCT FROM s.subject
+                 THEN 0 ELSE 1 END,
+            CASE WHEN m.answering AND m.is_reply THEN 1 ELSE 0 END,
+            m.first_seen, m.message_uid)) AS message_uid
+    FROM _mem m
     LEFT JOIN _main s USING (incident_key)
-    GROUP BY mem.incident_key
+    GROUP BY m.incident_key
 ), picked AS (
     SELECT f.incident_key, a.message_id AS answered_id,
         coalesce(r.message_uid, CASE WHEN a.message_id IS NULL THEN f.message_uid END)
@@ -134,9 +133,8 @@ WITH keyed AS (
     JOIN per_minute p USING (message_key)
     GROUP BY ALL
 ), ms AS (
-    SELECT k.incident_key, date_trunc('minute', m.first_seen) AS minute, count(*) AS messages
-    FROM _members k
-    JOIN logical_messages m USING (message_uid)
+    SELECT incident_key, date_trunc('minute', first_seen) AS minute, count(*) AS messages
+    FROM _mem
     GROUP BY ALL
 )
 SELECT incident_key, minute, coalesce(messages, 0) AS messages,
@@ -147,24 +145,22 @@ ORDER BY incident_key, minute
 
 TOP_SENDERS = """
 SELECT incident_key, sender, messages, deliveries, first_ts FROM (
-    SELECT k.incident_key, m.sender, count(*) AS messages,
-           CAST(sum(m.deliveries) AS BIGINT) AS deliveries, min(m.first_seen) AS first_ts,
-           row_number() OVER (PARTITION BY k.incident_key
-                              ORDER BY min(m.first_seen), m.sender) AS n
-    FROM _members k
-    JOIN logical_messages m USING (message_uid)
-    GROUP BY k.incident_key, m.sender
+    SELECT incident_key, sender, count(*) AS messages,
+           CAST(sum(deliveries) AS BIGINT) AS deliveries, min(first_seen) AS first_ts,
+           row_number() OVER (PARTITION BY incident_key
+                              ORDER BY min(first_seen), sender) AS n
+    FROM _mem
+    GROUP BY incident_key, sender
 ) WHERE n <= 20
 ORDER BY incident_key, first_ts, sender
 """
 
-# the messages of the storms, for the what-if replay
+# the messages of the storms of answers, for the policy replay
 STORM_MESSAGES = """
-SELECT k.incident_key, m.message_uid, m.first_seen, m.sender, m.recipients, m.deliveries
-FROM _members k
-JOIN logical_messages m USING (message_uid)
-WHERE k.incident_key IN (SELECT unnest(?))
-ORDER BY k.incident_key, m.first_seen, m.message_uid
+SELECT incident_key, message_uid, first_seen, sender, recipients, deliveries
+FROM _mem
+WHERE answering
+ORDER BY incident_key, first_seen, message_uid
 """
 
 
@@ -181,13 +177,12 @@ class Totals:
     top_senders: tuple[SenderCount, ...]
 
 
-def totals(wh: Warehouse, kinds: dict[str, str]) -> dict[str, Totals]:
-    """Span key -> its totals; ``kinds`` maps each span key to its rule's kind."""
-    answering = sorted(k for k, kind in kinds.items() if kind in ANSWERING_KINDS)
+def totals(wh: Warehouse) -> dict[str, Totals]:
+    """Span key -> its totals (over ``_spans`` and ``_members``, see members.py)."""
+    wh.con.execute(MEMBER_ROWS)
     wh.con.execute(f"CREATE OR REPLACE TEMP TABLE _main AS {MAIN_LIST_AND_SUBJECT}")
     main = wh.query("SELECT * FROM _main")
-    roots = {r["incident_key"]: r for r in
-             wh.query(ROOTS, [answering, answering, answering]).iter_rows(named=True)}
+    roots = {r["incident_key"]: r for r in wh.query(ROOTS).iter_rows(named=True)}
     mains = {r["incident_key"]: r for r in main.iter_rows(named=True)}
     timelines = _by_key(wh.query(TIMELINE).iter_rows(named=True))
     senders = _by_key(wh.query(TOP_SENDERS).iter_rows(named=True))
@@ -208,12 +203,10 @@ def totals(wh: Warehouse, kinds: dict[str, str]) -> dict[str, Totals]:
     return out
 
 
-def storm_messages(wh: Warehouse, keys: list[str]) -> dict[str, pl.DataFrame]:
-    """Span key -> its messages in time order (for the policy replay); as columns, since
-    a storm can hold a million messages."""
-    if not keys:
-        return {}
-    frame = wh.query(STORM_MESSAGES, [keys])
+def storm_messages(wh: Warehouse) -> dict[str, pl.DataFrame]:
+    """Span key -> its messages in time order, for the spans of answers (the policy
+    replay); as columns, since a storm can hold a million messages. After ``totals``."""
+    frame = wh.query(STORM_MESSAGES)
     if frame.height == 0:
         return {}
     return {str(part["incident_key"][0]): part.drop("incident_key")

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import polars as pl
 
 from detector.incidents import aggregates, members, store
-from detector.incidents.evidence import WHAT_IF_KINDS, cause_of, policy_estimates
+from detector.incidents.evidence import cause_of, policy_estimates
 from detector.incidents.execute import Scope, prepare_scope, run_rule
 from detector.incidents.fold import fold_related
 from detector.incidents.islands import Span, find_spans
-from detector.incidents.model import ConditionResult, Incident, stable_id
+from detector.incidents.model import ANSWERING_KINDS, ConditionResult, Incident, stable_id
 from detector.incidents.narrative import describe
 from detector.incidents.repeats import merge_repeats
 from detector.rules.model import Rule
@@ -45,9 +45,8 @@ def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
         found = merge_repeats(wh, rule, find_spans(wh, compiled))
         members.add(wh, rule, found, source)
         spans += found
-    totals = aggregates.totals(wh, {s.key: s.rule.kind for s in spans})
-    storms = aggregates.storm_messages(
-        wh, [s.key for s in spans if s.rule.kind in WHAT_IF_KINDS])
+    totals = aggregates.totals(wh)
+    storms = aggregates.storm_messages(wh)
     incidents = [_incident(span, totals[span.key], storms.get(span.key)) for span in spans]
     incidents = _distinct_ids(incidents)
     incidents = fold_related(wh, incidents)
@@ -68,7 +67,7 @@ def _incident(span: Span, totals: aggregates.Totals,
     peak = max(totals.timeline, key=lambda p: p.deliveries, default=None)
     # a storm is about the subject most of its messages carry; other incidents about
     # their root message's
-    subject = (totals.subject if rule.kind in aggregates.ANSWERING_KINDS
+    subject = (totals.subject if rule.kind in ANSWERING_KINDS
                else None) or totals.root_thread_subject
     incident = Incident(
         id=stable_id(rule.kind, rule.name, span.group_key, root.message_id, agg["start"]),
@@ -104,7 +103,7 @@ def _incident(span: Span, totals: aggregates.Totals,
             ConditionResult(c.measure, c.op, c.param, rule.value(c.param),
                             measures[c.measure]) for c in rule.conditions),
         what_if=(policy_estimates(rule, storm, root.message_uid)
-                 if rule.kind in WHAT_IF_KINDS else ()),
+                 if rule.kind in ANSWERING_KINDS else ()),
         occurrences=span.occurrences,
         key=span.key,
     )

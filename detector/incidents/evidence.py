@@ -10,9 +10,6 @@ import polars as pl
 from detector.rules.model import Rule
 from detector.whatif import EXCHANGE_ONLINE, PolicyEstimate, Reply, replay, rule_policy
 
-#: kinds of incident whose messages are replayed against storm-protection policies
-WHAT_IF_KINDS = frozenset({"reply_storm", "auto_storm"})
-
 
 def cause_of(kind: str, agg: Mapping[str, Any], list_address: str | None) -> str:
     """What set the incident off, from its messages' subjects and counts."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from detector.incidents.islands import Span
+from detector.incidents.model import ANSWERING_KINDS
 from detector.rules.model import Rule
 from detector.rules.vocabulary import SELECTIONS, group_sql
 from detector.warehouse import Warehouse
@@ -31,7 +32,7 @@ def start(wh: Warehouse) -> None:
     """Empty ``_spans`` and ``_members`` for a new detection."""
     wh.con.execute("""CREATE OR REPLACE TEMP TABLE _spans (
         incident_key VARCHAR, rule VARCHAR, group_key VARCHAR, span_start TIMESTAMPTZ,
-        span_end TIMESTAMPTZ, window_seconds BIGINT)""")
+        span_end TIMESTAMPTZ, window_seconds BIGINT, answering BOOLEAN)""")
     wh.con.execute("CREATE OR REPLACE TEMP TABLE _members "
                    "(incident_key VARCHAR, message_uid VARCHAR)")
 
@@ -40,9 +41,9 @@ def add(wh: Warehouse, rule: Rule, spans: Sequence[Span], source: str) -> None:
     """Record a rule's spans and their member messages."""
     if spans:  # one statement for all of a rule's spans, however many
         wh.con.executemany(
-            "INSERT INTO _spans VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO _spans VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(s.key, rule.name, s.group_key, s.span_start, s.span_end,
-              rule.window_seconds or 0) for s in spans])
+              rule.window_seconds or 0, rule.kind in ANSWERING_KINDS) for s in spans])
     # the group expression and membership condition come from the rule vocabulary, the
     # source is a table name chosen by execute.py: no text from a rule file or a log
     wh.con.execute(MEMBERS.format(source=source, group=group_sql(rule.group_by, "m"),

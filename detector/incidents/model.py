@@ -21,6 +21,10 @@ Status = Literal["new", "ongoing", "grown", "ended"]
 #: statuses an incident can have, in the order of the incidents.json contract
 STATUSES: tuple[Status, ...] = ("new", "ongoing", "grown", "ended")
 
+#: kinds of incident made of answers to one post: their root is the message the answers
+#: answer, and their messages are replayed against storm-protection policies
+ANSWERING_KINDS = frozenset({"reply_storm", "auto_storm"})
+
 #: incidents.json fields whose names and meanings are fixed, in this order
 CONTRACT_FIELDS = (
     "id", "kind", "severity", "rule", "list", "subject", "root_message_id",
