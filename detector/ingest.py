@@ -205,6 +205,13 @@ class _Job:
     reading: bool = True
     failed: bool = False  # a batch could not be parsed or written
 
+    def take_next(self) -> None:
+        """Wait for the oldest batch in flight and add its part to the file's write."""
+        future, partial = self.futures.popleft()
+        part, held = future.result()
+        self.txn.add(part, partial)
+        self.held |= held
+
 
 class _Run:
     """Files in order: the main thread reads them and numbers years (sequential work);
@@ -266,11 +273,8 @@ class _Run:
 
     def _wait_one(self) -> None:
         job = next(j for j in self.jobs if j.futures)
-        future, partial = job.futures.popleft()
         try:
-            part, held = future.result()
-            job.txn.add(part, partial)
-            job.held |= held
+            job.take_next()
         except BaseException:
             job.failed = True
             raise
@@ -298,11 +302,8 @@ class _Run:
         """After a failure: files read whole are committed, the one that failed is not."""
         for job in list(self.jobs):
             while job.futures:
-                future, partial = job.futures.popleft()
                 try:
-                    part, held = future.result()
-                    job.txn.add(part, partial)
-                    job.held |= held
+                    job.take_next()
                 except BaseException:
                     job.failed = True
             if job.reading or job.failed:
