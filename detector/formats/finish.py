@@ -1,0 +1,44 @@
+"""The tail every format's parse ends with, written once: numbers cast leniently, raw text
+kept only where it is the evidence, subjects decoded, the events schema conformed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import polars as pl
+
+from detector.formats.context import ParseContext
+from detector.schema import addressed_directly, conform
+
+#: kinds whose whole line is kept in ``raw``: nothing else of them was understood
+KEEP_RAW = ("foreign", "unparsed")
+_NUMBERS = (("size", pl.Int64), ("nrcpt", pl.Int64), ("delay", pl.Float64))
+
+
+def finish(frame: pl.DataFrame, ctx: ParseContext, *, keep_raw: Iterable[str] = KEEP_RAW,
+           direct_orig_to: bool = False,
+           unescape: Callable[[pl.Series], pl.Series] | None = None) -> pl.DataFrame:
+    """Parsed fields -> the events frame.
+
+    ``direct_orig_to``: the format names the list on each delivery line (Postfix orig_to,
+    Exim's parent address), so a delivery naming none was addressed directly.
+    ``unescape``: the format's own escaping of subjects (Exim's T=), undone before RFC 2047
+    words are decoded.
+    """
+    frame = frame.with_columns(source_file=pl.lit(ctx.source_file))
+    if "raw" in frame.columns:
+        frame = frame.with_columns(
+            raw=pl.when(pl.col("kind").is_in(list(keep_raw))).then("raw"))
+    # a corrupt number (delay=0.1.7, a 30-digit size) must not stop the whole file
+    frame = frame.with_columns(pl.col(name).cast(dtype, strict=False)
+                               for name, dtype in _NUMBERS if name in frame.columns)
+    if "subject" in frame.columns and frame["subject"].null_count() < frame.height:
+        from detector.model.subjects import decode_rfc2047
+
+        subject = frame["subject"]
+        if unescape is not None:
+            subject = unescape(subject)
+        frame = frame.with_columns(decode_rfc2047(subject).alias("subject"))
+    if direct_orig_to:
+        frame = addressed_directly(frame)
+    return conform(frame).collect()
