@@ -14,6 +14,8 @@ from detector.formats import (
     exim,
     m365,
     mailman,
+    message_part,
+    plainsyslog,
     postfix,
     sendmail,
 )
@@ -29,12 +31,15 @@ FORMATS: dict[str, ModuleType] = {
     exim.NAME: exim,
     postfix.NAME: postfix,
     sendmail.NAME: sendmail,
+    # last: a syslog file with no mail program among its opening lines
+    plainsyslog.NAME: plainsyslog,
 }
 
 
 def sniff(lines: list[str]) -> str | None:
-    """Name of the first format whose sniffer accepts these opening lines, else None."""
+    """Name of the first format whose sniffer accepts these opening lines, else the MTA
+    whose message parts (without syslog header) they are, else None."""
     for name, module in FORMATS.items():
         if module.sniff(lines):
             return name
-    return None
+    return message_part.sniff(lines)

@@ -18,12 +18,15 @@ from typing import Any
 
 import polars as pl
 
-from detector.formats import exim, postfix, sendmail
+from detector.formats import exim, plainsyslog, postfix, sendmail
 from detector.formats.context import ParseContext
 from detector.formats.syslog import assign_years, months_of_raw, split_header
 
 # formats that log through syslog, in the order their program names are tried
 SYSLOG: dict[str, ModuleType] = {m.NAME: m for m in (postfix, sendmail, exim)}
+# syslog-framed files whose other programs' lines are dispatched: those formats' files,
+# and a syslog file whose opening lines held no mail program
+SYSLOG_FRAMED = {*SYSLOG, plainsyslog.NAME}
 
 
 def _tag_pattern(names: list[str]) -> str:
@@ -62,7 +65,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext, fmt: str, *,
     from detector.formats import FORMATS  # the registry imports this module
 
     main = FORMATS[fmt]
-    if not shared or fmt not in SYSLOG or not lines.height:
+    if not shared or fmt not in SYSLOG_FRAMED or not lines.height:
         return main.parse(lines, ctx), {fmt}
     others = [n for n in SYSLOG if n != fmt]
     hit = lines["raw"].str.contains(_tag_pattern(others)).fill_null(False)

@@ -21,6 +21,8 @@ STAMP_PATTERN = (
     r"^(?:(?:\d{4} )?[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"
     r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
 )
+_RFC5424 = (r"^<\d{1,3}>1 (\S+) (\S+) (\S+) (\S+) \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+)"
+            r" (?:\xef\xbb\xbf|\ufeff)?")
 # what follows the host: a syslog tag "program[pid]:" or "program:"
 _TAG = r"^[^\[:]+(?:\[\d+\])?:$"
 _ISO = r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|([+-])(\d\d):?(\d\d))?$"
@@ -48,7 +50,14 @@ def split_header(frame: pl.DataFrame) -> pl.DataFrame:
     several times faster than one regex with a capture group per field. A line that does
     not fit gets null fields.
     """
-    raw = pl.col("raw")
+    # "<13>Nov 14 ...": a PRI kept by a relay or a listener writing the wire format; RFC
+    # 5424 ("<13>1 STAMP HOST APP PROCID MSGID SD MSG", rsyslog's SyslogProtocol23Format)
+    # is rewritten into the RFC 3164 shape, its structured data dropped
+    line = pl.col("raw")
+    raw = pl.when(line.str.starts_with("<")).then(
+        line.str.replace(_RFC5424, "$1 $2 $3[$4]: $5")
+        .str.replace(r"^(\S+ \S+ [^\s\[]+)\[-\]: ", "$1: ")
+        .str.replace(r"^<\d{1,3}>", "")).otherwise(line)
     frame = frame.with_columns(raw.str.extract(STAMP_PATTERN, 0).alias("_stamp"))
     stamp = pl.col("_stamp")
     frame = frame.with_columns(
