@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 
 from detector.formats import ParseContext, postfix
 from detector.formats import sniff as sniff_format
-from detector.formats.syslog import YearState
+from detector.formats.syslog import YearState, parse_header
 from detector.schema import EVENTS_SCHEMA
 from detector.sources import iter_batches
 from tests.conftest import lines_frame, parse_postfix
@@ -706,3 +706,42 @@ def test_delivery_fields_are_read_in_any_order(cases: list[tuple[str, dict]]) ->
         expected = {**want, "orig_to": want["orig_to"] or want["recipient"],
                     "delay": None if want["delay"] == "0.1.7" else float(want["delay"])}
         assert got == expected, line
+
+
+# --- the fast path against the kind table ---------------------------------------------------
+
+
+def _fast_and_table_kinds(lines: list[str]) -> pl.DataFrame:
+    """Each line's kind by the fast path (null: left to the table) and by the table alone."""
+    ctx = ParseContext(source_file="test.log", tz="UTC", years=YearState(2024))
+    frame = parse_header(lines_frame(lines), ctx.tz, ctx.years).with_columns(
+        pl.col("msg").str.splitn(": ", 2).struct.rename_fields(["_id", "_after"]).alias("_q")
+    ).unnest("_q").with_columns(_has=pl.col("_id").str.contains(postfix._QID))
+    frame = frame.with_columns(
+        queue_id=pl.when("_has").then("_id"),
+        rest=pl.when("_has").then("_after").otherwise("msg"),
+        daemon=pl.col("prog").str.extract(r"([^/]+)$"),
+    ).with_columns(_token=pl.col("rest").str.extract(postfix._FAST, 1))
+    return frame.select("raw", fast=postfix._fast_kind(), table=postfix._CLASSIFY)
+
+
+def test_fast_tokens_give_the_tables_kind() -> None:
+    """Every token of the fast path, on a line with and without a queue id, and NOQUEUE."""
+    lines = []
+    for token in [*postfix._FAST_QUEUED, *postfix._FAST_UNQUEUED]:
+        text = token + ("" if token in postfix._FAST_WHOLE else "x, status=expired y")
+        lines += [f"{H} postfix/smtpd[1]: {qid}{text}"
+                  for qid in ("4F1B61F4B8: ", "NOQUEUE: ", "")]
+    kinds = _fast_and_table_kinds(lines).filter(pl.col("fast").is_not_null())
+    assert kinds.height >= len(postfix._FAST_QUEUED)
+    assert kinds.filter(pl.col("fast") != pl.col("table")).height == 0
+
+
+def test_fast_path_gives_the_tables_kind_on_the_corpus(corpus_dir: Path) -> None:
+    """Where the fast path names a kind, the whole table names the same one."""
+    lines = [s.line for k in postfix.TABLE for s in k.samples]
+    for path in sorted((corpus_dir / "postfix").glob("*.log")):
+        lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
+    kinds = _fast_and_table_kinds(lines).filter(pl.col("fast").is_not_null())
+    assert kinds.height > len(lines) / 2  # the fast path does most of the work
+    assert kinds.filter(pl.col("fast") != pl.col("table")).to_dicts() == []
