@@ -149,10 +149,14 @@ def main() -> None:
               "such a file stops the run before anything loads).")
 @click.option("--memory-limit", help="Memory for the warehouse engine (DuckDB), e.g. 2GB; "
               "default a quarter of RAM, at most 1GB. It spills to disk beyond that.")
+@click.option("--host", "host", metavar="NAME", help="Host name for lines that name none (a "
+              "native Exim mainlog; default: each file's folder and base name, e.g. "
+              "/var/log/exim4/mainlog).")
 @rules_options
 @_errors_as_click
 def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         year: int | None, fmt: str | None, skip_unknown: bool, memory_limit: str | None,
+        host: str | None,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
         until: datetime | None, quiet: bool) -> None:
@@ -167,7 +171,7 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         logs, out_dir, db=db, tz=tz or _local_zone(), year=year, fmt=fmt,
         skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
         overrides=parse_overrides(overrides), memory_limit=memory_limit,
-        scope=_scope(since, until), progress=_progress(quiet))
+        scope=_scope(since, until), progress=_progress(quiet), host=host)
     _finish(result, fail_on, fail_on_any, quiet)
 
 

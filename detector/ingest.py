@@ -26,6 +26,7 @@ from detector.formats.context import ParseContext
 from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
 from detector.sources import (
     BATCH_BYTES,
+    STDIN,
     LogFile,
     head_lines,
     iter_batches,
@@ -108,6 +109,14 @@ def sniff_inputs(files: list[LogFile], fmt: str | None = None, *, skip_unknown: 
     return sniffed
 
 
+def file_host(log: LogFile) -> str:
+    """The host of a file's lines that name none: its rotation group (the folder and base
+    name, ``/var/log/exim4/mainlog`` for ``mainlog.1.gz`` too), so that two servers'
+    mainlogs read in one run never share a queue id, and a file keeps its host from one
+    night to the next; ``stdin`` for standard input."""
+    return "stdin" if log.group == STDIN else os.path.abspath(log.group)
+
+
 def _end_year(path: str, tz: ZoneInfo) -> tuple[int, tuple[int, int, str] | None]:
     """Year of a file's last line, from its mtime: the last line cannot be in the future."""
     mtime = datetime.fromtimestamp(os.stat(path).st_mtime, tz)
@@ -148,6 +157,7 @@ def ingest(
     progress: Progress | None = None,
     workers: int = WORKERS,
     sniffed: Sniffed | None = None,
+    host: str | None = None,
 ) -> IngestResult:
     """Ingest files into the warehouse; returns what was read.
 
@@ -155,6 +165,9 @@ def ingest(
     same files, format and ``skip_unknown``). If any cannot be read, nothing is loaded and
     UnreadableInputsError names them all; with ``skip_unknown`` they are skipped with a
     warning each and the rest is loaded.
+
+    ``host``: the host of the lines of files that name none (a native Exim mainlog);
+    by default each rotation group is a host of its own (``file_host``).
     """
     try:
         zone = ZoneInfo(tz)
@@ -178,8 +191,9 @@ def ingest(
                     if years is None or log.path not in found:
                         result.files.append(FileResult(log.path, None, skipped=why_not[log.path]))
                     else:
-                        result.files.append(run.read_file(log.path, found[log.path], tz, years,
-                                                          batch_bytes, dispatch=fmt is None))
+                        result.files.append(run.read_file(
+                            log.path, found[log.path], tz, years, batch_bytes,
+                            dispatch=fmt is None, host=host or file_host(log)))
             run.commit_all()
         except BaseException:
             run.abandon()
@@ -224,7 +238,8 @@ class _Run:
         self.jobs: deque[_Job] = deque()
 
     def read_file(self, path: str, name: str, tz: str, years: YearState,
-                  batch_bytes: int, *, dispatch: bool = True) -> FileResult:
+                  batch_bytes: int, *, dispatch: bool = True,
+                  host: str | None = None) -> FileResult:
         """Read a file whose format ``sniff_inputs`` found. Its head is read again (64 KiB,
         not kept from the sniff: a folder of thousands of files would hold them all).
         With ``dispatch`` (the format was sniffed, not forced), the lines of other mail
@@ -252,6 +267,9 @@ class _Run:
 
         def parse_and_write(batch: pl.DataFrame) -> tuple[Part | None, set[str]]:
             events, held = shared.parse(batch, ctx, name, shared=dispatch)
+            if host is not None and name in formats.ONE_HOST and events["host"].null_count():
+                events = events.with_columns(pl.col("host").fill_null(
+                    pl.when(pl.col("kind") != "unparsed").then(pl.lit(host))))
             return wh.write_part(events), held
 
         for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):

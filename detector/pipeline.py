@@ -54,7 +54,7 @@ def _spool_stdin(files: list[LogFile], tmp: Path) -> list[LogFile]:
             target = tmp / "stdin.log"
             with open(target, "wb") as sink:
                 shutil.copyfileobj(sys.stdin.buffer, sink)
-            f = LogFile(path=str(target), group=str(target), order=f.order)
+            f = LogFile(path=str(target), group=STDIN, order=f.order)
         out.append(f)
     return out
 
@@ -74,6 +74,7 @@ def run(
     memory_limit: str | None = None,
     scope: Scope | None = None,
     progress: Progress | None = None,
+    host: str | None = None,
 ) -> RunResult:
     """Ingest logs into the warehouse, rebuild the model, detect, write the report, and
     record in the warehouse what this run reported (for the next run's statuses)."""
@@ -89,7 +90,8 @@ def run(
         out_dir.mkdir(parents=True, exist_ok=True)
         with Warehouse(db, memory_limit) as wh:
             ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, sniffed=sniffed,
-                              batch_bytes=batch_bytes_for(memory_limit), progress=progress)
+                              batch_bytes=batch_bytes_for(memory_limit), progress=progress,
+                              host=host)
             if progress:
                 progress(f"read {ingested.lines:,} new lines; building the model")
             build_model(wh)

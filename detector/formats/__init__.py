@@ -36,6 +36,12 @@ FORMATS: dict[str, ModuleType] = {
 }
 
 
+#: formats whose files are one host's log: lines that name no host (a native Exim
+#: mainlog, Mailman's logs) are that file's host (``ingest.file_host``, or ``--host``).
+#: Exports (Exchange, Microsoft 365) name the server on each row.
+ONE_HOST = frozenset({postfix.NAME, sendmail.NAME, exim.NAME, mailman.NAME, plainsyslog.NAME})
+
+
 def sniff(lines: list[str]) -> str | None:
     """Name of the first format whose sniffer accepts these opening lines, else the MTA
     whose message parts (without syslog header) they are, else None."""
