@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from detector.simulate import thresholds, traffic
+from detector.simulate import stories, thresholds, traffic
 from detector.simulate.output import set_mtime
 from detector.simulate.postfix import write_postfix
 from detector.simulate.scenario import Message, Site, make_site
@@ -30,13 +30,18 @@ Truth = dict[str, object]
 
 #: incident kinds that can be injected, in the order the day places them
 INCIDENTS = ("reply_storm", "auto_storm", "bounce_storm", "fanout", "mail_loop")
+#: days in the shapes real servers write (see ``stories``: nested lists' copies, list
+#: bounces, a repeating loop, bounces of mail queued before the log began); each expects
+#: the incident kind ``stories.EXPECTED`` names
+SHAPES = tuple(stories.EXPECTED)
 #: storms exactly at a rule's thresholds (see ``thresholds``): the incident must be found
 AT_THRESHOLD = thresholds.AT_THRESHOLD
-#: storm look-alikes that must not be reported above info, the last ones a storm just
-#: short of a rule's threshold
-BENIGN = ("newsletter", "busy_thread", "heavy_day", *thresholds.SHORT_OF_THRESHOLD)
+#: storm look-alikes that must not be reported above info, then storms just short of a
+#: rule's threshold, then the ``stories`` days where nothing is the right answer
+BENIGN = ("newsletter", "busy_thread", "heavy_day", *thresholds.SHORT_OF_THRESHOLD,
+          *stories.NOTHING)
 #: every scenario a day can hold
-SCENARIOS = INCIDENTS + AT_THRESHOLD + BENIGN
+SCENARIOS = INCIDENTS + SHAPES + AT_THRESHOLD + BENIGN
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ def _inject(kind: str, site: Site, rng: random.Random, start: datetime,
         return traffic.background(site, rng, start, o.background * 2)
     if kind in thresholds.DAYS:
         return thresholds.build(kind, site, rng, start, o.domain)
+    if kind in stories.DAYS:
+        return stories.build(kind, site, rng, start)
     raise ValueError(f"unknown scenario {kind!r} (choose from {', '.join(SCENARIOS)})")
 
 
@@ -107,6 +114,7 @@ def writers() -> dict[str, Writer]:
     """Format name -> ``write_<format>(path, site, messages, *, seed, headers)``."""
     from detector.simulate.exchange import write_exchange, write_m365
     from detector.simulate.exim import write_exim
+    from detector.simulate.maillog import write_maillog
     from detector.simulate.mailman import write_mailman
     from detector.simulate.sendmail import write_sendmail
 
@@ -123,12 +131,19 @@ def writers() -> dict[str, Writer]:
                                log_headers=headers)
         return lines + sum(write_mailman(path.parent, site, messages, seed=seed).values())
 
+    def maillog(path: Path, site: Site, messages: Iterable[Message], *, seed: int,
+                headers: bool) -> int:
+        """One syslog file, two MTAs: Sendmail takes the host's local submissions
+        (webmail's PHP mail(), cron) and hands them to the local Postfix."""
+        return write_maillog(path, site, messages, seed=seed, headers=headers)
+
     return {"postfix": write_postfix, "exim": write_exim, "exchange": write_exchange,
-            "m365": write_m365, "sendmail": sendmail, "mailman": mailman}
+            "m365": write_m365, "sendmail": sendmail, "mailman": mailman, "maillog": maillog}
 
 
 LOG_NAMES = {"postfix": "mail.log", "exim": "mainlog", "exchange": "MSGTRK2016111400-1.LOG",
-             "m365": "MessageTrace.csv", "sendmail": "maillog", "mailman": "maillog"}
+             "m365": "MessageTrace.csv", "sendmail": "maillog", "mailman": "maillog",
+             "maillog": "maillog"}
 
 
 def write_day(out: Path, fmt: str, site: Site, messages: Messages, truth: list[Truth],
@@ -145,7 +160,8 @@ def write_day(out: Path, fmt: str, site: Site, messages: Messages, truth: list[T
     path = out / "logs" / LOG_NAMES.get(fmt, f"{fmt}.log")
     table[fmt](path, site, messages, seed=seed, headers=subjects)
     (out / "truth.json").write_text(json.dumps({"format": fmt, "subjects": subjects,
-                                                "incidents": truth}, indent=2) + "\n",
+                                                "incidents": stories.for_format(truth, fmt)},
+                                               indent=2) + "\n",
                                     encoding="utf-8")
     times = span(messages)
     last = times[1] if times else utc(2016, 11, 14)

@@ -30,6 +30,7 @@ OUTCOMES = {
     "timeout": ("deferred", "4.4.1", "timeout"),
     "greylist": ("deferred", "4.2.0", "greylist"),
     "quota": ("deferred", "4.2.2", "quota"),
+    "loop": ("bounced", "5.4.6", "loop"),  # the next hop refused it: too many hops
 }
 # one attempt, compact: (time_us, recipient, orig_to, outcome code, batch)
 Row = tuple[int, str, "str | None", str, Batch]
@@ -179,6 +180,8 @@ def plan_delivery(site: Site, msg: Message) -> Plan:
     while pending:
         attempt += 1
         again = end + backoff + randint(0, 300_000_000)  # queue_run_delay jitter
+        if site.outages:
+            again = _flushed(site, pending, end, again, randint)
         plan.activations.append((again, len(pending)))
         retry: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
         for r in pending:
@@ -206,6 +209,8 @@ def _attempt(site, msg, plan, groups, start, arrival, attempt, rand, randint):
                 if nb > 1 else [start + randint(0, 3_000)])
         dom = relay if transport == "lmtp" else rcpts[0][0].rpartition("@")[2]
         down = transport == "smtp" and dom in site.down and (attempt == 0 or rand() < 0.5)
+        if transport == "smtp" and dom in site.outages:
+            down = start < site.outages[dom][0]
         grey = transport == "smtp" and dom in site.greylisting and attempt == 0
         # a full mailbox usually has room again at the first retry
         full = (QUOTA_SHARE, 0.25)[attempt] if transport == "lmtp" and attempt < 2 else 0.0
@@ -237,6 +242,9 @@ def _attempt(site, msg, plan, groups, start, arrival, attempt, rand, randint):
                 if a in gone:  # rejected at RCPT TO, before the data phase
                     plan.bounced += 1
                     add((conn + 300, a, o, "bounced", batch))
+                elif msg.loop and transport == "smtp":  # refused after DATA: too many hops
+                    plan.bounced += 1
+                    add((t, a, o, "loop", batch))
                 elif grey or (full and rand() < full):
                     add((t, a, o, "greylist" if grey else "quota", batch))
                     pending.append((a, o))
@@ -246,6 +254,22 @@ def _attempt(site, msg, plan, groups, start, arrival, attempt, rand, randint):
             free[agent] = batch.end_us = done + len(chunk) * (per + 120) + randint(500, 3_000)
             last = max(last, batch.end_us)
     return pending, last
+
+
+def _flushed(site: Site, pending: list[tuple[str, str | None]], end: int, again: int,
+             randint) -> int:
+    """A retry due near (or after) a flush of the queue for a domain that was down happens
+    at the flush (``postqueue -f`` once the domain answers again)."""
+    flushes = [site.outages[d][1] for d in {a.rpartition("@")[2] for a, _ in pending}
+               if d in site.outages]
+    flush = min(flushes, default=None)
+    if flush is None or end >= flush or again < flush - FOLD_US:
+        return again
+    return flush + randint(50_000, 20_000_000)
+
+
+#: retries due this long before a flush wait for it (no retry in the minutes before)
+FOLD_US = 600_000_000
 
 
 def _notice(msg: Message, bounced: int, when: int, rng: random.Random) -> Message:

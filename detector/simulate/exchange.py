@@ -34,6 +34,7 @@ from pathlib import Path
 from detector.formats.exchange import FIELDS_2010, FIELDS_2013, FIELDS_2016
 from detector.simulate.delivery import OUTCOMES, Plan, Row, plan_delivery
 from detector.simulate.output import write_lines
+from detector.simulate.postfix_text import too_many_hops
 from detector.simulate.rand import fast_randint
 from detector.simulate.scenario import Batch, Message, Site, from_us, to_us
 from detector.simulate.stream import Mail, span
@@ -127,7 +128,7 @@ class ExchangeRenderer:
     def timed_chunks(self, messages: Iterable[Message]) -> Iterator[tuple[int, int, list[str]]]:
         """Time-ordered rows, ten seconds at a time, with the first and last row's time."""
         iso = self.iso
-        for flat in sweep(messages, self.message, LEAD_US):
+        for flat in sweep(messages, self.message, LEAD_US, self.site.log_start):
             self.lines_rendered += len(flat)
             yield flat[0][0], flat[-1][0], [f"{iso(t)},{text}" for t, text in flat]
 
@@ -321,6 +322,8 @@ class ExchangeRenderer:
         elif code == "bounced":
             status, source = (f"550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown "
                               "in virtual mailbox table"), "SMTP"
+        elif code == "loop":
+            status, source = f"554 5.4.6 {too_many_hops(rcpt)}", "SMTP"
         elif code == "quota":
             status, source = ("452 4.2.2 STOREDRV.Deliver.Exception:QuotaExceededException."
                               "MapiExceptionShutoffQuotaExceeded; Failed to process message "
@@ -432,7 +435,8 @@ def render_m365(site: Site, messages: Iterable[Message], *, seed: int = 0,
     ndr = f"{NDR_SENDER}@{site.domain}"
     rows: list[tuple[int, list[str]]] = []
     for m in messages:
-        if m.reject or (start and m.time < start) or (end and m.time >= end):
+        if m.reject or (start and m.time < start) or (end and m.time >= end) or (
+                m.time_us < site.log_start):  # received before the export's window
             continue
         plan, status = _final(site, m)
         items = [(m, status)]

@@ -135,7 +135,7 @@ class EximRenderer:
 
     def timed_chunks(self, messages: Iterable[Message]) -> Iterator[tuple[int, int, list[str]]]:
         """Like ``chunks`` with the first and last line's time (POSIX microseconds)."""
-        for flat in sweep(messages, self.message, LEAD_US):  # type: ignore[arg-type]
+        for flat in sweep(messages, self.message, LEAD_US, self.site.log_start):  # type: ignore[arg-type]
             lines = self.lines(flat)  # type: ignore[arg-type]
             self.lines_rendered += len(lines)
             yield flat[0][0], flat[-1][0], lines
@@ -402,6 +402,9 @@ class EximRenderer:
                        "virtual mailbox table")
             said = "LMTP error" if lmtp == "LMTP" else "SMTP error from remote mail server"
             return f"** {where}{host} : {said} after RCPT TO:<{r}>: {why}"
+        if code == "loop":  # the next hop refused it after the data: too many hops
+            return (f"** {where}{host} : SMTP error from remote mail server after end of data: "
+                    f"554 5.4.6 {pt.too_many_hops(r)}")
         if code == "timeout":
             return f"== {where} defer (110): Connection timed out"
         if code == "greylist":

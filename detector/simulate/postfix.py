@@ -69,7 +69,7 @@ class PostfixRenderer:
 
         Buckets are aligned 10-second spans, so a caller can split files at any minute.
         """
-        for flat in sweep(messages, self.message, LEAD_US):
+        for flat in sweep(messages, self.message, LEAD_US, self.site.log_start):
             self.lines_rendered += len(flat)
             yield flat[0][0], flat[-1][0], self.stamper.lines(flat)
 

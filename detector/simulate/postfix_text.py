@@ -112,6 +112,11 @@ REJECTS = {
 }
 
 
+def too_many_hops(rcpt: str) -> str:
+    """Sendmail's refusal of a message that went round a loop (collect.c, MaxHopCount 25)."""
+    return f"Too many hops 26 (25 max): to <{rcpt}>"
+
+
 def failure(code: str, rcpt: str, host: str, lmtp: bool) -> str:
     """dsn/status/reply of a delivery attempt that did not succeed, by outcome code."""
     if code == "bounced":
@@ -121,6 +126,9 @@ def failure(code: str, rcpt: str, host: str, lmtp: bool) -> str:
         return (f"dsn=5.1.1, status=bounced (host {host} said: 550 5.1.1 <{rcpt}>: Recipient "
                 "address rejected: User unknown in virtual mailbox table (in reply to RCPT TO "
                 "command))")
+    if code == "loop":  # the next hop counted the Received headers (Sendmail's words)
+        return (f"dsn=5.4.6, status=bounced (host {host} said: 554 5.4.6 {too_many_hops(rcpt)} "
+                "(in reply to end of DATA command))")
     if code == "timeout":
         return f"dsn=4.4.1, status=deferred (connect to {host}:25: Connection timed out)"
     if code == "greylist":

@@ -18,7 +18,16 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from detector.simulate.day import AT_THRESHOLD, BENIGN, INCIDENTS, Options, build_day, write_day
+from detector.simulate.day import (
+    AT_THRESHOLD,
+    BENIGN,
+    INCIDENTS,
+    SHAPES,
+    Options,
+    build_day,
+    write_day,
+)
+from detector.simulate.stories import EXPECTED, for_format
 from detector.simulate.thresholds import SUBJECTS_ONLY
 
 #: what may be reported for an injected kind. Without subjects, replies, recalls and
@@ -67,6 +76,7 @@ def score(scenario: str, fmt: str, subjects: bool, work: Path, *, seed: int = 5,
 
     site, messages, truth = build_day([scenario], seed=seed, options=options)
     log = write_day(work, fmt, site, messages, truth, seed=seed, subjects=subjects)
+    truth = for_format(truth, fmt)
     run([str(log.parent)], work / "report", tz="UTC", overrides=overrides)
     found = json.loads((work / "report" / "incidents.json").read_text())["incidents"]
     hits = [t for t in truth if any(matches(t, i, subjects) for i in found)]
@@ -83,7 +93,7 @@ def cells(formats: list[str]) -> list[tuple[str, str, bool]]:
     """(scenario, format, subjects) of the matrix, in the table's order. Days whose
     incident needs subjects to be seen (``thresholds.SUBJECTS_ONLY``) run with them only."""
     return [(scenario, fmt, subjects)
-            for scenario in INCIDENTS + AT_THRESHOLD + BENIGN
+            for scenario in INCIDENTS + SHAPES + AT_THRESHOLD + BENIGN
             for subjects in (True, False) if subjects or scenario not in SUBJECTS_ONLY
             for fmt in formats]
 
@@ -123,6 +133,8 @@ def load(path: Path = RESULTS) -> tuple[dict, list[Cell]]:
 def expected(scenario: str) -> str:
     if scenario in INCIDENTS:
         return scenario
+    if scenario in EXPECTED:
+        return EXPECTED[scenario]
     if scenario in AT_THRESHOLD:
         return scenario.split("_storm_")[0] + "_storm"
     return "nothing"

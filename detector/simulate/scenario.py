@@ -45,6 +45,10 @@ class Site:
     greylisting: frozenset[str] = frozenset()  # external domains that greylist first tries
     webmail: str = ""  # fqdn of the webmail front end (submits on port 25 from inside)
     app_server: str = ""  # fqdn of an application server sending notifications
+    #: external domain -> (answers again at, queue flushed at), POSIX microseconds: its MX
+    #: times out until then, and its deferred mail is retried at the flush, all at once
+    outages: dict[str, tuple[int, int]] = field(default_factory=dict)
+    log_start: int = 0  # POSIX microseconds: lines before it are not in the log (rotated)
     cache: dict = field(default_factory=dict, repr=False, compare=False)  # derived data
 
     def is_local(self, addr: str) -> bool:
@@ -81,6 +85,7 @@ class Message:
     sasl_user: str | None = None  # authenticated submission user
     tls: bool = True
     reject: str | None = None  # SMTP-time reject reason: rbl | relay | unknown_user | auth
+    loop: bool = False  # has gone round a forwarding loop: the next hop refuses it (5.4.6)
     seed: int = 0  # drives per-recipient outcomes, so every renderer agrees
 
     @property

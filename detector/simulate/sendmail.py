@@ -49,6 +49,7 @@ _FAIL = {  # outcome code -> (dsn, stat= text); {r} recipient, {h} next hop
                           "Greylisted, see http://postgrey.schweikert.ch/help/{d}.html"),
     "quota": ("4.2.2", "Deferred: 452 4.2.2 <{r}>... Mailbox full"),
     "bounced": ("5.1.1", "User unknown"),
+    "loop": ("5.4.6", "Service unavailable"),  # 554 5.4.6 Too many hops, after DATA
 }
 
 
@@ -108,7 +109,7 @@ class SendmailRenderer:
     # ---- streaming ---------------------------------------------------------------------
     def chunks(self, messages: Iterable[Message]) -> Iterator[list[str]]:
         """Time-ordered lines, a bucket (up to ten seconds of traffic) at a time."""
-        for flat in sweep(messages, self.message, LEAD_US):
+        for flat in sweep(messages, self.message, LEAD_US, self.site.log_start):
             self.lines_rendered += len(flat)
             yield self.stamper.lines(flat)
 

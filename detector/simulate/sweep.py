@@ -24,12 +24,13 @@ Event = tuple[int, str]
 
 
 def sweep(messages: Iterable[Message], render: Callable[[Message, list[Event]], None],
-          lead_us: int) -> Iterator[list[Event]]:
+          lead_us: int, since_us: int = 0) -> Iterator[list[Event]]:
     """Time-sorted events of all messages, one 10-second bucket at a time.
 
     ``render(message, events)`` appends the message's events; none may be earlier than
     ``lead_us`` before the message's time. A ``Mail`` is read as it comes (its streams
-    are never held); other messages are sorted first.
+    are never held); other messages are sorted first. Events before ``since_us`` (the
+    start of a rotated log) are dropped.
     """
     buckets: dict[int, list[list[Event]]] = {}
     # Millions of short-lived tuples and no reference cycles: the cyclic collector would
@@ -37,6 +38,13 @@ def sweep(messages: Iterable[Message], render: Callable[[Message, list[Event]], 
     enabled = gc.isenabled()
     gc.disable()
     try:
+        if since_us:
+            inner = render
+
+            def render(m: Message, ev: list[Event]) -> None:
+                mine: list[Event] = []
+                inner(m, mine)
+                ev.extend(e for e in mine if e[0] >= since_us)
         yield from _run(in_time_order(messages), lead_us, buckets, render)
     finally:
         if enabled:
