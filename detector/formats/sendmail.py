@@ -18,42 +18,24 @@ import re
 import polars as pl
 
 from detector.formats.context import ParseContext
+from detector.formats.finish import KEEP_RAW, finish
+from detector.formats.kinds import (
+    Cond,
+    Kind,
+    Sample,
+    absent,
+    classifier,
+    contains,
+    descriptions,
+    equals,
+    field_groups,
+    matches,
+    present,
+    starts,
+)
 from detector.formats.syslog import add_timestamps, split_header
-from detector.schema import conform
 
 NAME = "sendmail"
-
-KINDS: dict[str, str] = {
-    "received": "from= line: a message accepted into the queue (sender, size, nrcpts, msgid)",
-    "aborted": "from= line with nrcpts=0: an envelope dropped before any recipient was "
-               "accepted (all refused, or the client quit); nothing was queued",
-    "delivery": "to= line: one row per recipient of a delivery transaction (stat=Sent...)",
-    "expansion": "alias X => Y (LogLevel > 10): one row per member the alias names",
-    "header_subject": "Subject header logged by a header-check ruleset (syslog map)",
-    "header_in_reply_to": "In-Reply-To header logged by a header-check ruleset",
-    "header_references": "References header logged by a header-check ruleset",
-    "dsn": "QID: QID2: DSN: / return to sender: a bounce message QID2 was created",
-    "dsn_notify": "QID: QID2: sender notify: / postmaster notify: (delay warnings...)",
-    "clone": "QID: QID2: clone: owner=... the envelope was split for a list owner",
-    "queue_done": "done; delay=..., ntries=N: the envelope left the queue",
-    "rcpt_reject": "<addr>... User unknown: an address refused during the SMTP dialogue",
-    "ruleset_reject": "ruleset=check_*, arg1=..., relay=..., reject=/discard/quarantine",
-    "milter": "Milter actions and notices",
-    "tls": "STARTTLS=server/client session set-up, TLS errors",
-    "auth": "AUTH=server/client: successful SMTP AUTH",
-    "auth_failure": "AUTH failure (mech): failed SMTP AUTH",
-    "session_error": "lost input channel, did not issue MAIL..., timeouts, collect: errors, "
-                     "possible SMTP attack, pre-greeting traffic",
-    "expn_vrfy": "EXPN/VRFY request (usually rejected)",
-    "connect": "NOQUEUE: connect from (LogLevel > 9)",
-    "smtp_trace": "--- / <-- / --> SMTP transcript lines (high LogLevel)",
-    "syserr": "SYSERR: a system error",
-    "warning": "other warnings and errors",
-    "daemon": "daemon start/stop, alias database rebuilds, load-average refusals",
-    "queue_note": "other queue-id prefixed notice",
-    "foreign": "a line of another program in the same log",
-    "unparsed": "no syslog header, or a sendmail message of unknown shape",
-}
 
 # sendmail, sm-mta (Debian), sm-msp-queue, and the role names some systems log under
 # (sm-acceptingconnections)
@@ -70,13 +52,6 @@ _FACILITY = (
     r"^((?:\d{4} )?[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?|\S+) "
     r"<[a-z0-9]+\.[a-z]+> "
 )
-_FAST = {
-    "to=": "delivery", "from=": "received", "Subject:": "header_subject",
-    "In-Reply-To:": "header_in_reply_to", "References:": "header_references",
-    "STARTTLS=": "tls", "AUTH=": "auth", "ruleset=": "ruleset_reject",
-}
-_FAST_PATTERN = "^(" + "|".join(re.escape(k) for k in _FAST) + ")"
-_NOTIFY = rf"^(?:({_QID_TOKEN}): )?(DSN|return to sender|sender notify|postmaster notify|clone): "
 _SESSION = (
     r"^(?:lost input channel|.*did not issue (?:MAIL|[A-Z/]+) |timeout waiting for input|"
     r"collect: |rejecting commands from|.*possible SMTP attack|.*: Possible SMTP RCPT flood|"
@@ -103,19 +78,213 @@ _FIELDS: dict[str, str] = {
     "expansion": r"^alias (?P<orig_to>.*?) => (?P<members>.*)$",
     "detail": r"^(?P<detail>.*)$",
 }
-_FIELD_GROUP = {
-    "header_subject": "header", "header_in_reply_to": "header",
-    "header_references": "header", "auth": "tls", "dsn": "notify", "dsn_notify": "notify",
-    "clone": "notify", "session_error": "detail", "syserr": "detail", "warning": "detail",
-    "milter": "detail", "queue_note": "detail", "expn_vrfy": "detail",
-    "queue_done": "detail", "daemon": "detail",
-}
-_KEEP_RAW = ("foreign", "unparsed")
 # a reply naming the next hop's queue id: Postfix, sendmail and Exim receivers
 _NEXT_QID = (
     r"(?:queued as:? ([0-9A-Za-z]{5,})|^([0-9A-Za-z]{8}\d{5,8}) Message accepted for delivery"
     r"|^OK id=([0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}))"
 )
+
+
+# the working columns: prog (syslog program), queue_id, rest (the message after it)
+_QUEUED = (present("queue_id"), ~equals("NOQUEUE", "queue_id"))  # a real queue id
+_H = "Apr  2 00:15:25 mta001 sendmail[32300]:"  # the header of doc-shaped samples
+
+
+def _queued(*conds: Cond) -> tuple[Cond, ...]:
+    return (*_QUEUED, *conds)
+
+
+def _corpus(ref: str) -> str:
+    return f"corpus {ref}"
+
+
+def _notify(words: str) -> Cond:  # "QID: QID2: DSN: ..." (savemail.c, deliver.c)
+    return matches(rf"^(?:{_QID_TOKEN}: )?(?:{words}): ")
+
+
+_LOG_MAP = ("sendmail cf/README, map type syslog (Klog syslog; HSubject: $>+LogSubject "
+            "logging $&{currHeader})")
+
+TABLE: tuple[Kind, ...] = (
+    Kind("unparsed", "no syslog header, or a sendmail message of unknown shape",
+         (absent("prog"),), samples=(Sample(
+             "sm-mta[20900]: k4PK8NYf020900: ruleset=check_mail, arg1=<brbomaquinas@brbom.com>, "
+             "relay=200-138-41-205.ctame705.dsl.brasiltelecom.net.br [200.138.41.205] (may be "
+             "forged), reject=553 5.1.8 <brbomaquinas@brbom.com>... Domain of sender address "
+             "brbomaquinas@brbom.com does not exist",
+             _corpus("sendmail/ossec-hids.partial.log:1")),)),
+    Kind("foreign", "a line of another program in the same log", (~matches(_PROG, "prog"),),
+         samples=(Sample("Nov  3 09:23:38 veridian automount[7998]: lookup(file): lookup for "
+                         "foobar failed", _corpus("syslog/lnav.log:1")),)),
+    # the common shapes, told by their first word (the fast path reads these rows);
+    # envelope lines and header values only with a real queue id
+    Kind("delivery",
+         "to= line: one row per recipient of a delivery transaction (stat=Sent...)",
+         _queued(starts("to=")), samples=(
+             Sample("Apr  2 00:15:25 mta001 sendmail[32302]: u31FFPtp032300: "
+                    "to=<sent1@example.com>,<sent2@example.com>, delay=00:00:00, "
+                    "xdelay=00:00:00, mailer=esmtp, pri=245938, relay=[93.184.216.34] "
+                    "[93.184.216.34], dsn=2.0.0, stat=Sent (ok:  Message 40279894 accepted)",
+                    _corpus("sendmail/fluent-plugin-sendmail.log:4")),
+             Sample("Feb 26 12:27:16 server1 sendmail[6005]: 21QBRGdX006005: to=This, "
+                    "ctladdr=root (0/0), delay=00:00:00, xdelay=00:00:00, mailer=relay, "
+                    "pri=180030, relay=[127.0.0.1] [127.0.0.1], dsn=5.1.1, stat=User unknown",
+                    _corpus("sendmail/postfix-maillog-dump.log:4")))),
+    Kind("received",
+         "from= line: a message accepted into the queue (sender, size, nrcpts, msgid)",
+         _queued(starts("from=")), "received", samples=(Sample(
+             "Apr  2 00:15:25 mta001 sendmail[32300]: u31FFPtp032300: "
+             "from=<grandeur09@gmail.com>, size=5938, class=0, nrcpts=7, "
+             "msgid=<201604011515.u31FFIAj012911@gmail.com>, proto=ESMTP, daemon=MTA, "
+             "relay=[64.233.187.27]", _corpus("sendmail/fluent-plugin-sendmail.log:2")),)),
+    # a received line's nrcpts=0, read by its extractor
+    Kind("aborted", "from= line with nrcpts=0: an envelope dropped before any recipient was "
+                    "accepted (all refused, or the client quit); nothing was queued",
+         None, samples=(Sample(
+             "Nov  3 11:35:30 Microsoft sendmail[26254]: rA37ZTSC026254: "
+             "from=<davaojk25@domain.com>, size=0, class=0, nrcpts=0, bodytype=8BITMIME, "
+             "proto=ESMTP, daemon=MTA, relay=163.23.32.95.dsl-dynamic.vsi.ru [95.32.23.163]",
+             _corpus("sendmail/fail2ban.log:45")),)),
+    Kind("header_subject", "Subject header logged by a header-check ruleset (syslog map)",
+         _queued(starts("Subject:")), "header", samples=(Sample(
+             f"{_H} u31FFPtp032300: Subject: Re: quarterly numbers", _LOG_MAP),)),
+    Kind("header_in_reply_to", "In-Reply-To header logged by a header-check ruleset",
+         _queued(starts("In-Reply-To:")), "header", samples=(Sample(
+             f"{_H} u31FFPtp032300: In-Reply-To: <201604011515.u31FFIAj012911@gmail.com>",
+             _LOG_MAP),)),
+    Kind("header_references", "References header logged by a header-check ruleset",
+         _queued(starts("References:")), "header", samples=(Sample(
+             f"{_H} u31FFPtp032300: References: <201604011515.u31FFIAj012911@gmail.com>",
+             _LOG_MAP),)),
+    Kind("tls", "STARTTLS=server/client session set-up, TLS errors", (starts("STARTTLS="),),
+         "tls", samples=(Sample(
+             f"{_H} STARTTLS=server, relay=mail.example.com [192.0.2.10], version=TLSv1.2, "
+             "verify=NO, cipher=ECDHE-RSA-AES256-GCM-SHA384, bits=256/256",
+             "sendmail tls.c tls_get_info() (STARTTLS=%s, relay=, version=, verify=, "
+             "cipher=, bits=)"),)),
+    Kind("auth", "AUTH=server/client: successful SMTP AUTH", (starts("AUTH="),), "tls",
+         samples=(Sample(
+             f"{_H} AUTH=server, relay=mail.example.com [192.0.2.10], authid=alice, "
+             "mech=PLAIN, bits=0",
+             "sendmail srvrsmtp.c (AUTH=server, relay=%s, authid=%.128s, mech=%.16s, "
+             "bits=%d)"),)),
+    Kind("ruleset_reject", "ruleset=check_*, arg1=..., relay=..., reject=/discard/quarantine",
+         (starts("ruleset="),), "ruleset_reject", samples=(Sample(
+             "Feb 25 03:01:10 kismet sm-acceptingconnections[27713]: s1P819mk027713: "
+             "ruleset=check_rcpt, arg1=<asservnew@freemailhost.ru>, relay=128-68-136-133."
+             "broadband.corbina.ru [128.68.136.133], reject=550 5.7.1 "
+             "<asservnew@freemailhost.ru>... Relaying denied. Proper authentication required.",
+             _corpus("sendmail/fail2ban.log:14")),)),
+    # the rest, in order
+    Kind("dsn", "QID: QID2: DSN: / return to sender: a bounce message QID2 was created",
+         (_notify("DSN|return to sender"),), "notify", samples=(Sample(
+             "Feb 26 12:27:16 server1 sendmail[6005]: 21QBRGdX006005: 21QBRGdY006005: DSN: "
+             "User unknown", _corpus("sendmail/postfix-maillog-dump.log:10")),)),
+    Kind("clone", "QID: QID2: clone: owner=... the envelope was split for a list owner",
+         (_notify("clone"),), "notify", samples=(Sample(
+             f"{_H} u31FFPtp032300: u31FFPtq032300: clone: owner=owner-staff",
+             "sendmail deliver.c sendall() (%s: clone: owner=%s)"),)),
+    Kind("dsn_notify", "QID: QID2: sender notify: / postmaster notify: (delay warnings...)",
+         (_notify("sender notify|postmaster notify"),), "notify", samples=(Sample(
+             f"{_H} u31FFPtp032300: u31FFPtq032300: postmaster notify: see transcript for "
+             "details", "sendmail savemail.c returntosender() (QID: QID2: postmaster notify:)"),
+         )),
+    Kind("expansion", "alias X => Y (LogLevel > 10): one row per member the alias names",
+         (starts("alias "), contains(" => ")), "expansion", samples=(Sample(
+             f"{_H} u31FFPtp032300: alias staff => alice@example.com,bob@example.com",
+             "sendmail alias.c alias() (LogLevel > 10: alias %.100s => %s)"),)),
+    Kind("queue_done", "done; delay=..., ntries=N: the envelope left the queue",
+         (starts("done; "),), "detail", samples=(Sample(
+             "Apr  2 00:15:25 mta001 sendmail[32302]: u31FFPtp032300: done; delay=00:00:00, "
+             "ntries=2", _corpus("sendmail/fluent-plugin-sendmail.log:9")),)),
+    Kind("queue_done", "", (equals("done"),), "detail"),
+    Kind("rcpt_reject", "<addr>... User unknown: an address refused during the SMTP dialogue",
+         (matches(r"^<?[^\s<>]*>?\.\.\. "),), "rcpt_reject", samples=(Sample(
+             "Nov  3 11:35:30 Microsoft sendmail[26254]: rA37ZTSC026250: <arhipov@domain.com>... "
+             "No such user here", _corpus("sendmail/fail2ban.log:40")),)),
+    Kind("milter", "Milter actions and notices", (matches(r"^(?:Milter|milter)"),), "detail",
+         samples=(Sample("Apr  2 00:15:25 mta001 sendmail[32300]: u31FFPtp032300: Milter: no "
+                         "active filter", _corpus("sendmail/fluent-plugin-sendmail.log:1")),)),
+    Kind("tls", "", (matches(r"^(?:STARTTLS|TLS|SSL)"),), "tls"),
+    Kind("auth_failure", "AUTH failure (mech): failed SMTP AUTH", (starts("AUTH failure"),),
+         "auth_failure", samples=(Sample(
+             "Feb 25 04:02:27 relay1 sendmail[16664]: 06I02CNi016764: AUTH failure (LOGIN): "
+             "authentication failure (-13) SASL(-13): authentication failure: checkpass "
+             "failed, user=user@example.com, relay=example.com [192.0.2.3] (may be forged)",
+             _corpus("sendmail/fail2ban.log:7")),)),
+    Kind("auth", "", (matches(r"^(?:AUTH|SASL)"),), "tls"),
+    Kind("expn_vrfy", "EXPN/VRFY request (usually rejected)",
+         (matches(r"^(?:.*: )?(?:EXPN|VRFY|expn|vrfy) "),), "detail", samples=(
+             Sample("Feb 23 21:18:47 batman sm-mta[93301]: s1NKIkZa093301: [76.72.174.70]: "
+                    "EXPN root [rejected]", _corpus("sendmail/fail2ban.log:34")),
+             Sample(" Apr 14 21:02:05 mozart sendmail[11675]: NOQUEUE: [192.168.11.200]: "
+                    "expn root", _corpus("sendmail/ossec-hids.log:1")))),
+    Kind("connect", "NOQUEUE: connect from (LogLevel > 9)", (starts("connect from "),),
+         "connect", samples=(Sample(
+             f"{_H} NOQUEUE: connect from mail.example.com [192.0.2.10]",
+             "sendmail main.c (LogLevel > 9: connect from %.100s, no queue id)"),)),
+    Kind("smtp_trace", "--- / <-- / --> SMTP transcript lines (high LogLevel)",
+         (matches(r"^(?:---|<--|-->|<<<|>>>) "),), samples=(Sample(
+             f"{_H} u31FFPtp032300: <-- MAIL From:<alice@example.com> SIZE=5938",
+             "sendmail srvrsmtp.c smtp() (LogLevel > 14: <-- %s, each command read)"),)),
+    Kind("syserr", "SYSERR: a system error", (matches(r"^(?:\S+: )?SYSERR"),), "detail",
+         samples=(Sample(
+             f"{_H} NOQUEUE: SYSERR(nobody): can not write to queue directory "
+             "/var/spool/clientmqueue/", _corpus("sendmail/lua_sandbox_extensions.msgonly.log:3")
+             + " (message part; syslog header added)"),)),
+    Kind("session_error", "lost input channel, did not issue MAIL..., timeouts, collect: "
+                          "errors, possible SMTP attack, pre-greeting traffic",
+         (matches(_SESSION),), "detail", samples=(
+             Sample("Feb 16 23:33:20 smtp1 sm-mta[5133]: s1GNXHYB005133: [190.5.230.178]: "
+                    "possible SMTP attack: command=AUTH, count=5",
+                    _corpus("sendmail/fail2ban.log:1")),
+             Sample("Mar  6 16:55:28 s192-168-0-1 sm-mta[20949]: v26LtRA0020949: "
+                    "some-host-24.example.org [192.0.2.194] did not issue MAIL/EXPN/VRFY/ETRN "
+                    "during connection to MTA", _corpus("sendmail/fail2ban.log:50")))),
+    Kind("warning", "other warnings and errors",
+         (matches(r"(?i)^(?:warning|error|Losing |savemail panic|unable to|cannot |can not |"
+                  r"\S+: cannot )"),), "detail", samples=(Sample(
+             f"{_H} unable to qualify my own domain name (mta001) -- using short name",
+             "sendmail main.c (unable to qualify my own domain name (%s) -- using short "
+             "name)"),)),
+    Kind("daemon", "daemon start/stop, alias database rebuilds, load-average refusals",
+         (absent("queue_id"), matches(_DAEMON)), "detail", samples=(Sample(
+             "Feb 26 12:27:04 server1 sendmail[5948]: alias database /etc/aliases rebuilt by "
+             "root", _corpus("sendmail/postfix-maillog-dump.log:1")),)),
+    Kind("daemon", "", (equals("NOQUEUE", "queue_id"), matches(_DAEMON)), "detail"),
+    Kind("queue_note", "other queue-id prefixed notice", (present("queue_id"),), "detail",
+         samples=(Sample(
+             "Apr  2 00:15:25 mta001 sendmail[32302]: u31FFPtp032300: SMTP outgoing connect "
+             "on [192.168.198.81]", _corpus("sendmail/fluent-plugin-sendmail.log:3")),)),
+)
+KINDS = descriptions(TABLE)
+
+
+def _fast_tokens(table: tuple[Kind, ...]) -> tuple[dict[str, str], set[str]]:
+    """The fast path read off the table: its leading rows (after the program tests) whose
+    test is one literal start of ``rest``, alone or after a real queue id. Returns
+    start -> kind, and the kinds that need the queue id."""
+    fast: dict[str, str] = {}
+    queued: set[str] = set()
+    n = len(_QUEUED)
+    for row in table:
+        if row.when is None or all(c.column == "prog" for c in row.when):
+            continue  # structural rows; unparsed and foreign, the fast path's own tests
+        needs_qid = row.when[:n] == _QUEUED
+        test = row.when[n:] if needs_qid else row.when
+        if len(test) != 1 or test[0].column != "rest" or test[0].op != "starts" \
+                or test[0].negate:
+            break
+        fast.setdefault(str(test[0].value), row.name)
+        if needs_qid:
+            queued.add(row.name)
+    return fast, queued
+
+
+_FAST, _FAST_QUEUED = _fast_tokens(TABLE)
+_FAST_PATTERN = "^(" + "|".join(re.escape(k) for k in _FAST) + ")"
+_FIELD_GROUP = field_groups(TABLE)
+_CLASSIFY = classifier(TABLE)
 
 
 def sniff(lines: list[str]) -> bool:
@@ -138,38 +307,8 @@ def _split(lines: pl.DataFrame) -> pl.DataFrame:
         frame[c].scatter(idx, fixed[c]) for c in ("_stamp", "host", "prog", "msg"))
 
 
-def _classify() -> pl.Expr:
-    r, qid = pl.col("rest"), pl.col("queue_id")
-    has_qid = qid.is_not_null() & (qid != "NOQUEUE")
-    starts = r.str.starts_with
-    notify = r.str.extract(_NOTIFY, 2)
-    return (
-        pl.when(notify.is_in(["DSN", "return to sender"])).then(pl.lit("dsn"))
-        .when(notify == "clone").then(pl.lit("clone"))
-        .when(notify.is_not_null()).then(pl.lit("dsn_notify"))
-        .when(starts("alias ") & r.str.contains(" => ", literal=True))
-        .then(pl.lit("expansion"))
-        .when(starts("done; ") | (r == "done")).then(pl.lit("queue_done"))
-        .when(r.str.contains(r"^<?[^\s<>]*>?\.\.\. ")).then(pl.lit("rcpt_reject"))
-        .when(r.str.contains(r"^(?:Milter|milter)")).then(pl.lit("milter"))
-        .when(r.str.contains(r"^(?:STARTTLS|TLS|SSL)")).then(pl.lit("tls"))
-        .when(starts("AUTH failure")).then(pl.lit("auth_failure"))
-        .when(r.str.contains(r"^(?:AUTH|SASL)")).then(pl.lit("auth"))
-        .when(r.str.contains(r"^(?:.*: )?(?:EXPN|VRFY|expn|vrfy) ")).then(pl.lit("expn_vrfy"))
-        .when(starts("connect from ")).then(pl.lit("connect"))
-        .when(r.str.contains(r"^(?:---|<--|-->|<<<|>>>) ")).then(pl.lit("smtp_trace"))
-        .when(r.str.contains(r"^(?:\S+: )?SYSERR")).then(pl.lit("syserr"))
-        .when(r.str.contains(_SESSION)).then(pl.lit("session_error"))
-        .when(r.str.contains(r"(?i)^(?:warning|error|Losing |savemail panic|unable to|"
-                             r"cannot |can not |\S+: cannot )")).then(pl.lit("warning"))
-        .when(~has_qid & r.str.contains(_DAEMON)).then(pl.lit("daemon"))
-        .when(has_qid | (qid == "NOQUEUE")).then(pl.lit("queue_note"))
-        .otherwise(pl.lit("unparsed"))
-    )
-
-
 def _with_kinds(frame: pl.DataFrame) -> pl.DataFrame:
-    """Kind of every line: the common shapes by their first word, the rest by the chain."""
+    """Kind of every line: the common shapes by their first word, the rest by the table."""
     token = pl.col("rest").str.extract(_FAST_PATTERN, 1)
     qid = pl.col("queue_id")
     fast = token.replace_strict(_FAST, default=None, return_dtype=pl.String)
@@ -177,15 +316,14 @@ def _with_kinds(frame: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("prog").is_null()).then(pl.lit("unparsed"))
         .when(~pl.col("prog").str.contains(_PROG)).then(pl.lit("foreign"))
         # envelope lines only with a real queue id; header values only of a queued message
-        .when(fast.is_in(["delivery", "received", "header_subject", "header_in_reply_to",
-                          "header_references"]) & (qid.is_null() | (qid == "NOQUEUE")))
+        .when(fast.is_in(sorted(_FAST_QUEUED)) & (qid.is_null() | (qid == "NOQUEUE")))
         .then(None)
         .otherwise(fast)
     ))
     todo = frame["kind"].is_null()
     if not todo.any():
         return frame
-    slow = frame.select("rest", "queue_id").filter(todo).select(kind=_classify())["kind"]
+    slow = frame.select("rest", "queue_id", "prog").filter(todo).select(kind=_CLASSIFY)["kind"]
     return frame.with_columns(frame["kind"].scatter(todo.arg_true(), slow))
 
 
@@ -381,8 +519,7 @@ def _expansion(sub: pl.DataFrame) -> pl.DataFrame:
 
 def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
     """Extract each kind's fields on the rows of that kind only, then stack them."""
-    group = pl.col("kind").replace_strict(
-        {k: _FIELD_GROUP.get(k, k) for k in KINDS}, default=None)
+    group = pl.col("kind").replace_strict(_FIELD_GROUP, default=None, return_dtype=pl.String)
     frame = frame.with_columns(group.alias("_group"))
     # delivery lines are parsed apart (see parse); these have extractors of their own
     special = {"expansion": _expansion, "received": _received, "header": _header,
@@ -418,23 +555,11 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     # delivery lines, the bulk of a log, become one row per recipient: parsed on their own
     # into a slim frame, so the other lines' columns are not repeated per recipient
     is_delivery = frame["kind"] == "delivery"
-    deliveries = _delivery(frame.filter(is_delivery)).with_columns(
-        source_file=pl.lit(ctx.source_file))
-    # only what the fields are taken from travels on: raw is kept for two kinds only
+    deliveries = _delivery(frame.filter(is_delivery))
+    # only what the fields are taken from travels on: raw only where it is kept
     others = frame.filter(~is_delivery).select(
         "ts", "host", "line_no", "kind", "rest", program="prog",
         queue_id=pl.when(pl.col("queue_id") != "NOQUEUE").then("queue_id"),
-        raw=pl.when(pl.col("kind").is_in(_KEEP_RAW)).then("raw"),
+        raw=pl.when(pl.col("kind").is_in(KEEP_RAW)).then("raw"),
     )
-    frame = _with_fields(others).with_columns(source_file=pl.lit(ctx.source_file))
-    # a corrupt number (a 30-digit size) must not stop the whole file
-    frame = frame.with_columns(
-        pl.col(name).cast(dtype, strict=False)
-        for name, dtype in (("size", pl.Int64), ("nrcpt", pl.Int64))
-        if name in frame.columns
-    )
-    if "subject" in frame.columns:
-        from detector.model.subjects import decode_rfc2047
-
-        frame = frame.with_columns(decode_rfc2047(frame["subject"]).alias("subject"))
-    return pl.concat([conform(frame).collect(), conform(deliveries).collect()])
+    return pl.concat([finish(_with_fields(others), ctx), finish(deliveries, ctx)])
