@@ -565,3 +565,15 @@ def test_rendered_lines_fit_syslog_and_name_their_queue(storm_day: tuple) -> Non
     for line in render_sendmail(site, day2[:300], seed=2):
         assert len(line) < 1024 - 100
         assert qid.match(line), line
+
+
+def test_fast_path_gives_the_tables_kinds(corpus_dir: Path) -> None:
+    """The first-word shortcut changes no kind: every case, sample and corpus line gets
+    the kind the whole table gives it."""
+    lines = [p.values[0] for p in CASES] + [s.line for k in sendmail.TABLE for s in k.samples]
+    for path in sorted((corpus_dir / "sendmail").glob("*.log")):
+        lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
+    ctx = ParseContext("test.log", "UTC", YearState(2016))
+    frame = sendmail._working_columns(lines_frame(lines), ctx)
+    kinds = sendmail._with_kinds(frame).select("raw", "kind", table=sendmail._CLASSIFY)
+    assert kinds.filter(pl.col("kind") != pl.col("table")).to_dicts() == []

@@ -541,8 +541,8 @@ def _with_fields(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts, how="diagonal_relaxed")
 
 
-def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
-    """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
+def _working_columns(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """The header split, and the columns the kind table tests: prog, queue_id, rest."""
     frame = add_timestamps(_split(lines), ctx.tz, ctx.years)
     if frame["msg"].str.starts_with("[ID ").any():  # Solaris: "[ID 801593 mail.info] "
         frame = frame.with_columns(pl.col("msg").str.replace(r"^\[ID \d+ [\w.]+\] ", ""))
@@ -551,7 +551,12 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         rest=pl.when(pl.col("queue_id").is_null()).then(pl.col("msg"))
         .otherwise(pl.col("msg").str.slice(pl.col("queue_id").str.len_bytes() + 2)),
     )
-    frame = _with_kinds(frame)
+    return frame
+
+
+def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
+    frame = _with_kinds(_working_columns(lines, ctx))
     # delivery lines, the bulk of a log, become one row per recipient: parsed on their own
     # into a slim frame, so the other lines' columns are not repeated per recipient
     is_delivery = frame["kind"] == "delivery"
