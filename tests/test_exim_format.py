@@ -18,6 +18,7 @@ from polars.testing import assert_frame_equal
 from detector import pipeline
 from detector.formats import ParseContext, exim
 from detector.formats import sniff as sniff_format
+from detector.formats.kinds import classifier
 from detector.formats.syslog import YearState, assign_years, months_of_raw
 from detector.schema import EVENTS_SCHEMA
 from detector.simulate import make_site, samples, storm, utc
@@ -432,6 +433,21 @@ def test_corpus_every_line_gets_a_kind(parsed_corpus: dict, corpus_dir: Path) ->
         assert events.schema == EVENTS_SCHEMA, name
         head = (corpus_dir / "exim" / name).read_text(errors="replace").splitlines()[:200]
         assert sniff_format(head) == "exim", name
+
+
+def test_two_passes_give_the_kinds_of_the_table_in_one(corpus_dir: Path) -> None:
+    """_with_kinds runs TABLE's flag rows on every line and the rows by text on the rest:
+    the kinds must be those of classifier(TABLE) over every line at once."""
+    lines = [p.values[0] for p in CASES]
+    for path in sorted((corpus_dir / "exim").glob("*.log")):
+        lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
+    ctx = ParseContext("test.log", years=YearState(2022))
+    frame = exim._columns(lines_frame(lines), ctx)
+    rest = pl.col("rest")
+    whole = frame.with_columns(_flag=rest.str.slice(0, 3),
+                               _words=rest.str.replace(exim._PREAMBLE, "")).select(
+        pl.coalesce("_kind0", classifier(exim.TABLE)))
+    assert exim._with_kinds(frame)["kind"].to_list() == whole.to_series().to_list()
 
 
 def test_corpus_unparsed_share(parsed_corpus: dict) -> None:

@@ -780,8 +780,8 @@ def _unescape(value: str) -> str:
     return _ESCAPE.sub(one, value.encode("utf-8")).decode("utf-8", "replace")
 
 
-def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
-    """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
+def _columns(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """The working columns: envelope, ``ts``, ``queue_id`` and ``rest``, ``_kind0``."""
     # back in line order: years are inferred from one line to the next
     frame = _envelope(lines).sort("line_no")
     if frame["host"].null_count() < frame.height:  # syslog lines among them
@@ -795,7 +795,12 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
                                .then(msg.str.extract(_QID, 1)))
     frame = frame.with_columns(
         rest=msg.str.slice(pl.col("queue_id").str.len_bytes().fill_null(-1) + 1))
-    frame = _with_kinds(frame)
+    return frame
+
+
+def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
+    frame = _with_kinds(_columns(lines, ctx))
     # nulled before the per-group copies below (finish keeps raw of the same kinds)
     frame = frame.with_columns(
         raw=pl.when(pl.col("kind").is_in(KEEP_RAW)).then("raw"),
