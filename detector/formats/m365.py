@@ -42,28 +42,125 @@ import polars as pl
 
 from detector.formats import csvlog, exchange
 from detector.formats.context import ParseContext
-from detector.schema import conform
+from detector.formats.finish import KEEP_RAW, finish
+from detector.formats.kinds import Kind, Sample, classifier, descriptions, equals, one_of
 
 NAME = "m365"
 HOST = "exchange-online"
 
-KINDS: dict[str, str] = {
-    "received": "one per message of the export (its first row, repeated)",
-    "delivery": "one recipient of a message, with its latest status",
-    "m365_expanded": "a distribution group that was expanded (status Expanded)",
-    "m365_resolved": "an address resolved to another one (status Resolved)",
-    "m365_header": "the #TYPE line or a CSV header row",
-    "m365_json": "a JSON line that is not a message trace record",
-    **{k: v for k, v in exchange.KINDS.items() if k.startswith("exchange_")
-       and k != "exchange_header"},
-    "expansion": "EXPAND event of an extended report: one member of the group",
-    "unparsed": "a line that is not a well-formed row (or a row cut by a batch boundary)",
-}
+# ---- samples ---------------------------------------------------------------------------
+# The corpus holds only Reporting Web Service JSON records (../shared/corpus/m365). The CSV
+# samples follow Microsoft's documentation: Get-MessageTrace's output properties as
+# Export-Csv writes them (every field quoted), filled with the values of the corpus
+# record elastic-integrations.jsonl:2; the extended report's columns are those of the
+# Exchange message tracking log (underscores, date_time_utc), its rows exchange.doc_row().
+# A trace row also gives its message's received row when it is the first: the samples of
+# the other kinds come after a first row of their message.
+_TRACE_DOC = ("Microsoft Learn, 'Get-MessageTrace' (output properties) as Export-Csv "
+              "writes them, values of corpus m365/elastic-integrations.jsonl:2")
+_EXTENDED_DOC = ("Microsoft Learn, 'Message trace in the modern EAC' (extended report: the "
+                 "message tracking log's fields), row in the shape of " + exchange.DOC_PAGE)
+_TRACE_HEAD = ('"Organization","MessageId","Received","SenderAddress","RecipientAddress",'
+               '"Subject","Status","ToIP","FromIP","Size","MessageTraceId","StartDate",'
+               '"EndDate","Index"')
+_EXTENDED_HEAD = ",".join("date_time_utc" if f == "date-time" else f.replace("-", "_")
+                          for f in exchange.FIELDS_2016)
+
+
+def _trace_row(recipient: str, status: str, index: int) -> str:
+    return ('"contoso.com","<GVAP278MB037586A65EF1FB2F844B0258DA2D9@GVAP278MB0375.CHEP278.PR'
+            'OD.OUTLOOK.COM>","10/21/2022 5:25:36 PM","noreply@azure.microsoft.com",'
+            f'"{recipient}","testmail 2","{status}","","40.107.23.54","22761",'
+            '"a5e6dc0f-23df-4b20-d240-08dab38944a1","10/21/2022 9:40:10 AM",'
+            f'"10/22/2022 9:40:10 AM","{index}"')
+
+
+_FIRST = _trace_row("linus@contoso.com", "Delivered", 0)
+_JSON = "corpus m365/elastic-integrations.jsonl:"
+
+
+# the corpus record of line 4 repeats line 1's message (an envelope of the same trace)
+_JSON_LINE1 = ('{"EndDate":"2022-09-05T21:46:46.4206759Z","FromIP":"81.2.69.144","Index":0,'
+     '"MessageId":"\\u003ca210cf91-4f2e-484c-8ada-3b27064ee5e3@az.uksouth.production.microsoft.co'
+     'm\\u003e","MessageTraceId":"cf7a249a-5edd-4350-130a-08da8f69e0f6","Organization":"wildsecur'
+     'ity.onmicrosoft.com","Received":"2022-09-05T18:10:13.4907658","RecipientAddress":"linus@wi'
+     'ldsecurity.onmicrosoft.com","SenderAddress":"azure-noreply@microsoft.com",'
+     '"Size":87891,"StartDate":"2022-09-03T21:46:46.4206759Z","Status":"Delivered",'
+     '"Subject":"PIM: A privileged directory role was assigned outside of PIM",'
+     '"ToIP":"216.160.83.56"}')
+_JSON_LINE4 = ('{"odata.metadata":"https://reports.office365.com/ecp/ReportingWebService/Reporting.svc/$me'
+     'tadata#MessageTrace","value":[{"Organization":"wildsecurity.onmicrosoft.com",'
+     '"MessageId":"<a210cf91-4f2e-484c-8ada-3b27064ee5e3@az.uksouth.production.microsoft.com>",'
+     '"Received":"2022-09-05T18:10:13.4907658","SenderAddress":"azure-noreply@microsoft.com",'
+     '"RecipientAddress":"linus@wildsecurity.onmicrosoft.com","Subject":"PIM: '
+     'A privileged directory role was assigned outside of PIM","Status":"Delivered",'
+     '"ToIP":"192.168.2.2","FromIP":"81.2.69.144","Size":87891,"MessageTraceId":"cf7a249a-5edd-4'
+     '350-130a-08da8f69e0f6","StartDate":"2022-09-04T09:01:46.0369423Z","EndDate":"2022-09-06T09'
+     ':01:46.0369423Z","Index":0}]}')
+
+
+def _ext_sample(event: str) -> Sample:
+    return Sample(exchange.doc_row(event), f"{_EXTENDED_DOC}: {event}", (_EXTENDED_HEAD,))
+
+
+# ---- the kind table ----------------------------------------------------------------------
+# The trace and summary rows' kind is a test on their status word (``_s``: lower case);
+# the rest comes from the file's structure (a message's first row, header and JSON lines)
+# or from Exchange's own table (the extended report's events).
+TABLE: tuple[Kind, ...] = (
+    Kind("received", "one per message of the export (its first row, repeated)", None,
+         samples=(_ext_sample("RECEIVE"),)),
+    Kind("delivery", "one recipient of a message, with its latest status",
+         (~one_of(("expanded", "resolved"), "_s"),), "deliveries",
+         (Sample(_JSON_LINE4,
+                 _JSON + "4 (after line 1: its message's first record)", before=(_JSON_LINE1,)),
+          Sample(_trace_row("linus@contoso.com", "Failed", 1), _TRACE_DOC + ", Status Failed",
+                 before=(_TRACE_HEAD, _FIRST)))),
+    Kind("m365_expanded", "a distribution group that was expanded (status Expanded)",
+         (equals("expanded", "_s"),), "deliveries",
+         (Sample(_trace_row("it.staff@contoso.com", "Expanded", 1), _TRACE_DOC
+                 + ", Status Expanded", before=(_TRACE_HEAD, _FIRST)),)),
+    Kind("m365_resolved", "an address resolved to another one (status Resolved)",
+         (equals("resolved", "_s"),), "deliveries",
+         (Sample(_trace_row("linus.torvalds@contoso.com", "Resolved", 1), _TRACE_DOC
+                 + ", Status Resolved", before=(_TRACE_HEAD, _FIRST)),)),
+    Kind("m365_header", "the #TYPE line or a CSV header row", None,
+         samples=(Sample(_TRACE_HEAD, _TRACE_DOC),
+                  Sample(_EXTENDED_HEAD, _EXTENDED_DOC + ": header row"))),
+    Kind("m365_json", "a JSON line that is not a message trace record", None,
+         samples=(Sample(
+             '{"__metadata": {"id": "https://reports.office365.com/ecp/ReportingWebService/Re'
+             'porting.svc/MailTrafficSummary(0)", "uri": "https://reports.office365.com/ecp/Rep'
+             'ortingWebService/Reporting.svc/MailTrafficSummary(0)", "type": "TenantReporting.M'
+             'ailTrafficSummaryReport"}, "C1": "noreply@azure.microsoft.com", "C2": "12", "C3":'
+             ' "", "Category": "TopMailSender", "EndDate": "/Date(1666431610000)/", "StartDate"'
+             ': "/Date(1666345210000)/"}',
+             "Microsoft Learn, Reporting Web Service 'MailTrafficSummary report' (fields C1-C3, "
+             "Category, StartDate, EndDate), in the OData verbose shape of corpus "
+             "m365/sekoia-intake-formats.jsonl:1"),)),
+    # the extended report's message tracking events, kinds of Exchange's table
+    *(Kind(k.name, k.description, None, k.fields,
+           (_ext_sample(k.name.removeprefix("exchange_").upper()),))
+      for k in exchange.TABLE
+      if k.name.startswith("exchange_") and k.name not in ("exchange_header", "exchange_other")),
+    Kind("exchange_other", exchange.KINDS["exchange_other"], None, "facts",
+         (Sample(exchange.doc_row("SUSPEND"), f"{_EXTENDED_DOC}: SUSPEND, an event-id not in "
+                 "Microsoft's current list (Exchange 2007's event table has it)",
+                 (_EXTENDED_HEAD,)),)),
+    Kind("expansion", "EXPAND event of an extended report: one member of the group", None,
+         "members", (_ext_sample("EXPAND"),)),
+    Kind("unparsed",
+         "a line that is not a well-formed row (or a row cut by a batch boundary)", None,
+         samples=(Sample(_FIRST[:_FIRST.index("testmail") + 4],
+                         _TRACE_DOC + ", cut inside a quoted field", before=(_TRACE_HEAD,)),)),
+)
+KINDS: dict[str, str] = descriptions(TABLE)
+# a trace or summary row: its status word's kind
+_KIND = classifier([k for k in TABLE if k.when is not None])
 
 _STATUS = {"delivered": "sent", "failed": "bounced", "pending": "deferred",
            "gettingstatus": "deferred", "quarantined": "quarantined",
            "filteredasspam": "filtered", "none": "none"}
-_NOT_DELIVERY = {"expanded": "m365_expanded", "resolved": "m365_resolved"}
 # summary report: the last event of a recipient's history -> the trace's status word
 _SUMMARY_WORD = {"deliver": "delivered", "send": "delivered", "fail": "failed",
                  "defer": "pending", "expand": "expanded", "resolve": "resolved",
@@ -159,9 +256,7 @@ def _rows(frame: pl.DataFrame, status: pl.Expr) -> pl.DataFrame:
         s.alias("_s"),
         status.alias("_stext"),
     ).with_columns(
-        pl.when(pl.col("ts").is_null()).then(pl.lit("unparsed"))
-        .otherwise(pl.col("_s").replace_strict(_NOT_DELIVERY, default="delivery"))
-        .alias("kind"),
+        pl.when(pl.col("ts").is_null()).then(pl.lit("unparsed")).otherwise(_KIND).alias("kind"),
     )
     groups = frame.filter(pl.col("kind") == "m365_expanded").group_by("queue_id").agg(
         pl.col("recipient").first().alias("_group"), pl.len().alias("_n"))
@@ -290,10 +385,6 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         parts.append(bad.with_columns(pl.lit("unparsed").alias("kind")))
         parts.append(_READERS[kind](cols))
     frame = pl.concat([p for p in parts if p.height] or parts[:1], how="diagonal_relaxed")
-    frame = frame.with_columns(pl.lit(ctx.source_file).alias("source_file"),
-                               pl.lit(NAME).alias("program"))
-    if "subject" in frame.columns:
-        from detector.model.subjects import decode_rfc2047
-
-        frame = frame.with_columns(decode_rfc2047(frame["subject"]).alias("subject"))
-    return conform(frame).collect()
+    # a JSON line that is no trace record is kept whole: its text is all there is of it
+    return finish(frame.with_columns(pl.lit(NAME).alias("program")), ctx,
+                  keep_raw=(*KEEP_RAW, "m365_json"))
