@@ -33,6 +33,7 @@ COLUMNS = {  # the columns of logical_messages that rules read, with the model's
     "recipients": "BIGINT", "deliveries": "BIGINT", "bounced": "BIGINT",
     "submitted": "BIGINT", "loop_bounces": "BIGINT", "to_address": "VARCHAR",
     "max_passes": "BIGINT", "list": "VARCHAR", "thread_id": "VARCHAR",
+    "returned": "BIGINT", "unknown_origin": "VARCHAR",
 }  # fmt: skip
 BASE_TIME = datetime(2016, 11, 14, 9, 0, tzinfo=UTC)
 
@@ -56,13 +57,16 @@ class Msg:
     max_passes: int | None = None
     list: str | None = "l@x"
     thread_id: str | None = "t1"
+    returned: int = 0
+    unknown_origin: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         return (self.uid, self.sender, self.subject, self.is_reply, self.is_auto,
                 None if self.us is None else BASE_TIME + timedelta(microseconds=self.us),
                 self.recipients, self.deliveries,
                 self.bounced, self.submitted, self.loop_bounces, self.to_address,
-                self.max_passes, self.list, self.thread_id)
+                self.max_passes, self.list, self.thread_id, self.returned,
+                self.unknown_origin)
 
 
 def messages_db(messages: Sequence[Msg]) -> duckdb.DuckDBPyConnection:

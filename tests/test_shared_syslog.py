@@ -186,3 +186,42 @@ def test_exim_and_postfix_share_a_file() -> None:
     assert rows[2]["program"] == "exim"
     assert rows[2]["kind"] not in ("foreign", "unparsed")
     assert rows[2]["recipient"] == "toto@toto.com"
+
+
+# The local Postfix's side of the DSN Sendmail made (21QBRGdY006005) and handed over as
+# CB45F405DD15: the dump keeps no lines of it, so they are written in the shape of the
+# hand-over of line 9 above (smtpd client=, cleanup message-id=, qmgr from=) and of the
+# local delivery in line 51 of postfix/postfix-maillog-dump.log. Sendmail logs no
+# Message-ID for the DSNs it makes; Postfix logs the one in its header.
+DSN_IN_POSTFIX = [
+    "Feb 26 12:27:16 server1 postfix/smtpd[6006]: CB45F405DD15: client=localhost[127.0.0.1]",
+    "Feb 26 12:27:16 server1 postfix/cleanup[6009]: CB45F405DD15:"
+    " message-id=<202202261127.21QBRGdY006005@server1.alsoft.org>",
+    "Feb 26 12:27:16 server1 postfix/qmgr[4652]: CB45F405DD15: from=<>, size=2264, nrcpt=1"
+    " (queue active)",
+    "Feb 26 12:27:16 server1 postfix/local[6011]: CB45F405DD15: to=<root@server1.alsoft.org>,"
+    " orig_to=<root>, relay=local, delay=0.03, delays=0.01/0.02/0/0.01, dsn=2.0.0,"
+    " status=sent (delivered to mailbox)",
+    "Feb 26 12:27:16 server1 postfix/qmgr[4652]: CB45F405DD15: removed",
+]
+
+
+def test_a_message_handed_from_sendmail_to_postfix_is_one_message(tmp_path: Path) -> None:
+    log = tmp_path / "maillog"
+    log.write_text("\n".join([*MAILLOG, *DSN_IN_POSTFIX]) + "\n")
+    _run(log, tmp_path / "out")
+    with Warehouse(tmp_path / "out" / "mailstorm.duckdb") as wh:
+        # the DSN: Sendmail's instance (no id logged) and Postfix's are one message, its
+        # one delivery counted once (the hand-over to Postfix is a hop)
+        rows = wh.con.execute(
+            "SELECT m.queue_id, l.sender, l.hops, l.deliveries, l.is_auto"
+            " FROM messages m JOIN logical_messages l USING (message_uid)"
+            " WHERE m.queue_id IN ('21QBRGdY006005', 'CB45F405DD15') ORDER BY 1").fetchall()
+        assert rows == [("21QBRGdY006005", "", 2, 1, True), ("CB45F405DD15", "", 2, 1, True)]
+        # the message it bounced: both MTAs logged its id, one message by it
+        rows = wh.con.execute(
+            "SELECT count(DISTINCT m.message_uid), max(l.hops) FROM messages m"
+            " JOIN logical_messages l USING (message_uid)"
+            " WHERE m.queue_id IN ('21QBRGdX006005', 'A3EF4405DD14')").fetchall()
+        assert rows == [(1, 2)]
+        assert wh.scalar("SELECT count(*) FROM logical_messages") == 2 + 2  # + Postfix's 2

@@ -21,7 +21,8 @@ MEMBER_ROWS = """
 CREATE OR REPLACE TEMP VIEW _mem AS
 SELECT k.incident_key, s.answering, m.message_uid, m.sender, m.subject,
     m.thread_subject, m.root_ref, m.list, m.is_reply, m.is_auto, m.first_seen, m.last_seen,
-    m.last_delivery, m.deliveries, m.recipients, m.bounced, m.max_passes, m.loop_bounces
+    m.last_delivery, m.deliveries, m.recipients, m.bounced + m.returned AS bounced,
+    m.max_passes, m.loop_bounces
 FROM _members k
 JOIN _spans s USING (incident_key)
 JOIN logical_messages m USING (message_uid)

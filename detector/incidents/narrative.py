@@ -28,7 +28,10 @@ def _hhmm(ts: datetime | None) -> str:
 def describe(inc: Incident) -> tuple[str, tuple[str, ...]]:
     """The headline and the lines of evidence of an incident."""
     root = inc.root
-    sender = (root.sender if root else None) or "<>"
+    # '' is the null sender of bounces; None a sender the log never named (the message
+    # was queued before the log starts)
+    known = root is not None and root.sender is not None
+    sender = (root.sender or "<>") if root is not None and known else "an unknown sender"
     # how long people kept sending; deliveries (retries) may trail on to inc.end
     within = plural(_minutes(inc.start, inc.last_message or inc.end), "minute")
     audience = (f"all {inc.list_size:,} members of {inc.list}" if inc.list
@@ -41,7 +44,8 @@ def describe(inc: Incident) -> tuple[str, tuple[str, ...]]:
         headline = (f"{plural(inc.senders, 'mail client')} answered {audience} "
                     f"automatically within {within}, costing {costing}")
     elif inc.kind == "bounce_storm":
-        where = f"to {inc.list}" if inc.list else f"from {sender}"
+        where = (f"to {inc.list}" if inc.list else f"from {sender}" if known
+                 else f"from {inc.group_key or sender}")
         headline = (f"{plural(inc.bounced, 'delivery', 'deliveries')} of mail {where} "
                     f"bounced within {within}")
     elif inc.kind == "mail_loop" and inc.occurrences > 1:

@@ -82,8 +82,12 @@ _SELECTIONS = [
               "the root)", "is_auto AND sender <> ''", "m.sender <> ''"),
     Selection("bounces", "non-delivery reports (null sender <>)", "sender = ''",
               "m.sender = ''"),
-    Selection("bounced", "messages some of whose deliveries bounced",
-              "bounced > 0 AND NOT is_auto", "m.bounced > 0 AND NOT m.is_auto"),
+    # with the non-delivery notices remote servers returned later to a list's bounce
+    # address: they bounce the list's posts too
+    Selection("bounced", "messages some of whose deliveries bounced, and non-delivery "
+              "notices returned to a list's bounce address",
+              "(bounced > 0 AND NOT is_auto) OR returned > 0",
+              "(m.bounced > 0 AND NOT m.is_auto) OR m.returned > 0"),
     Selection("one_to_one", "messages written to one address (auto-responders, forwarding "
               "loops)", "to_address IS NOT NULL AND sender <> ''",
               "m.to_address IS NOT NULL AND m.sender <> ''"),
@@ -95,8 +99,9 @@ _GROUPINGS = [
              "{t}thread_id"),
     Grouping("list", "distribution list or alias the message was expanded from", "{t}list"),
     Grouping("sender", "envelope sender", "{t}sender"),
-    Grouping("list_or_sender", "the list a message went to, else its envelope sender",
-             "coalesce({t}list, {t}sender)"),
+    Grouping("list_or_sender", "the list a message went to, else its envelope sender, else "
+             "(queued before the log) its bounces' recipient domain and relay",
+             "coalesce({t}list, {t}sender, {t}unknown_origin)"),
     Grouping("list_or_thread", "the list a message went to, else its thread",
              "coalesce({t}list, {t}thread_id)"),
     Grouping("pair", "two addresses writing to each other, in either direction",
@@ -127,7 +132,7 @@ WINDOW_SUMS: dict[str, str] = {
     "n_sender_messages": "CASE WHEN sender IS NOT NULL THEN 1 ELSE 0 END",
     "sum_deliveries": "deliveries",
     "sum_recipients": "recipients",
-    "sum_bounced": "bounced",
+    "sum_bounced": "bounced + returned",
     "sum_submitted": "submitted",
 }
 #: per anchor, maxima over the messages of its window: the per-message value maximised
@@ -152,7 +157,8 @@ _MEASURES = [
     Measure("history", "other messages of the same sender (what the baseline is made of)", None,
             "history"),
     Measure("recipients", "distinct recipients", "sum_recipients", "recipients"),
-    Measure("bounces", "deliveries that bounced", "sum_bounced", "bounced"),
+    Measure("bounces", "deliveries that bounced (and notices returned to a list)",
+            "sum_bounced", "bounced + returned"),
     Measure("bounce_rate", "share of deliveries that bounced",
             "sum_bounced / greatest(sum_deliveries, 1)", "bounced / greatest(deliveries, 1)"),
     Measure("auto_messages", "automatic messages (auto-replies, recalls, receipts)", "n_auto",

@@ -132,22 +132,57 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
              ELSE v.message_id || ' ' || v.variant END AS message_uid
     FROM variant v
     JOIN first_variant f USING (message_id)
+), anonymous_hops AS (
+    -- one MTA handing a message to another on the same host ("stat=Sent (Ok: queued as
+    -- X)": Sendmail's MSP to the local Postfix, a content filter and back) where one side
+    -- logged no Message-ID (Sendmail logs none for the DSNs it makes; Postfix adds its own
+    -- to mail from 127.0.0.1 that had none): the two instances are one message. Hops
+    -- whose sides both name an id are one message by that id already.
+    SELECT DISTINCT d.message_key AS from_key, b.message_key AS to_key,
+        coalesce(a.message_id, '') <> '' AS from_named,
+        coalesce(b.message_id, '') <> '' AS to_named
+    FROM _qev d
+    JOIN inst b ON b.host = d.host AND b.queue_id = d.next_queue_id
+        AND b.message_key <> d.message_key
+        AND b.first_seen BETWEEN d.ts - INTERVAL 1 HOUR AND d.ts + INTERVAL 1 HOUR
+    JOIN inst a ON a.message_key = d.message_key
+    WHERE d.kind = 'delivery' AND d.next_queue_id IS NOT NULL
+        AND (coalesce(a.message_id, '') = '' OR coalesce(b.message_id, '') = '')
+), adopted AS (
+    -- an instance without an id takes the id of the instance it handed the message to
+    -- or got it from; between two without, the later takes the earlier's key
+    SELECT x.message_key,
+        min(coalesce(u.message_uid, nullif(h.message_id, ''),
+                     coalesce(h.host, '') || ' ' || h.queue_id || ' ' || h.message_key))
+            AS message_uid
+    FROM (SELECT from_key AS message_key, to_key AS adopt FROM anonymous_hops
+          WHERE to_named AND NOT from_named
+          UNION ALL
+          SELECT to_key, from_key FROM anonymous_hops WHERE NOT to_named) x
+    JOIN inst h ON h.message_key = x.adopt
+    LEFT JOIN uid u ON u.message_key = x.adopt
+    GROUP BY x.message_key
 )
 SELECT
     inst.*,
     -- one message across hosts: its Message-ID (told apart by sender and size when it
-    -- was reused), else this instance: also in a log without a host name (a native Exim
-    -- mainlog), where host || ... would be null and gather every such message in one
-    coalesce(uid.message_uid, nullif(inst.message_id, ''),
+    -- was reused), else that of the hop it was handed over from or to, else this
+    -- instance: also in a log without a host name, where host || ... would be null and
+    -- gather every such message in one
+    coalesce(uid.message_uid, nullif(inst.message_id, ''), adopted.message_uid,
              coalesce(inst.host, '') || ' ' || inst.queue_id || ' ' || inst.message_key)
         AS message_uid,
     thread_subject(subject) AS thread_subject,
     coalesce(has_reply_prefix(subject), false) OR in_reply_to IS NOT NULL AS is_reply,
-    sender = '' OR coalesce(is_auto_subject(subject), false) OR ndr.queue_id IS NOT NULL
-        AS is_auto
+    -- an unknown sender (queued before the log starts) is not known to be automatic: the
+    -- message stays in the rules that read ordinary mail
+    coalesce(sender = '', false) OR coalesce(is_auto_subject(subject), false)
+        OR ndr.queue_id IS NOT NULL AS is_auto,
+    ndr.queue_id IS NOT NULL AS is_local_ndr
 FROM inst
 LEFT JOIN ndr ON ndr.host = inst.host AND ndr.queue_id = inst.queue_id
-LEFT JOIN uid USING (message_key);
+LEFT JOIN uid USING (message_key)
+LEFT JOIN adopted USING (message_key);
 
 -- Stage 3. List expansions logged as events of their own (Exchange EXPAND, Sendmail
 -- aliases): one row per message, list and member. Postfix and Exim name the list on the
@@ -388,6 +423,18 @@ WITH inst AS (
           WHERE list_of_copy(sender) IS NULL
           GROUP BY ALL)
     GROUP BY message_uid
+), unknown_origin AS (
+    -- messages queued before the log starts (only their deliveries logged: no sender):
+    -- told by what is known, the recipient domain and the relay of their bounces, so that
+    -- a burst of them is grouped (one hour of a dead domain's expired queue), not dropped
+    SELECT i.message_uid,
+        min('unknown sender (queued before the log) to @'
+            || lower(split_part(d.recipient, '@', 2)) || ' via '
+            || regexp_replace(coalesce(d.relay, 'none'), '[\[:].*$', '')) AS origin
+    FROM inst i
+    JOIN deliveries d ON d.message_key = i.message_key AND NOT d.is_hop
+    WHERE i.sender IS NULL AND d.status = 'bounced'
+    GROUP BY i.message_uid
 ), merged AS (
     SELECT
         message_uid,
@@ -403,6 +450,11 @@ WITH inst AS (
         min(nrcpt) FILTER (WHERE nrcpt > 0) AS nrcpt,
         bool_or(is_reply) AS is_reply,
         bool_or(is_auto) AS is_auto,
+        bool_or(is_local_ndr) AS is_local_ndr,
+        bool_or(client IS NOT NULL) AS from_client,
+        -- a list server's copy ("<list>-bounces@", VERP too) names its list
+        min(CASE WHEN contains(sender, '-bounces') THEN list_of_copy(sender) END)
+            AS copy_list,
         min(first_seen) AS first_seen,
         max(last_seen) AS last_seen,
         count(*) AS hops,
@@ -423,7 +475,17 @@ WITH inst AS (
         coalesce(p.loop_bounces, 0) AS loop_bounces,
         solo.to_address,
         passes.max_passes,
-        coalesce(p.list, lp.list) AS list,
+        -- a non-delivery notice a remote server sent back to a list's bounce address
+        -- (null sender, to "<list>-bounces@", VERP too) is a bounce of that list's posts
+        -- (the notices this host's own bounces made are counted as those bounces)
+        coalesce(p.list, lp.list, merged.copy_list,
+                 CASE WHEN merged.sender = '' AND NOT merged.is_local_ndr
+                           AND merged.from_client THEN list_of_copy(solo.to_address) END)
+            AS list,
+        CASE WHEN merged.sender = '' AND NOT merged.is_local_ndr AND merged.from_client
+                  AND list_of_copy(solo.to_address) IS NOT NULL THEN 1 ELSE 0 END
+            AS returned,
+        uo.origin AS unknown_origin,
         p.last_delivery,
         -- the thread root: first id of References, else In-Reply-To
         coalesce(regexp_extract(refs, '<([^<>]+)>', 1), in_reply_to) AS root_ref,
@@ -439,9 +501,10 @@ WITH inst AS (
     LEFT JOIN solo ON solo.uid_key = p.uid_key
     LEFT JOIN passes USING (message_uid)
     LEFT JOIN list_posts lp ON lp.message_id = merged.message_id
+    LEFT JOIN unknown_origin uo USING (message_uid)
 )
 SELECT
-    k.* EXCLUDE (subject_key, root_ref),
+    k.* EXCLUDE (subject_key, root_ref, is_local_ndr, from_client, copy_list),
     nullif(k.root_ref, '') AS root_ref,
     substr(md5(coalesce(r.subject_key, k.subject_key)), 1, 16) AS thread_id
 FROM keyed k

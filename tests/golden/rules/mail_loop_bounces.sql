@@ -4,7 +4,7 @@
 WITH base AS (
     SELECT
         message_uid AS group_key, message_uid, first_seen AS ts, sender, is_auto, subject,
-        deliveries, recipients, submitted, bounced, max_passes, loop_bounces,
+        deliveries, recipients, submitted, bounced, returned, max_passes, loop_bounces,
         count(*) OVER (PARTITION BY sender) - 1 AS history,
         median(deliveries) OVER (PARTITION BY sender) AS sender_median
     FROM logical_messages
