@@ -512,7 +512,7 @@ def _one_year(frame: pl.DataFrame, years: YearState) -> pl.DataFrame:
         _year=pl.col("_year") + fix.forward_fill().backward_fill().fill_null(0))
 
 
-# ---- kinds --------------------------------------------------------------------------------
+# ---- each line's kind from the table --------------------------------------------------
 
 _LATER = ""  # not decided by the flag rows: the rows by text decide
 
@@ -524,7 +524,8 @@ def _with_kinds(frame: pl.DataFrame) -> pl.DataFrame:
     The table is classified in two passes with the same result as one: Polars evaluates
     every branch of a when-chain on every row, and the rows by text are a dozen regexes
     that only the few lines without a flag need. So the flag rows run on every line, the
-    rest only on the lines those left (``_LATER``), put back in place (no frame copy).
+    rest only on the lines those left (``_LATER``), put back in place (no frame copy). One
+    pass over every line doubled the parse time of a 1M-line storm day.
     """
     rest = pl.col("rest")
     frame = frame.with_columns(_flag=rest.str.slice(0, 3))
