@@ -68,8 +68,11 @@ class MaillogRenderer(PostfixRenderer):
         pid = self.pids.get(h, "msp", t, arrival + 20_000, reuse=0.0)
         mqid = self.msp_ids.new(t, pid)
         local, _, dom = m.sender.partition("@")
+        # as given to sendmail(1): cron and scripts name the local user (``from=root``),
+        # webmail passes the user's whole address with -f
         shown = (local if dom == self.site.domain else m.sender) or "<>"
         if m.client_host == self.site.webmail:
+            shown = m.sender
             user, uid = APACHE
         elif local == "root":
             user, uid = "root", 0

@@ -236,9 +236,9 @@ def list_bounces(site: Site, rng: random.Random, start: datetime, *, dead: int,
     taken: set[str] = set()
     external = [naming.person_address(rng, rng.choice(partners), taken) for _ in range(n_ext)]
     # the dead mailboxes are new names: no other mail of the day goes to them
-    local = add_people(site, rng, local_dead) + _alive_people(site, rng, size - n_ext - local_dead)
-    site.gone = site.gone | frozenset(local[:local_dead]) | frozenset(
-        external[:at_once - local_dead])
+    dead_local = add_people(site, rng, local_dead)
+    site.gone = site.gone | frozenset(dead_local) | frozenset(external[:at_once - local_dead])
+    local = dead_local + _alive_people(site, rng, size - n_ext - local_dead)
     site.cache.clear()
     later = external[at_once - local_dead:at_once - local_dead + late]
     members = local + external
