@@ -235,7 +235,8 @@ CASES = [
     case("foreign", "Nov 14 10:02:11 mx1 dovecot: imap-login: Login: user=<bob@example.com>",
          "dovecot"),
     case("unparsed", "hello world", "no-stamp"),
-    case("unparsed", f"{S} something nobody has seen before", "unknown-shape"),
+    case("exim_note", f"{S} something nobody has seen before", "unknown-shape",
+         detail="something nobody has seen before"),
 ]
 
 

@@ -28,6 +28,10 @@ def _kinds_of(fmt: str, sample: Sample) -> list[str]:
     return events.filter(pl.col("line_no") == len(lines))["kind"].to_list()
 
 
+def test_every_format_has_a_kind_table() -> None:
+    assert set(TABLES) == set(FORMATS)
+
+
 @pytest.mark.parametrize(("fmt", "kind", "sample"), CASES,
                          ids=[f"{f}-{k}-{i}" for i, (f, k, _) in enumerate(CASES)])
 def test_each_sample_gets_exactly_its_kind(fmt: str, kind: str, sample: Sample) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from detector.pipeline import run
 
 
@@ -34,7 +32,6 @@ def test_fgforrest_bounce_bursts_are_two_low_bounce_storms(corpus_dir: Path,
     assert len(found) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="Exim's free-text notes (ACL logwrite) still unparsed")
 def test_the_whole_corpus_reads_in_one_run(corpus_dir: Path, tmp_path: Path) -> None:
     """Every file of ../shared/corpus in one run: none fails, each is named by the formats
     it held, every line is stored, and lines without a known shape stay under 0.1% of

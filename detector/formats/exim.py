@@ -353,13 +353,17 @@ _BY_TEXT: tuple[Kind, ...] = (
                "refusal",
                "corpus exim/exim-testsuite.log:6971"),
     )),
-    # also given by the envelope: a line without Exim's stamp
-    Kind("unparsed", "no Exim timestamp, or a line of unknown shape without a message id",
-         (), None, (
+    # Exim writes every stamped line itself: what no row above names is free text an
+    # ACL's logwrite put there, or a configuration or daemon message, kept as its detail
+    Kind("exim_note", "other notice without a message id (an ACL's logwrite text, "
+         "configuration and daemon messages)", (), "detail", (
         Sample("1999-03-02 09:44:33 10.9.8.8 accepted by connect ACL",
                "corpus exim/exim-testsuite.log:66"),
         Sample("1999-03-02 09:44:33 Messages received: 1",
                "corpus exim/exim-testsuite.log:2782"),
+    )),
+    # given by the envelope: a line without Exim's stamp
+    Kind("unparsed", "a line without an Exim timestamp (or syslog header)", None, None, (
         Sample("Header1: abc",
                "corpus syslog/lnav.log:36"),
     )),
