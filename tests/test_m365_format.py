@@ -305,3 +305,15 @@ def test_deliveries_do_not_depend_on_batch_boundaries(rows: list, cuts: list) ->
     assert (cut.filter(pl.col("kind") == "received").select(facts).unique().sort(facts).rows()
             == whole.filter(pl.col("kind") == "received").select(facts).unique()
             .sort(facts).rows())
+
+
+def test_a_report_exchange_online_made_has_the_null_sender() -> None:
+    # a trace shows no return path: the non-delivery reports Exchange Online makes come
+    # from its system address (Microsoft's "Non-delivery reports in Exchange Online")
+    ndr = trace_row("alice@contoso.com", "Delivered", subject="Undeliverable: RE: test")
+    ndr = ndr.replace('"alice@contoso.com","alice@contoso.com"',
+                      '"MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.com",'
+                      '"alice@contoso.com"')
+    out = parse([trace_row("bob@contoso.com", "Delivered"), ndr.replace(TRACE_ID, "t2")])
+    senders = out.filter(pl.col("kind") == "received")["sender"].to_list()
+    assert senders == ["alice@contoso.com", ""]

@@ -333,6 +333,29 @@ def test_a_message_passing_one_host_again_and_again_is_a_loop(tmp_path: Path) ->
         assert wh.query("SELECT hops, max_passes FROM logical_messages").rows() == [(5, 5)]
 
 
+def test_a_loop_through_another_server_is_one_message_growing_at_each_pass(
+        tmp_path: Path) -> None:
+    # the message comes back from a server whose log is not read (no 'queued as' links
+    # the passes), a Received header larger at each pass; sender and logged subject agree
+    def one_pass(i: int) -> list[str]:
+        lines = _from(_message("mx1", f"09:0{i}:00", f"AAAAA1111{i}", "loop@x",
+                               [("u1@x", None)]), "alert@x.example", 2000 + 640 * i)
+        subject = (f"Nov 14 09:0{i}:00 mx1 postfix/cleanup[2]: AAAAA1111{i}: info: header"
+                   " Subject: PROBLEM: disk full from a.example[192.0.2.1]; from=<alert@x.example>"
+                   " to=<u1@x> proto=ESMTP helo=<a.example>")
+        return [lines[0], subject, *lines[1:]]
+
+    lines = [line for i in range(6) for line in one_pass(i)]
+    with _model(tmp_path, ("mail.log", lines)) as wh:
+        assert wh.query("SELECT hops, max_passes FROM logical_messages").rows() == [(6, 6)]
+    # the same, but each pass a different alert (a script's fixed Message-ID): six messages
+    other = [line.replace("PROBLEM: disk full", f"PROBLEM: disk {i} full")
+             for i in range(6) for line in one_pass(i)]
+    (tmp_path / "x").mkdir()
+    with _model(tmp_path / "x", ("mail.log", other)) as wh:
+        assert wh.scalar("SELECT count(*) FROM logical_messages") == 6
+
+
 def _exim(t: str, qid: str, sender: str, rcpt: str) -> list[str]:
     """A native Exim mainlog message: no host name on the lines, no Message-ID logged."""
     return [f"2016-11-14 {t} {qid} <= {sender} H=c.example [192.0.2.1] P=esmtp S=1000",

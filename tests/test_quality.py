@@ -41,20 +41,10 @@ def test_every_injected_incident_is_found_in_postfix_logs(kind: str, subjects: b
     assert (cell.found, cell.extra) == (1, 0), cell.notes
 
 
-#: real-shaped days the detector does not yet get right in a Postfix log (issue 11)
-PENDING = {
-    "nested_list_copies": "copies of nested lists in separate envelopes counted once",
-    "prelog_bounces": "bounces of mail queued before the log split by sender",
-}
-
-
 @SUBJECTS
 @pytest.mark.parametrize("scenario", SHAPES)
 def test_real_shaped_incidents_are_found_in_postfix_logs(scenario: str, subjects: bool,
-                                                        tmp_path: Path,
-                                                        request: pytest.FixtureRequest) -> None:
-    if scenario in PENDING:
-        request.applymarker(pytest.mark.xfail(reason=PENDING[scenario], strict=False))
+                                                        tmp_path: Path) -> None:
     cell = score(scenario, "postfix", subjects, tmp_path)
     assert cell.injected == 1
     assert (cell.found, cell.extra) == (1, 0), cell.notes

@@ -33,7 +33,7 @@ COLUMNS = {  # the columns of logical_messages that rules read, with the model's
     "recipients": "BIGINT", "deliveries": "BIGINT", "bounced": "BIGINT",
     "submitted": "BIGINT", "loop_bounces": "BIGINT", "to_address": "VARCHAR",
     "max_passes": "BIGINT", "list": "VARCHAR", "thread_id": "VARCHAR",
-    "returned": "BIGINT", "unknown_origin": "VARCHAR",
+    "returned": "BIGINT", "prelog_origin": "VARCHAR",
 }  # fmt: skip
 BASE_TIME = datetime(2016, 11, 14, 9, 0, tzinfo=UTC)
 
@@ -58,7 +58,7 @@ class Msg:
     list: str | None = "l@x"
     thread_id: str | None = "t1"
     returned: int = 0
-    unknown_origin: str | None = None
+    prelog_origin: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         return (self.uid, self.sender, self.subject, self.is_reply, self.is_auto,
@@ -66,7 +66,7 @@ class Msg:
                 self.recipients, self.deliveries,
                 self.bounced, self.submitted, self.loop_bounces, self.to_address,
                 self.max_passes, self.list, self.thread_id, self.returned,
-                self.unknown_origin)
+                self.prelog_origin)
 
 
 def messages_db(messages: Sequence[Msg]) -> duckdb.DuckDBPyConnection:

@@ -276,14 +276,22 @@ def _rows(frame: pl.DataFrame, status: pl.Expr) -> pl.DataFrame:
         pl.col("_stext").alias("detail"),
     )
     first = frame.filter(pl.col("queue_id").is_first_distinct())
+    sender = pl.col("sender").str.strip_chars()
     received = first.select(
         *common, pl.lit("received").alias("kind"),
-        pl.col("sender").str.strip_chars().alias("sender"),
+        # a trace shows no return path: the non-delivery reports Exchange Online makes
+        # carry its system sender, the null sender <> of other logs
+        pl.when(sender.str.contains(_NDR_SENDER)).then(pl.lit("")).otherwise(sender)
+        .alias("sender"),
         pl.col("subject"),
         pl.col("size").str.strip_chars().cast(pl.Int64, strict=False).alias("size"),
         pl.col("from_ip").str.strip_chars().alias("client"),
     )
     return pl.concat([unparsed, deliveries, received], how="diagonal_relaxed")
+
+
+#: the sender Exchange (Online and Server) gives the non-delivery reports it makes
+_NDR_SENDER = r"(?i)^MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@"
 
 
 def _trace(cols: pl.DataFrame) -> pl.DataFrame:

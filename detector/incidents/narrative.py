@@ -44,9 +44,12 @@ def describe(inc: Incident) -> tuple[str, tuple[str, ...]]:
         headline = (f"{plural(inc.senders, 'mail client')} answered {audience} "
                     f"automatically within {within}, costing {costing}")
     elif inc.kind == "bounce_storm":
-        where = (f"to {inc.list}" if inc.list else f"from {sender}" if known
-                 else f"from {inc.group_key or sender}")
-        headline = (f"{plural(inc.bounced, 'delivery', 'deliveries')} of mail {where} "
+        # the group is the list, the sender, or what is known of mail queued before the
+        # log starts (its bounces' domain and relay)
+        mail = (f"mail to {inc.list}" if inc.list
+                else f"mail from {sender}" if not inc.group_key or inc.group_key == sender
+                else inc.group_key)
+        headline = (f"{plural(inc.bounced, 'delivery', 'deliveries')} of {mail} "
                     f"bounced within {within}")
     elif inc.kind == "mail_loop" and inc.occurrences > 1:
         headline = (f"The same loop came back {plural(inc.occurrences, 'time')} in {within}: "

@@ -99,9 +99,9 @@ _GROUPINGS = [
              "{t}thread_id"),
     Grouping("list", "distribution list or alias the message was expanded from", "{t}list"),
     Grouping("sender", "envelope sender", "{t}sender"),
-    Grouping("list_or_sender", "the list a message went to, else its envelope sender, else "
-             "(queued before the log) its bounces' recipient domain and relay",
-             "coalesce({t}list, {t}sender, {t}unknown_origin)"),
+    Grouping("list_or_sender", "the list a message went to, else (queued before the log "
+             "starts) its bounces' recipient domain and relay, else its envelope sender",
+             "coalesce({t}list, {t}prelog_origin, {t}sender)"),
     Grouping("list_or_thread", "the list a message went to, else its thread",
              "coalesce({t}list, {t}thread_id)"),
     Grouping("pair", "two addresses writing to each other, in either direction",

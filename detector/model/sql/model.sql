@@ -68,7 +68,11 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
         max(nrcpt) FILTER (WHERE kind IN ('qmgr_from', 'received')) AS nrcpt,
         min(ts) AS first_seen,
         max(ts) AS last_seen,
-        max(client) FILTER (WHERE kind IN ('smtpd_client', 'received')) AS client
+        max(client) FILTER (WHERE kind IN ('smtpd_client', 'received')) AS client,
+        -- its arrival is in the log (Postfix logs qmgr from= again at every retry of a
+        -- deferred message: that alone is no arrival)
+        bool_or(kind IN ('smtpd_client', 'pickup', 'cleanup_message_id', 'received'))
+            AS intake_logged
     FROM _qev
     GROUP BY message_key
     HAVING bool_or(kind IN ('smtpd_client', 'pickup', 'cleanup_message_id', 'qmgr_from',
@@ -77,11 +81,16 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
     -- a Message-ID is not proof of one message: scripts, appliances and anonymisers
     -- reuse a fixed one. The few ids whose instances disagree on envelope sender or size
     -- (a list server's copies aside) are looked at instance by instance below.
+    -- Instances that agree on sender and on a subject every one of them logged are one
+    -- message whatever their sizes: a loop adds a Received header at every pass, a relay
+    -- chain its own headers.
     SELECT message_id
     FROM inst
     WHERE message_id <> '' AND list_of_copy(sender) IS NULL
     GROUP BY message_id
-    HAVING min(sender) <> max(sender) OR min(size) <> max(size)
+    HAVING (min(sender) <> max(sender) OR min(size) <> max(size))
+        AND NOT (count(subject) = count(*) AND min(sender) = max(sender)
+                 AND min(subject) = max(subject))
 ), split AS (
     SELECT i.message_key, i.message_id, i.host, i.queue_id, i.sender, i.size,
         i.first_seen, i.last_seen
@@ -321,30 +330,27 @@ WITH inst AS (
     WHERE NOT d.is_hop
     GROUP BY ALL
 ), extra_copies AS (
-    -- the rare recipients one instance delivered more often than it has delivered routes:
-    -- the copies beyond one per route (recipient and list). The same line twice (a syslog
-    -- stream written twice into one file, one trace in two exports) is one copy: copies
-    -- differ in time, delay or status, and lines from two files do not count. One
-    -- copy logged on every hop of a relay chain is several instances: only a recipient
-    -- that one instance alone delivered is looked at (only_key), found for the
-    -- candidates only, not in the aggregate over every delivery above.
+    -- the rare recipients delivered more often than they have delivered routes: the copies
+    -- beyond one per route (recipient and list) on the host that delivered most of them.
+    -- On one host, every final delivery is a copy in the mailbox (nested lists: each
+    -- sub-list's copy is an instance of its own, Bedlam DL3); the same copy logged on
+    -- every hop of a relay chain is one per host, so hosts are not added up. The same
+    -- line twice (a syslog stream written twice into one file, one trace in two exports)
+    -- is one copy: copies differ in instance, time, delay or status.
     SELECT uid_key, CAST(sum(copies - 1) AS BIGINT) AS extra
-    FROM (SELECT uid_key, rh, list, count(*) AS copies
-          FROM (SELECT DISTINCT c.uid_key, c.rh, d.list, d.source_file, d.ts, d.delay,
-                    d.status
-                FROM (SELECT p.uid_key, p.rh, min(d.message_key) AS only_key
-                      FROM per_recipient p
-                      JOIN inst i ON i.uid_key = p.uid_key
+    FROM (SELECT uid_key, rh, list, max(copies) AS copies
+          FROM (SELECT uid_key, rh, list, host, count(*) AS copies
+                FROM (SELECT DISTINCT c.uid_key, c.rh, d.list, d.host, d.message_key, d.ts,
+                          d.delay, d.status
+                      FROM per_recipient c
+                      JOIN inst i ON i.uid_key = c.uid_key
                       JOIN deliveries d ON d.message_key = i.message_key
-                          AND hash(d.recipient) = p.rh AND NOT d.is_hop
-                      WHERE p.final_lines > CASE WHEN (p.routes & 2) <> 0 THEN 1 ELSE 0 END
-                              + CASE WHEN (p.routes & 32) <> 0 THEN 1 ELSE 0 END
-                      GROUP BY p.uid_key, p.rh
-                      HAVING min(d.message_key) = max(d.message_key)) c
-                JOIN deliveries d ON d.message_key = c.only_key AND hash(d.recipient) = c.rh
-                WHERE NOT d.is_hop AND d.status NOT IN ('deferred', 'discarded')) x
-          GROUP BY uid_key, rh, list
-          HAVING min(source_file) = max(source_file))
+                          AND hash(d.recipient) = c.rh
+                      WHERE c.final_lines > CASE WHEN (c.routes & 2) <> 0 THEN 1 ELSE 0 END
+                              + CASE WHEN (c.routes & 32) <> 0 THEN 1 ELSE 0 END
+                          AND NOT d.is_hop AND d.status NOT IN ('deferred', 'discarded')) x
+                GROUP BY uid_key, rh, list, host)
+          GROUP BY uid_key, rh, list)
     GROUP BY uid_key
 ), per_msg_one_list AS (
     SELECT
@@ -423,17 +429,19 @@ WITH inst AS (
           WHERE list_of_copy(sender) IS NULL
           GROUP BY ALL)
     GROUP BY message_uid
-), unknown_origin AS (
-    -- messages queued before the log starts (only their deliveries logged: no sender):
-    -- told by what is known, the recipient domain and the relay of their bounces, so that
-    -- a burst of them is grouped (one hour of a dead domain's expired queue), not dropped
+), prelog AS (
+    -- messages queued before the log starts (their arrival not logged; the sender too,
+    -- unless the MTA names it again at a retry), told by what is known of their bounces:
+    -- the recipient domain and the relay, so that a burst of them (a dead domain's queue
+    -- flushed) is one group, not scattered over senders or dropped
     SELECT i.message_uid,
-        min('unknown sender (queued before the log) to @'
-            || lower(split_part(d.recipient, '@', 2)) || ' via '
-            || regexp_replace(coalesce(d.relay, 'none'), '[\[:].*$', '')) AS origin
+        min('mail queued before the log to @' || lower(split_part(d.recipient, '@', 2))
+            || ' via ' || regexp_replace(coalesce(d.relay, 'none'), '[\[:].*$', ''))
+            AS origin
     FROM inst i
     JOIN deliveries d ON d.message_key = i.message_key AND NOT d.is_hop
-    WHERE i.sender IS NULL AND d.status = 'bounced'
+    WHERE d.status = 'bounced' AND i.message_uid IN (
+        SELECT message_uid FROM inst GROUP BY message_uid HAVING NOT bool_or(intake_logged))
     GROUP BY i.message_uid
 ), merged AS (
     SELECT
@@ -485,7 +493,7 @@ WITH inst AS (
         CASE WHEN merged.sender = '' AND NOT merged.is_local_ndr AND merged.from_client
                   AND list_of_copy(solo.to_address) IS NOT NULL THEN 1 ELSE 0 END
             AS returned,
-        uo.origin AS unknown_origin,
+        uo.origin AS prelog_origin,
         p.last_delivery,
         -- the thread root: first id of References, else In-Reply-To
         coalesce(regexp_extract(refs, '<([^<>]+)>', 1), in_reply_to) AS root_ref,
@@ -501,7 +509,7 @@ WITH inst AS (
     LEFT JOIN solo ON solo.uid_key = p.uid_key
     LEFT JOIN passes USING (message_uid)
     LEFT JOIN list_posts lp ON lp.message_id = merged.message_id
-    LEFT JOIN unknown_origin uo USING (message_uid)
+    LEFT JOIN prelog uo USING (message_uid)
 )
 SELECT
     k.* EXCLUDE (subject_key, root_ref, is_local_ndr, from_client, copy_list),

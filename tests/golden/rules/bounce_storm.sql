@@ -7,7 +7,7 @@ WITH bound AS (
 ),
 feed AS (
     SELECT
-        coalesce(list, sender, unknown_origin) AS group_key, message_uid, first_seen AS ts, epoch_us(first_seen) AS t,
+        coalesce(list, prelog_origin, sender) AS group_key, message_uid, first_seen AS ts, epoch_us(first_seen) AS t,
         sender, is_reply, is_auto, subject IS NULL AS no_subject,
         deliveries, recipients, submitted, bounced,
         coalesce(CASE WHEN sender IS NOT NULL THEN 1 ELSE 0 END, 0) AS m_n_sender_messages,
@@ -15,7 +15,7 @@ feed AS (
         coalesce(bounced + returned, 0) AS m_sum_bounced,
         recipients AS m_max_recipients
     FROM logical_messages
-    WHERE (bounced > 0 AND NOT is_auto) OR returned > 0 AND coalesce(list, sender, unknown_origin) IS NOT NULL
+    WHERE (bounced > 0 AND NOT is_auto) OR returned > 0 AND coalesce(list, prelog_origin, sender) IS NOT NULL
 ),
 numbered AS (
     SELECT f.*, bound.w, f.t // bound.w AS block,
