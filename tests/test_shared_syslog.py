@@ -218,10 +218,11 @@ def test_a_message_handed_from_sendmail_to_postfix_is_one_message(tmp_path: Path
             " FROM messages m JOIN logical_messages l USING (message_uid)"
             " WHERE m.queue_id IN ('21QBRGdY006005', 'CB45F405DD15') ORDER BY 1").fetchall()
         assert rows == [("21QBRGdY006005", "", 2, 1, True), ("CB45F405DD15", "", 2, 1, True)]
-        # the message it bounced: both MTAs logged its id, one message by it
+        # the message it bounced: both MTAs logged its id, one message by it, whose
+        # sender is Postfix's qualified root@host, not Sendmail's "from=root"
         rows = wh.con.execute(
-            "SELECT count(DISTINCT m.message_uid), max(l.hops) FROM messages m"
+            "SELECT count(DISTINCT m.message_uid), max(l.hops), max(l.sender) FROM messages m"
             " JOIN logical_messages l USING (message_uid)"
             " WHERE m.queue_id IN ('21QBRGdX006005', 'A3EF4405DD14')").fetchall()
-        assert rows == [(1, 2)]
+        assert rows == [(1, 2, "root@server1.alsoft.org")]
         assert wh.scalar("SELECT count(*) FROM logical_messages") == 2 + 2  # + Postfix's 2

@@ -447,7 +447,11 @@ WITH inst AS (
     SELECT
         message_uid,
         arg_min(message_id, (first_seen, message_id)) AS message_id,
-        arg_min(sender, (first_seen, sender)) AS sender,
+        -- the first instance's sender, qualified if any is: Sendmail logs a local
+        -- submission's sender as the user ("from=root"), the Postfix it hands the message
+        -- to as root@host
+        arg_min(sender, (sender <> '' AND NOT contains(sender, '@'), first_seen, sender))
+            AS sender,
         arg_min(subject, (first_seen, subject)) FILTER (WHERE subject IS NOT NULL)
             AS subject,
         arg_min(thread_subject, (first_seen, subject)) FILTER (WHERE subject IS NOT NULL)
