@@ -14,6 +14,7 @@ that the README shows exactly docs/quality.json and re-runs a sample of its runs
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -59,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(1, args.seeds + 1)]
     started = time.perf_counter()
     runs: list[Cell] = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    # spawned, not forked: a child forked after Polars started its thread pool can hang
+    # on a lock no thread will release (no day ever finishes)
+    with ProcessPoolExecutor(max_workers=args.jobs,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
         for i, cell in enumerate(pool.map(_one, jobs), 1):
             runs.append(cell)
             for note in cell.notes:
