@@ -115,3 +115,13 @@ def test_bounces_of_mail_queued_before_the_log_still_count(tmp_path: Path) -> No
         in storm["headline"]
     assert [i for i in _incidents(tmp_path / "short", lines, 13)
             if i["kind"] == "bounce_storm"] == []
+
+
+def test_a_notice_made_on_this_host_is_not_returned_again(tmp_path: Path) -> None:
+    # the same notices, but handed over on the loopback (made here: the bounces they
+    # report are the deliveries counted already)
+    lines = [x for n in range(8) for x in _copy(n, f"10:00:{n:02d}")]
+    lines += [x.replace("client=mx.late.example.com[198.51.100.9]", "client=localhost[127.0.0.1]")
+              for n in range(5) for x in _returned(n, f"10:{20 + n}:00")]
+    [storm] = [i for i in _incidents(tmp_path, lines, 8) if i["kind"] == "bounce_storm"]
+    assert storm["bounced"] == 8

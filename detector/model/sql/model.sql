@@ -463,7 +463,10 @@ WITH inst AS (
         bool_or(is_reply) AS is_reply,
         bool_or(is_auto) AS is_auto,
         bool_or(is_local_ndr) AS is_local_ndr,
-        bool_or(client IS NOT NULL) AS from_client,
+        -- submitted by an SMTP client elsewhere (not this host's loopback: a notice an
+        -- MTA made and handed to its neighbour on 127.0.0.1 was made here)
+        bool_or(client <> '' AND NOT regexp_matches(client, '(^|\[)(127\.|::1\])'))
+            AS from_client,
         -- a list server's copy ("<list>-bounces@", VERP too) names its list
         min(CASE WHEN contains(sender, '-bounces') THEN list_of_copy(sender) END)
             AS copy_list,
