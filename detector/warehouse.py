@@ -97,15 +97,46 @@ def _empty_events_sql() -> str:
     return f"SELECT {cols} WHERE false"
 
 
+#: a file in a warehouse's Parquet folder naming the warehouse file that owns it
+OWNER_MARK = ".mailstorm-warehouse"
+
+
+def _owner_of(folder: Path) -> str | None:
+    """The warehouse file a Parquet folder is marked as owned by, if it still exists
+    beside it (a mark naming a file since renamed away claims nothing)."""
+    try:
+        name = (folder / OWNER_MARK).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name if name and (folder.parent / name).exists() else None
+
+
 def parquet_dir_of(db: Path | str) -> Path:
-    """The folder of Parquet files beside the warehouse file ``db``."""
+    """The folder of Parquet files beside the warehouse file ``db``: ``<stem>.parquet``,
+    unless another warehouse of the same stem owns that one (``w.duckdb`` and ``w.db`` in
+    one folder), then ``<name>.parquet``."""
     base = Path(db)
-    return base.with_name(base.stem + ".parquet")
+    preferred = base.with_name(base.stem + ".parquet")
+    owner = _owner_of(preferred)
+    if owner is None or owner == base.name:
+        return preferred
+    return base.with_name(base.name + ".parquet")
 
 
 def parts_dir_of(db: Path | str) -> Path:
     """Where the Parquet parts of the warehouse file ``db`` live."""
     return parquet_dir_of(db) / "events"
+
+
+def _whole_parquet(path: Path) -> bool:
+    """A Parquet file that ends as one must (its footer's magic): a truncated or
+    overwritten part does not."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False
 
 
 def _sql_path(path: Path) -> str:
@@ -208,7 +239,7 @@ class Warehouse:
         base = Path(self.path)
         # DuckDB spills what does not fit under the limit to a folder beside the file
         self.con.execute("SET temp_directory = ?",
-                         [str(base.with_name(base.stem + ".tmp"))])
+                         [str(base.with_name(base.name + ".tmp"))])
         try:
             self.con.execute("SET memory_limit = ?", [memory_limit or default_memory_limit()])
         except duckdb.Error as exc:
@@ -217,8 +248,15 @@ class Warehouse:
         self.parquet_dir = parquet_dir_of(base)
         self.parts_dir = parts_dir_of(base)
         self._tmp_dir = self.parts_dir / ".incoming"
-        self._migrate()
-        self._tidy_parts()
+        # this warehouse's folder from now on: no other warehouse tidies it
+        self.parquet_dir.mkdir(parents=True, exist_ok=True)
+        (self.parquet_dir / OWNER_MARK).write_text(base.name + "\n", encoding="utf-8")
+        try:
+            self._migrate()
+            self._tidy_parts()
+        except BaseException:
+            self.con.close()
+            raise
         self.tidy_parquet_views()
         self.refresh_events_view()
         for name, select in parquet_views_sql(self.con, base).items():  # folder may move
@@ -321,17 +359,36 @@ class Warehouse:
             tmp.unlink(missing_ok=True)
 
     def _tidy_parts(self) -> None:
-        """Remove what a crash left: uncommitted parts, and ledger rows of lost parts."""
+        """Remove what a crash left (parts written but never committed), and check that
+        every part the ledger names is there and whole.
+
+        A committed part is moved into place before its ledger row commits, so no crash
+        leaves a known part missing: one missing or damaged was removed or overwritten
+        from outside. Its lines are gone while the ledger still counts them, and the
+        ledger cannot tell which of today's files to read again (a rotated file's parts
+        carry the name it had when each was read), so the run stops and says so; nothing
+        is deleted."""
         if self._tmp_dir.is_dir():
             for leftover in self._tmp_dir.iterdir():
                 leftover.unlink()
-        known = {r[0] for r in self.con.execute("SELECT part FROM parts").fetchall()}
+        known = dict(self.con.execute("SELECT part, source_file FROM parts").fetchall())
         present = {p.name for p in self.parts_dir.glob("part-*.parquet")} \
             if self.parts_dir.is_dir() else set()
-        for name in present - known:
+        for name in present - set(known):
             (self.parts_dir / name).unlink()
-        for name in known - present:
-            self.con.execute("DELETE FROM parts WHERE part = ?", [name])
+        missing = sorted(set(known) - present)
+        damaged = sorted(n for n in set(known) & present
+                         if not _whole_parquet(self.parts_dir / n))
+        if missing or damaged:
+            files = sorted({known[n] for n in (*missing, *damaged)})
+            what = ", ".join(
+                [f"{len(missing)} missing"] * bool(missing)
+                + [f"{len(damaged)} damaged"] * bool(damaged))
+            raise MailstormError(
+                f"{self.path}: {what} of its {len(known)} event parts in {self.parts_dir} "
+                f"(lines of {', '.join(files[:5])}{' ...' if len(files) > 5 else ''}): the "
+                "warehouse no longer holds every line its ledger counts; move it and its "
+                "Parquet folder aside and run again on the logs to rebuild it")
 
     def write_parquet_view(self, name: str, select: str) -> Path:
         """Write the rows of ``select`` to a new Parquet file beside the events and make the

@@ -1,0 +1,77 @@
+"""Nothing stored is lost without a word (issue 12.1): a warehouse owns its Parquet
+folder, and a part removed or damaged from outside stops the run with one line saying
+so, instead of events silently missing. Real files, real runs of the CLI in a
+subprocess (its exit status and stderr as a cron job sees them)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_logs"
+
+
+def _log(path: Path, n: int, host: str) -> int:
+    lines = [f"Nov 14 09:{i // 60:02d}:{i % 60:02d} {host} postfix/smtpd[1]: connect from"
+             f" c{i}.example[192.0.2.{i % 250 + 1}]" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return n
+
+
+def _run(log: Path, out: Path, db: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "detector", "run", str(log), "--out", str(out), "--db",
+         str(db), "--tz", "UTC", "--year", "2016", "-q"],
+        capture_output=True, text=True, timeout=300)
+
+
+def _events(db: Path) -> int:
+    with duckdb.connect(str(db)) as con:  # the Warehouse opens its views: count parts
+        return con.execute("SELECT sum(rows) FROM parts").fetchone()[0]
+
+
+def test_two_warehouses_sharing_a_stem_keep_their_events(tmp_path: Path) -> None:
+    a, b = _log(tmp_path / "a.log", 300, "mx1"), _log(tmp_path / "b.log", 200, "mx2")
+    assert _run(tmp_path / "a.log", tmp_path / "oa", tmp_path / "w.duckdb").returncode == 0
+    assert _run(tmp_path / "b.log", tmp_path / "ob", tmp_path / "w.db").returncode == 0
+    # each opened again: neither has tidied the other's parts away
+    assert _run(tmp_path / "a.log", tmp_path / "oa", tmp_path / "w.duckdb").returncode == 0
+    assert (_events(tmp_path / "w.duckdb"), _events(tmp_path / "w.db")) == (a, b)
+    assert (tmp_path / "w.parquet" / ".mailstorm-warehouse").read_text().strip() == "w.duckdb"
+    assert (tmp_path / "w.db.parquet" / ".mailstorm-warehouse").read_text().strip() == "w.db"
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        assert con.execute("SELECT sum(lines) FROM files").fetchone()[0] == a
+
+
+def _first_part(db: Path) -> Path:
+    return sorted((db.parent / (db.stem + ".parquet") / "events").glob("part-*.parquet"))[0]
+
+
+def test_a_missing_part_stops_the_run_with_one_line(tmp_path: Path) -> None:
+    _log(tmp_path / "a.log", 300, "mx1")
+    db = tmp_path / "w.duckdb"
+    assert _run(tmp_path / "a.log", tmp_path / "out", db).returncode == 0
+    part = _first_part(db)
+    part.unlink()
+    res = _run(tmp_path / "a.log", tmp_path / "out", db)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert "1 missing" in line and str(tmp_path / "a.log") in line
+    assert _events(db) == 300  # the ledger still says what it read: nothing deleted
+
+
+def test_a_damaged_part_stops_the_run_with_one_line(tmp_path: Path) -> None:
+    _log(tmp_path / "a.log", 300, "mx1")
+    db = tmp_path / "w.duckdb"
+    assert _run(tmp_path / "a.log", tmp_path / "out", db).returncode == 0
+    part = _first_part(db)
+    data = part.read_bytes()
+    part.write_bytes(data[: len(data) // 2])  # cut by a full disk or a bad copy
+    res = _run(tmp_path / "a.log", tmp_path / "out", db)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "1 damaged" in res.stderr
+    assert part.stat().st_size == len(data) // 2  # left for the postmaster to look at
