@@ -7,9 +7,8 @@ incident at or above its severity that is new or grew past it since the previous
 
 from __future__ import annotations
 
-import csv
 import functools
-import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from detector.errors import MailstormError, UsageError
 from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
-from detector.warehouse import events_view_sql, parquet_views_sql, parts_dir_of
+from detector.sqlshell import run_query
 
 EXIT_FAIL_ON = 3
 
@@ -318,45 +317,33 @@ def simulate(out_dir: Path, fmt: str, incidents: tuple[str, ...], seed: int, lis
               help="Warehouse to query (opened read-only).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="Output format.")
+@click.option("--allow-files", "allow_files", multiple=True,
+              type=click.Path(path_type=Path), metavar="PATH",
+              help="Let the query read and write PATH (a file, or a folder and all under "
+                   "it), and run COPY and EXPORT DATABASE. Repeatable.")
 @_errors_as_click
-def sql(query: str, db: Path, fmt: str) -> None:
-    """Run a read-only SQL QUERY on the warehouse and print the rows.
+def sql(query: str, db: Path, fmt: str, allow_files: tuple[Path, ...]) -> None:
+    """Run a read-only SQL QUERY on the warehouse and print the rows as they come.
+
+    The query reads the warehouse's tables and views (events, deliveries, messages,
+    incidents...) and nothing else: no other file, no network, no extension, no
+    write, within the default memory limit, and it cannot SET any of that back.
+    --allow-files opens the paths it names (e.g. for COPY ... TO). Output stops
+    quietly when the reader does (| head).
 
     \b
     Example:
       mailstorm sql "SELECT list, count(*) FROM deliveries GROUP BY list" --db out/mailstorm.duckdb
+      mailstorm sql "COPY incidents TO 'inc.csv'" --db out/w.duckdb --allow-files inc.csv
     """
-    con = duckdb.connect(str(db), read_only=True)
     try:
-        # the stored view names the parts by absolute path; if the folder moved, a view
-        # in the session's temporary schema (searched first) points at where they are now
-        con.execute(f"CREATE TEMP VIEW events AS {events_view_sql(parts_dir_of(db))}")
-        for name, select in parquet_views_sql(con, db).items():
-            con.execute(f"CREATE TEMP VIEW {name} AS {select}")
-        rel = con.sql(query)
-        if rel is None:
-            return
-        columns, rows = rel.columns, rel.fetchall()
-    finally:
-        con.close()
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    elif fmt == "json":
-        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows],
-                              default=str, ensure_ascii=False, indent=2))
-    else:
-        _print_table(columns, rows)
-
-
-def _print_table(columns: list[str], rows: list[tuple]) -> None:
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    click.echo("  ".join("-" * w for w in widths))
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        run_query(db, query, sys.stdout, fmt=fmt, allow_files=allow_files)
+    except BrokenPipeError:
+        # the reader left (| head): not an error. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
 
 
 @main.group()
