@@ -323,13 +323,13 @@ def simulate(out_dir: Path, fmt: str, incidents: tuple[str, ...], seed: int, lis
                    "it), and run COPY and EXPORT DATABASE. Repeatable.")
 @_errors_as_click
 def sql(query: str, db: Path, fmt: str, allow_files: tuple[Path, ...]) -> None:
-    """Run a read-only SQL QUERY on the warehouse and print the rows as they come.
+    """Run a read-only SQL QUERY on the warehouse and print the rows.
 
-    The query reads the warehouse's tables and views (events, deliveries, messages,
-    incidents...) and nothing else: no other file, no network, no extension, no
-    write, within the default memory limit, and it cannot SET any of that back.
-    --allow-files opens the paths it names (e.g. for COPY ... TO). Output stops
-    quietly when the reader does (| head).
+    Rows print as they come. The query reads the warehouse's tables and views
+    (events, deliveries, messages, incidents...) and nothing else: no other file,
+    no network, no extension, no write, within the default memory limit, and it
+    cannot SET any of that back. --allow-files opens the paths it names (e.g. for
+    COPY ... TO). Output stops quietly when the reader does (| head).
 
     \b
     Example:
