@@ -26,6 +26,9 @@ from detector.rules.overrides import parse_overrides
 from detector.sqlshell import run_query
 
 EXIT_FAIL_ON = 3
+#: a run read no new log line (empty inputs, all skipped or read before): broken log
+#: shipping must not look like a quiet night
+EXIT_NOTHING_READ = 4
 
 
 class _Time(click.ParamType):
@@ -101,7 +104,7 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _finish(result: pipeline.RunResult, fail_on: str | None, fail_on_any: bool,
-            quiet: bool) -> None:
+            quiet: bool, *, allow_empty: bool = True) -> None:
     if not quiet:
         counts: dict[str, int] = {}
         for inc in result.incidents:
@@ -113,6 +116,12 @@ def _finish(result: pipeline.RunResult, fail_on: str | None, fail_on_any: bool,
                    f"{changed} new or grown; report: {result.report}", err=True)
     if fail_on and alerts(result.incidents, fail_on, every=fail_on_any):
         sys.exit(EXIT_FAIL_ON)
+    if not allow_empty and result.ingested is not None and result.ingested.lines == 0:
+        files = result.ingested.files
+        click.echo(f"warning: no new log line was read from {len(files)} file(s) (empty, "
+                   "skipped or read before); check the log shipping, or pass --allow-empty",
+                   err=True)
+        sys.exit(EXIT_NOTHING_READ)
 
 
 def _scope(since: datetime | None, until: datetime | None) -> Scope | None:
@@ -151,11 +160,13 @@ def main() -> None:
 @click.option("--host", "host", metavar="NAME", help="Host name for lines that name none (a "
               "native Exim mainlog; default: each file's folder and base name, e.g. "
               "/var/log/exim4/mainlog).")
+@click.option("--allow-empty", is_flag=True, help="Exit 0 when no new log line was read "
+              "(default: exit 4 and say so, as broken log shipping looks like a quiet night).")
 @rules_options
 @_errors_as_click
 def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         year: int | None, fmt: str | None, skip_unknown: bool, memory_limit: str | None,
-        host: str | None,
+        host: str | None, allow_empty: bool,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
         until: datetime | None, quiet: bool) -> None:
@@ -171,7 +182,7 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
         overrides=parse_overrides(overrides), memory_limit=memory_limit,
         scope=_scope(since, until), progress=_progress(quiet), host=host)
-    _finish(result, fail_on, fail_on_any, quiet)
+    _finish(result, fail_on, fail_on_any, quiet, allow_empty=allow_empty)
 
 
 @main.command()

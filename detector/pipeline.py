@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -47,13 +46,25 @@ def load_ruleset(rules_dir: Path | None, overrides: Mapping[str, str]) -> list[R
 
 
 def _spool_stdin(files: list[LogFile], tmp: Path) -> list[LogFile]:
-    """Copy standard input to a file so it can be sniffed and read like any other."""
+    """Copy standard input to a file in ``tmp`` so it can be sniffed and read like any
+    other; at most ``sources.STDIN_LIMIT`` bytes (endless input is an error, not a full
+    disk). The caller removes ``tmp`` however the run ends."""
+    from detector import sources
+    from detector.errors import InputError
+
     out = []
     for f in files:
         if f.path == STDIN:
             target = tmp / "stdin.log"
+            limit, copied = sources.STDIN_LIMIT, 0
             with open(target, "wb") as sink:
-                shutil.copyfileobj(sys.stdin.buffer, sink)
+                while chunk := sys.stdin.buffer.read(1 << 20):
+                    copied += len(chunk)
+                    if copied > limit:
+                        raise InputError("standard input", None,
+                                         f"more than {limit:,} bytes, the most it may hold; "
+                                         "read so much from a file instead")
+                    sink.write(chunk)
             f = LogFile(path=str(target), group=STDIN, order=f.order)
         out.append(f)
     return out
@@ -127,7 +138,10 @@ def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
                        now=run_info.started_at if run_info else None)
     skipped = [(f.path, f.skipped) for f in (ingested.files if ingested else [])
                if f.skipped and f.skipped != "already ingested"]
-    summary = build_summary(wh, rules, skipped)
+    # what this run read: a run that read nothing new says so, or broken log shipping
+    # would look like a quiet night
+    summary = build_summary(wh, rules, skipped,
+                            ingested.lines if ingested is not None else None)
     path = write_report(out_dir, summary, incidents, templates_dir)
     if run_info is not None:  # after the report: a run that wrote none has reported nothing
         record(wh, incidents, run_info)

@@ -15,8 +15,10 @@ from detector.warehouse import Warehouse
 UNPARSED_SAMPLES = 20
 
 
-def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str]]) -> dict:
-    """Summary dict for the report, from the warehouse (all runs so far) and this run."""
+def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str]],
+                  lines_read: int | None = None) -> dict:
+    """Summary dict for the report, from the warehouse (all runs so far) and this run
+    (``lines_read``: the lines it read; None when it read no log, as ``report``)."""
     inputs = [
         {"path": r["path"], "format": r["format"], "host": r["host"], "lines": r["lines"],
          "unparsed": r["unparsed"], "first_ts": iso_z(r["first_ts"]),
@@ -42,6 +44,7 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
         "version": __version__,
         "inputs": inputs,
         "lines": lines,
+        "lines_read": lines_read,
         "kinds": kinds.to_dicts(),  # kind, lines, formats ("postfix, sendmail")
         "unparsed": int(unparsed or 0),
         "unparsed_samples": samples.to_dicts(),

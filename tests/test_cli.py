@@ -99,9 +99,13 @@ def test_quiet_day_newsletter_and_small_thread_are_not_storms(tmp_path: Path) ->
 def test_rerun_reads_nothing_new_and_keeps_ids(demo: Path, tmp_path: Path) -> None:
     before = [i["id"] for i in _incidents(demo)]
     res = invoke("run", str(SAMPLES), "--year", "2016", "--tz", "UTC", "--out", str(demo))
-    assert res.exit_code == 0
+    assert res.exit_code == 4  # nothing new read: said, and a status of its own
     assert "read 0 new lines" in res.output
+    assert "no new log line was read" in res.output
     assert [i["id"] for i in _incidents(demo)] == before
+    res = invoke("run", str(SAMPLES), "--year", "2016", "--tz", "UTC", "--out", str(demo),
+                 "--allow-empty")
+    assert res.exit_code == 0
 
 
 @pytest.mark.parametrize("fail_on, code", [("critical", 0), ("medium", 3), ("info", 3)])

@@ -37,8 +37,8 @@ def test_two_warehouses_sharing_a_stem_keep_their_events(tmp_path: Path) -> None
     a, b = _log(tmp_path / "a.log", 300, "mx1"), _log(tmp_path / "b.log", 200, "mx2")
     assert _run(tmp_path / "a.log", tmp_path / "oa", tmp_path / "w.duckdb").returncode == 0
     assert _run(tmp_path / "b.log", tmp_path / "ob", tmp_path / "w.db").returncode == 0
-    # each opened again: neither has tidied the other's parts away
-    assert _run(tmp_path / "a.log", tmp_path / "oa", tmp_path / "w.duckdb").returncode == 0
+    # each opened again (nothing new to read: exit 4): neither tidied the other's parts
+    assert _run(tmp_path / "a.log", tmp_path / "oa", tmp_path / "w.duckdb").returncode == 4
     assert (_events(tmp_path / "w.duckdb"), _events(tmp_path / "w.db")) == (a, b)
     assert (tmp_path / "w.parquet" / ".mailstorm-warehouse").read_text().strip() == "w.duckdb"
     assert (tmp_path / "w.db.parquet" / ".mailstorm-warehouse").read_text().strip() == "w.db"
@@ -75,3 +75,29 @@ def test_a_damaged_part_stops_the_run_with_one_line(tmp_path: Path) -> None:
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "1 damaged" in res.stderr
     assert part.stat().st_size == len(data) // 2  # left for the postmaster to look at
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "detector", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_a_run_that_reads_no_new_line_says_so_and_exits_4(tmp_path: Path) -> None:
+    # broken log shipping must not look like a quiet night: an empty folder, an empty
+    # file, and yesterday's log again
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "mail.log").write_text("")
+    res = _cli("run", str(tmp_path / "empty"), "--out", str(tmp_path / "o1"), "-q")
+    assert res.returncode == 4, res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert "no new log line" in line
+    assert "read no new log line" in (tmp_path / "o1" / "index.html").read_text()
+    assert _cli("run", str(tmp_path / "empty"), "--out", str(tmp_path / "o1"), "-q",
+                "--allow-empty").returncode == 0
+    _log(tmp_path / "a.log", 50, "mx1")
+    first = _cli("run", str(tmp_path / "a.log"), "--out", str(tmp_path / "o2"), "-q",
+                 "--year", "2016")
+    assert first.returncode == 0 and first.stderr == ""
+    again = _cli("run", str(tmp_path / "a.log"), "--out", str(tmp_path / "o2"), "-q",
+                 "--year", "2016")
+    assert again.returncode == 4
