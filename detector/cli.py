@@ -24,6 +24,7 @@ from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
 from detector.sqlshell import run_query
+from detector.warehouse import LOCK_TIMEOUT
 
 EXIT_FAIL_ON = 3
 #: a run read no new log line (empty inputs, all skipped or read before): broken log
@@ -75,7 +76,7 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
 
 
 def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--rules, --templates, --set and --fail-on mean the same on run and report."""
+    """--rules, --templates, --set, --fail-on... mean the same on run and report."""
     for option in reversed([
         click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Folder of rule files to use instead of the built-in rules."),
@@ -97,6 +98,10 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "UTC when no offset). Default: everything the warehouse holds."),
         click.option("--until", type=_Time(),
                      help="Detect and report only messages first seen before this time."),
+        click.option("--lock-timeout", type=click.FloatRange(min=0), default=LOCK_TIMEOUT,
+                     show_default=True, metavar="SECONDS",
+                     help="Wait this long for another process's lock on the warehouse "
+                          "(a run still going, an open session) before giving up."),
         click.option("-q", "--quiet", is_flag=True, help="No progress output; errors only."),
     ]):
         func = option(func)
@@ -169,7 +174,7 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         host: str | None, allow_empty: bool,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
-        until: datetime | None, quiet: bool) -> None:
+        until: datetime | None, lock_timeout: float, quiet: bool) -> None:
     """Read LOGS (files, folders, globs, '-' for stdin; .gz/.bz2/.xz too), detect, report.
 
     \b
@@ -181,7 +186,8 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         logs, out_dir, db=db, tz=tz or _local_zone(), year=year, fmt=fmt,
         skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
         overrides=parse_overrides(overrides), memory_limit=memory_limit,
-        scope=_scope(since, until), progress=_progress(quiet), host=host)
+        scope=_scope(since, until), progress=_progress(quiet), host=host,
+        lock_timeout=lock_timeout)
     _finish(result, fail_on, fail_on_any, quiet, allow_empty=allow_empty)
 
 
@@ -197,7 +203,7 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
 def report(db: Path, out_dir: Path, memory_limit: str | None, rules_dir: Path | None,
            templates_dir: Path | None, overrides: tuple[str, ...], fail_on: str | None,
            fail_on_any: bool, since: datetime | None, until: datetime | None,
-           quiet: bool) -> None:
+           lock_timeout: float, quiet: bool) -> None:
     """Detect and write the report again from a warehouse, without reading logs.
 
     Statuses (new, grown, ongoing, ended) are relative to what the last 'mailstorm run'
@@ -210,7 +216,8 @@ def report(db: Path, out_dir: Path, memory_limit: str | None, rules_dir: Path | 
     """
     result = pipeline.report(db, out_dir, rules_dir=rules_dir, templates_dir=templates_dir,
                              overrides=parse_overrides(overrides), memory_limit=memory_limit,
-                             scope=_scope(since, until), progress=_progress(quiet))
+                             scope=_scope(since, until), progress=_progress(quiet),
+                             lock_timeout=lock_timeout)
     _finish(result, fail_on, fail_on_any, quiet)
 
 

@@ -20,7 +20,7 @@ from detector.rules.model import Rule
 from detector.rules.overrides import apply_overrides
 from detector.sources import BATCH_BYTES, STDIN, LogFile, discover
 from detector.summary import build_summary
-from detector.warehouse import Warehouse, parse_size
+from detector.warehouse import LOCK_TIMEOUT, Warehouse, parse_size
 
 Progress = Callable[[str], None]
 
@@ -86,6 +86,7 @@ def run(
     scope: Scope | None = None,
     progress: Progress | None = None,
     host: str | None = None,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> RunResult:
     """Ingest logs into the warehouse, rebuild the model, detect, write the report, and
     record in the warehouse what this run reported (for the next run's statuses)."""
@@ -99,7 +100,7 @@ def run(
         # (without --skip-unknown) stops the run with nothing touched
         sniffed = sniff_inputs(files, fmt, skip_unknown=skip_unknown, progress=progress)
         out_dir.mkdir(parents=True, exist_ok=True)
-        with Warehouse(db, memory_limit) as wh:
+        with Warehouse(db, memory_limit, lock_timeout=lock_timeout) as wh:
             ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, sniffed=sniffed,
                               batch_bytes=batch_bytes_for(memory_limit), progress=progress,
                               host=host)
@@ -116,14 +117,14 @@ def run(
 def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
            templates_dir: Path | None = None, overrides: Mapping[str, str] | None = None,
            memory_limit: str | None = None, scope: Scope | None = None,
-           progress: Progress | None = None) -> RunResult:
+           progress: Progress | None = None, lock_timeout: float = LOCK_TIMEOUT) -> RunResult:
     """Detect and report again from an existing warehouse (no log is read). Statuses are
     relative to what the last ``run`` recorded; nothing is recorded."""
     rules = load_ruleset(rules_dir, overrides or {})
     if not db.exists():
         raise UsageError(f"no warehouse at {db} (run 'mailstorm run' first)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with Warehouse(db, memory_limit) as wh:
+    with Warehouse(db, memory_limit, lock_timeout=lock_timeout) as wh:
         return _detect_and_report(wh, rules, out_dir, templates_dir, None, progress,
                                   scope=scope, run_info=None)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,6 +129,34 @@ def parts_dir_of(db: Path | str) -> Path:
     return parquet_dir_of(db) / "events"
 
 
+#: seconds a run waits for another process's lock on the warehouse (a run still going,
+#: an analyst's open session) before it gives up
+LOCK_TIMEOUT = 300.0
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<prog>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def _connect_waiting(path: str, timeout: float) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse for writing, waiting up to ``timeout`` seconds while another
+    process holds it; then one error saying which process holds it."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            holder = _LOCK_HOLDER.search(str(exc))
+            if holder is None:
+                raise MailstormError(f"cannot open warehouse {path}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise MailstormError(
+                    f"warehouse {path} is locked by process {holder['pid']} "
+                    f"({holder['prog']}) and was not released within {timeout:g} s "
+                    "(another run, or an analyst's session on it); see --lock-timeout") \
+                    from exc
+            time.sleep(min(0.5, max(deadline - time.monotonic(), 0.01)))
+        except duckdb.Error as exc:
+            raise MailstormError(f"cannot open warehouse {path}: {exc}") from exc
+
+
 def _whole_parquet(path: Path) -> bool:
     """A Parquet file that ends as one must (its footer's magic): a truncated or
     overwritten part does not."""
@@ -227,12 +256,10 @@ class FileWrite:
 class Warehouse:
     """A DuckDB file holding events, the model tables, incidents and the ingest ledger."""
 
-    def __init__(self, path: Path | str, memory_limit: str | None = None) -> None:
+    def __init__(self, path: Path | str, memory_limit: str | None = None, *,
+                 lock_timeout: float = LOCK_TIMEOUT) -> None:
         self.path = str(path)
-        try:
-            self.con = duckdb.connect(self.path)
-        except duckdb.Error as exc:
-            raise MailstormError(f"cannot open warehouse {self.path}: {exc}") from exc
+        self.con = _connect_waiting(self.path, lock_timeout)
         self.con.execute("SET TimeZone = 'UTC'")
         # no query here relies on row order; keeping it costs memory on big tables
         self.con.execute("SET preserve_insertion_order = false")

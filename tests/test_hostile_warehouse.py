@@ -101,3 +101,47 @@ def test_a_run_that_reads_no_new_line_says_so_and_exits_4(tmp_path: Path) -> Non
     again = _cli("run", str(tmp_path / "a.log"), "--out", str(tmp_path / "o2"), "-q",
                  "--year", "2016")
     assert again.returncode == 4
+
+
+_HOLD = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+         " time.sleep(float(sys.argv[2])); c.close()")
+
+
+def _holding(db: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process with the warehouse open for writing (a run still going, an
+    analyst's session), released after ``seconds``."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(db), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_locked_warehouse_is_waited_for(tmp_path: Path) -> None:
+    _log(tmp_path / "a.log", 50, "mx1")
+    db = tmp_path / "w.duckdb"
+    assert _run(tmp_path / "a.log", tmp_path / "out", db).returncode == 0
+    _log(tmp_path / "a.log", 80, "mx1")  # the log grew: the next night has lines to read
+    holder = _holding(db, 2)
+    try:
+        res = _cli("run", str(tmp_path / "a.log"), "--out", str(tmp_path / "out"), "--db",
+                   str(db), "--year", "2016", "-q", "--lock-timeout", "60")
+    finally:
+        holder.wait(timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert _events(db) == 80
+
+
+def test_a_lock_not_released_in_time_names_its_holder(tmp_path: Path) -> None:
+    _log(tmp_path / "a.log", 50, "mx1")
+    db = tmp_path / "w.duckdb"
+    assert _run(tmp_path / "a.log", tmp_path / "out", db).returncode == 0
+    holder = _holding(db, 30)
+    try:
+        res = _cli("report", "--db", str(db), "--out", str(tmp_path / "r"), "-q",
+                   "--lock-timeout", "1")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert f"locked by process {holder.pid}" in line and "--lock-timeout" in line
