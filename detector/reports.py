@@ -214,6 +214,12 @@ def _summary_view(summary: dict[str, Any]) -> dict[str, Any]:
     lines, unparsed = view["lines"], view["unparsed"]
     numeric = isinstance(lines, int | float) and isinstance(unparsed, int | float)
     view["unparsed_share"] = unparsed / lines if numeric and lines > 0 else None
+    # lines of programs that carry no mail (dovecot, cron...): stored, not read as mail,
+    # so never counted among the parsed ones
+    foreign = sum(int(k["lines"] or 0) for k in view["kinds"] if k["kind"] == "foreign")
+    view["foreign"] = foreign
+    view["foreign_share"] = foreign / lines if isinstance(lines, int | float) and lines > 0 \
+        else None
     return view
 
 

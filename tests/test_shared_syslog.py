@@ -226,3 +226,16 @@ def test_a_message_handed_from_sendmail_to_postfix_is_one_message(tmp_path: Path
             " WHERE m.queue_id IN ('21QBRGdX006005', 'A3EF4405DD14')").fetchall()
         assert rows == [(1, 2, "root@server1.alsoft.org")]
         assert wh.scalar("SELECT count(*) FROM logical_messages") == 2 + 2  # + Postfix's 2
+
+
+def test_lines_of_other_programs_are_never_called_parsed(tmp_path: Path) -> None:
+    # a maillog where most lines are dovecot's (postfix/postfix-maillog-dump.log keeps
+    # some): stored as foreign, and the report says how many, apart from the mail lines
+    dovecot = ("Feb 26 12:27:17 server1 dovecot: imap-login: Login: user=<info>, method=PLAIN,"
+               " rip=127.0.0.1, lip=127.0.0.1, mpid=6012, secured, session=<abc>")
+    log = tmp_path / "maillog"
+    log.write_text("\n".join([*MAILLOG, *[dovecot] * 90]) + "\n")
+    _run(log, tmp_path / "out")
+    index = (tmp_path / "out" / "index.html").read_text()
+    share = round(100 * 90 / (len(MAILLOG) + 90))
+    assert f"<td>90 ({share}%, not mail: stored, not read)</td>" in index
