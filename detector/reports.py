@@ -14,6 +14,7 @@ import numbers
 import os
 import re
 import secrets
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -96,6 +97,7 @@ def write_report(
     # index.html last: it is what a reader opens, and it links to the pages above.
     _write_atomic(out_dir / "index.html", index)
     _remove_stale_pages(pages_dir, set(ids))
+    _remove_stale_temporaries(out_dir, pages_dir)
     return out_dir / "index.html"
 
 
@@ -291,6 +293,23 @@ def _write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_TMP_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+#: a temporary older than this was left by a writer that was killed (one being written
+#: now is seconds old)
+_STALE_TMP_SECONDS = 600
+
+
+def _remove_stale_temporaries(*folders: Path) -> None:
+    """Remove the temporaries of ``_write_atomic`` that a killed run left behind."""
+    now = time.time()
+    for folder in folders:
+        for tmp in folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if (_TMP_RE.fullmatch(tmp.name) and tmp.is_file()
+                        and now - tmp.stat().st_mtime > _STALE_TMP_SECONDS):
+                    tmp.unlink()
 
 
 def _remove_stale_pages(pages_dir: Path, keep: set[str]) -> None:

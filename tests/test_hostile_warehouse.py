@@ -5,8 +5,10 @@ subprocess (its exit status and stderr as a cron job sees them)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -145,3 +147,20 @@ def test_a_lock_not_released_in_time_names_its_holder(tmp_path: Path) -> None:
     assert res.returncode == 1 and "Traceback" not in res.stderr
     [line] = res.stderr.strip().splitlines()
     assert f"locked by process {holder.pid}" in line and "--lock-timeout" in line
+
+
+def test_temporaries_a_killed_report_left_are_removed(tmp_path: Path) -> None:
+    _log(tmp_path / "a.log", 50, "mx1")
+    out = tmp_path / "out"
+    assert _run(tmp_path / "a.log", out, tmp_path / "w.duckdb").returncode == 0
+    # what a kill during _write_atomic leaves: an hour-old one, and one being written now
+    old, fresh = out / ".index.html.0badc0de.tmp", out / ".incidents.json.1badc0de.tmp"
+    for tmp in (old, fresh):
+        tmp.write_text("half a file")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    notes = out / ".my-notes.tmp"  # not a name mailstorm writes: left alone
+    notes.write_text("mine")
+    os.utime(notes, (time.time() - 3600, time.time() - 3600))
+    assert _cli("report", "--db", str(tmp_path / "w.duckdb"), "--out", str(out),
+                "-q").returncode == 0
+    assert (old.exists(), fresh.exists(), notes.exists()) == (False, True, True)
