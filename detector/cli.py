@@ -7,6 +7,7 @@ incident at or above its severity that is new or grew past it since the previous
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -61,10 +62,13 @@ def _errors_as_click(func: Callable[..., Any]) -> Callable[..., Any]:
         except MailstormError as exc:
             raise click.ClickException(str(exc)) from exc
         except duckdb.Error as exc:
-            raise click.ClickException(str(exc).splitlines()[0]) from exc
+            first = str(exc).splitlines()[0]
+            full = "No space left on device" in str(exc)
+            raise click.ClickException(f"disk full: {first}" if full else first) from exc
         except OSError as exc:  # an unwritable --out, a full disk...
             where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
+            full = "disk full: " if exc.errno == errno.ENOSPC else ""
+            raise click.ClickException(f"{full}{where}{exc.strerror or exc}") from exc
 
     return wrapper
 

@@ -335,8 +335,14 @@ class Warehouse:
         if events.height == 0:
             return None
         path = self._tmp_dir / f"part-{uuid.uuid4().hex}.parquet"
-        pq.write_table(events.to_arrow(), path, compression="zstd", compression_level=1,
-                       use_dictionary=_DICTIONARY_COLUMNS, write_statistics=_STATS_COLUMNS)
+        try:
+            pq.write_table(events.to_arrow(), path, compression="zstd", compression_level=1,
+                           use_dictionary=_DICTIONARY_COLUMNS,
+                           write_statistics=_STATS_COLUMNS)
+        except OSError as exc:  # Arrow's message names no file: say which
+            path.unlink(missing_ok=True)
+            raise OSError(exc.errno, str(exc).removeprefix("Error writing bytes to file. "),
+                          str(path)) from exc
         ts = events["ts"]
         return Part(path, events.height, int((events["kind"] == "unparsed").sum()),
                     ts.min(), ts.max())  # type: ignore[arg-type]

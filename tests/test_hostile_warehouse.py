@@ -164,3 +164,23 @@ def test_temporaries_a_killed_report_left_are_removed(tmp_path: Path) -> None:
     assert _cli("report", "--db", str(tmp_path / "w.duckdb"), "--out", str(out),
                 "-q").returncode == 0
     assert (old.exists(), fresh.exists(), notes.exists()) == (False, True, True)
+
+
+def test_a_full_disk_says_so_and_where(tmp_path: Path) -> None:
+    # a real full disk: a 1 MB tmpfs holding the warehouse and the report
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        import pytest
+
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        _log(tmp_path / "big.log", 500_000, "mx1")
+        res = _run(tmp_path / "big.log", disk / "out", disk / "w.duckdb")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert "disk full" in line and str(disk) in line

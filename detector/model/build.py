@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from importlib import resources
 
@@ -67,7 +68,10 @@ def build_model(wh: Warehouse) -> None:
                                                      f"SELECT * FROM {view.group(1)}"))
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        # after a failed write (a full disk) DuckDB may refuse the rollback too: the first
+        # error is the one that says what happened
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
         for path in written:
             path.unlink(missing_ok=True)
         raise
