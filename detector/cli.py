@@ -63,12 +63,12 @@ def _errors_as_click(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from exc
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
-            full = "No space left on device" in str(exc)
-            raise click.ClickException(f"disk full: {first}" if full else first) from exc
+            disk = "disk full: " if "No space left on device" in str(exc) else ""
+            raise click.ClickException(f"{disk}{first}") from exc
         except OSError as exc:  # an unwritable --out, a full disk...
             where = f"{exc.filename}: " if exc.filename else ""
-            full = "disk full: " if exc.errno == errno.ENOSPC else ""
-            raise click.ClickException(f"{full}{where}{exc.strerror or exc}") from exc
+            disk = "disk full: " if exc.errno == errno.ENOSPC else ""
+            raise click.ClickException(f"{disk}{where}{exc.strerror or exc}") from exc
 
     return wrapper
 
