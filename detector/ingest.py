@@ -26,6 +26,7 @@ from detector.formats.context import ParseContext
 from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
 from detector.sources import (
     BATCH_BYTES,
+    MAX_LINE,
     STDIN,
     LogFile,
     head_lines,
@@ -46,6 +47,7 @@ class FileResult:
     format: str | None
     lines: int = 0  # lines read in this run
     skipped: str | None = None  # why nothing was read ("already ingested", ...)
+    cut_lines: int = 0  # lines longer than max_line, cut to it (read, but not whole)
 
 
 @dataclass
@@ -89,6 +91,9 @@ def sniff_inputs(files: list[LogFile], fmt: str | None = None, *, skip_unknown: 
     found: dict[str, str] = {}
     why_not: dict[str, str] = {}
     for log in files:
+        if log.why_not:  # known when found: a FIFO, a dangling link, an unlistable folder
+            why_not[log.path] = log.why_not
+            continue
         try:
             head = read_head(log.path, HEAD_BYTES)
         except InputError as exc:
@@ -154,6 +159,7 @@ def ingest(
     fmt: str | None = None,
     skip_unknown: bool = False,
     batch_bytes: int = BATCH_BYTES,
+    max_line: int = MAX_LINE,
     progress: Progress | None = None,
     workers: int = WORKERS,
     sniffed: Sniffed | None = None,
@@ -165,6 +171,9 @@ def ingest(
     same files, format and ``skip_unknown``). If any cannot be read, nothing is loaded and
     UnreadableInputsError names them all; with ``skip_unknown`` they are skipped with a
     warning each and the rest is loaded.
+
+    A line longer than ``max_line`` bytes is cut to it; each file's ``cut_lines`` counts
+    them (and a warning says so).
 
     ``host``: the host of the lines of files that name none (a native Exim mainlog);
     by default each rotation group is a host of its own (``file_host``).
@@ -193,7 +202,7 @@ def ingest(
                     else:
                         result.files.append(run.read_file(
                             log.path, found[log.path], tz, years, batch_bytes,
-                            dispatch=fmt is None, host=host or file_host(log)))
+                            max_line=max_line, dispatch=fmt is None, host=host or file_host(log)))
             run.commit_all()
         except BaseException:
             run.abandon()
@@ -238,7 +247,7 @@ class _Run:
         self.jobs: deque[_Job] = deque()
 
     def read_file(self, path: str, name: str, tz: str, years: YearState,
-                  batch_bytes: int, *, dispatch: bool = True,
+                  batch_bytes: int, *, max_line: int = MAX_LINE, dispatch: bool = True,
                   host: str | None = None) -> FileResult:
         """Read a file whose format ``sniff_inputs`` found. Its head is read again (64 KiB,
         not kept from the sniff: a folder of thousands of files would hold them all).
@@ -272,7 +281,8 @@ class _Run:
                     pl.when(pl.col("kind") != "unparsed").then(pl.lit(host))))
             return wh.write_part(events), held
 
-        for batch, read_to in iter_batches(path, batch_bytes, skip_bytes=skip):
+        batches = iter_batches(path, batch_bytes, skip_bytes=skip, max_line=max_line)
+        for batch, read_to in batches:
             partial = read_to == job.consumed and batch.height > 0
             if not partial:
                 job.whole += batch.height
@@ -286,6 +296,10 @@ class _Run:
                 self.progress(f"{path}: {job.lines:,} lines")
         job.reading = False
         job.result.lines = job.lines
+        job.result.cut_lines = batches.cut_lines
+        if batches.cut_lines and self.progress:
+            self.progress(f"warning: {path}: {batches.cut_lines:,} line(s) longer than "
+                          f"{max_line:,} bytes cut to {max_line:,}")
         self._commit_ready()
         return job.result
 

@@ -49,6 +49,9 @@ def _spool_stdin(files: list[LogFile], tmp: Path) -> list[LogFile]:
     """Copy standard input to a file in ``tmp`` so it can be sniffed and read like any
     other; at most ``sources.STDIN_LIMIT`` bytes (endless input is an error, not a full
     disk). The caller removes ``tmp`` however the run ends."""
+    import os
+    import select
+
     from detector import sources
     from detector.errors import InputError
 
@@ -57,8 +60,16 @@ def _spool_stdin(files: list[LogFile], tmp: Path) -> list[LogFile]:
         if f.path == STDIN:
             target = tmp / "stdin.log"
             limit, copied = sources.STDIN_LIMIT, 0
+            fd = sys.stdin.fileno()
             with open(target, "wb") as sink:
-                while chunk := sys.stdin.buffer.read(1 << 20):
+                while True:
+                    # wake twice a second: Ctrl-C may land in another thread (DuckDB's,
+                    # Polars'), and is raised here only when this thread runs
+                    if not select.select([fd], [], [], 0.5)[0]:
+                        continue
+                    chunk = os.read(fd, 1 << 20)
+                    if not chunk:
+                        break
                     copied += len(chunk)
                     if copied > limit:
                         raise InputError("standard input", None,

@@ -1,0 +1,328 @@
+"""Inputs a careless or hostile user feeds a nightly run: each is a reason, never a hang.
+
+Issue 12 (inputs): a FIFO or a device is never opened; a dangling symbolic link, an
+unreadable file or folder and a name that is not UTF-8 are each one entry among the inputs
+that cannot be read (the run stops naming them all, or with --skip-unknown loads the rest
+and the report lists them); a line longer than the limit is cut and counted, never held
+whole; a decompression bomb stops its file with one line and keeps what was committed;
+standard input is spooled at most up to a limit and the spool is removed however the run
+ends. Real files, FIFOs and processes throughout; every process has a timeout, so a
+regression fails instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from detector.ingest import ingest
+from detector.sources import (
+    MAX_LINE,
+    RATIO_FLOOR,
+    STDIN_LIMIT,
+    discover,
+    iter_batches,
+)
+from detector.warehouse import Warehouse
+from tests.test_unreadable_inputs import LINES, _report_notes, good_logs, ledger
+
+ROOT = os.geteuid() == 0
+AS_ROOT = "runs as root: permissions do not stop root from reading"
+# 785 bytes of .bz2 that are 1 GiB of zeros without a newline (one stream, level 9)
+GIB_OF_ZEROS = base64.b64decode(
+    "QlpoOTFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakK"
+    "gJcxQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCX"
+    "MUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFB"
+    "WSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkm"
+    "U1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZ"
+    "Dgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J"
+    "4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLf"
+    "AV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFf"
+    "jkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLfAV+OQADAAAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J4t8BX45A"
+    "AMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFfjkAAwAAACCAAMIBNRkKgJakKgJcxQVkmU1kOCeLfAV+OQADA"
+    "AAAIIAAwgE1GQqAlqQqAlzFBWSZTWQ4J4t8BX45AAMAAAAggADCATUZCoCWpCoCXMUFZJlNZDgni3wFfjkAAwAAA"
+    "CCAAMIBNRkKgJakKgJcxQVkmU1lIfF/JAIpSyADAAAAEAAggADDMBSmmkSJDYUSJDxdyRThQkPaI5AI="
+)
+
+
+def mailstorm(*args: str, stdin=None, env: dict[str, str] | None = None,
+              stdin_limit: int | None = None, timeout: float = 120,
+              ) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own (``stdin_limit``: the spool limit it runs with)."""
+    code = "import sys\n"
+    if stdin_limit is not None:
+        code += f"import detector.sources as s; s.STDIN_LIMIT = {stdin_limit}\n"
+    code += "from detector.cli import main\nmain(sys.argv[1:], prog_name='mailstorm')\n"
+    return subprocess.run([sys.executable, "-c", code, *args], stdin=stdin, env=env,
+                          capture_output=True, text=True, timeout=timeout,
+                          errors="backslashreplace")
+
+
+def run_args(logs: Path | str, out: Path, *extra: str) -> list[str]:
+    return ["run", str(logs), "--out", str(out), "--year", "2016", "--tz", "UTC", *extra]
+
+
+def error_line(res: subprocess.CompletedProcess[str]) -> str:
+    [line] = res.stderr.splitlines()  # one line, no traceback
+    assert line.startswith("Error: ")
+    return line
+
+
+def named(line: str) -> dict[str, str]:
+    """path -> reason, from "Error: cannot read N of M inputs: a (why), b (why); ..." """
+    listed = line.split(" inputs: ", 1)[1].split("; nothing was loaded")[0]
+    return dict(re.findall(r"(\S+) \(([^)]+)\)", listed))
+
+
+# --- 1. never blocks: only regular files are opened ------------------------------------------
+
+
+def test_a_fifo_in_a_log_folder_is_not_opened(tmp_path: Path) -> None:
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    good = good_logs(logs)
+    fifo = logs / "mail.pipe"
+    os.mkfifo(fifo)  # nobody ever writes to it: opening it would wait forever
+
+    res = mailstorm(*run_args(logs, out, "-q"))
+    assert res.returncode == 1
+    assert named(error_line(res)) == {str(fifo): "not a regular file"}
+    assert not out.exists()
+
+    res = mailstorm(*run_args(logs, out, "--skip-unknown"))
+    assert res.returncode == 0, res.stderr
+    assert f"warning: skipping {fifo}: not a regular file" in res.stderr.splitlines()
+    assert sorted(row[0] for row in ledger(out / "mailstorm.duckdb")) == sorted(map(str, good))
+    assert _report_notes(out / "index.html")[str(fifo)] == "skipped: not a regular file"
+
+
+def test_a_fifo_or_device_named_explicitly_is_skipped_unopened(tmp_path: Path) -> None:
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    [_, live] = good_logs(logs)
+    fifo = tmp_path / "mail.log.fifo"
+    os.mkfifo(fifo)
+    res = mailstorm(*run_args(live, out, "-q"), str(fifo), "/dev/zero", "/dev/null")
+    assert res.returncode == 1
+    assert named(error_line(res)) == {str(fifo): "not a regular file",
+                                      "/dev/zero": "not a regular file",
+                                      "/dev/null": "not a regular file"}
+    res = mailstorm(*run_args(live, out, "-q", "--skip-unknown"), str(fifo), "/dev/zero")
+    assert res.returncode == 0, res.stderr
+    assert [row[0] for row in ledger(out / "mailstorm.duckdb")] == [str(live)]
+
+
+def test_opening_a_fifo_refuses_it_without_waiting(tmp_path: Path) -> None:
+    """The check at open time too: a file swapped for a FIFO after discovery."""
+    fifo = tmp_path / "mail.log"
+    os.mkfifo(fifo)
+    code = ("import sys\nfrom detector.errors import InputError\n"
+            "from detector.sources import open_binary\n"
+            "try:\n    open_binary(sys.argv[1])\nexcept InputError as e:\n    print(e)\n")
+    res = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.stdout == f"{fifo}: not a regular file\n"
+
+
+def test_a_dangling_link_and_a_name_that_is_not_utf8_are_one_entry_each(
+        tmp_path: Path) -> None:
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    good = good_logs(logs)
+    dangling = logs / "mail.log.2"
+    dangling.symlink_to(logs / "gone.log")
+    latin1 = os.path.join(os.fsencode(logs), b"caf\xe9.log")  # a Latin-1 name
+    with open(latin1, "wb") as f:
+        f.write(b"".join(LINES[:50]))
+    shown = str(logs / "caf\\xe9.log")  # printed with its byte escaped
+    expected = {str(dangling): "dangling symbolic link", shown: "file name is not UTF-8"}
+
+    res = mailstorm(*run_args(logs, out))
+    assert res.returncode == 1
+    line = error_line(res)
+    assert line.startswith("Error: cannot read 2 of 4 inputs: ")
+    assert named(line) == expected
+    assert not out.exists()
+
+    res = mailstorm(*run_args(logs, out, "--skip-unknown"))
+    assert res.returncode == 0, res.stderr
+    warnings = sorted(x for x in res.stderr.splitlines() if x.startswith("warning:"))
+    assert warnings == sorted(f"warning: skipping {p}: {why}" for p, why in expected.items())
+    assert sorted(row[0] for row in ledger(out / "mailstorm.duckdb")) == sorted(map(str, good))
+    notes = _report_notes(out / "index.html")
+    assert {p: notes[p] for p in expected} == {p: f"skipped: {w}" for p, w in expected.items()}
+
+
+@pytest.mark.skipif(ROOT, reason=AS_ROOT)
+def test_an_unreadable_file_and_an_unreadable_folder_are_one_entry_each(
+        tmp_path: Path) -> None:
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    good = good_logs(logs)
+    locked_file = logs / "mail.log.3"
+    locked_file.write_bytes(b"".join(LINES[:50]))
+    locked_dir = logs / "mx2"
+    locked_dir.mkdir()
+    (locked_dir / "mail.log").write_bytes(b"".join(LINES[50:100]))
+    locked_file.chmod(0)
+    locked_dir.chmod(0)
+    try:
+        expected = {str(locked_file): "cannot open: Permission denied",
+                    str(locked_dir): "cannot read folder: Permission denied"}
+        res = mailstorm(*run_args(logs, out))
+        assert res.returncode == 1
+        assert named(error_line(res)) == expected
+        res = mailstorm(*run_args(logs, out, "--skip-unknown"))
+        assert res.returncode == 0, res.stderr
+        rows = ledger(out / "mailstorm.duckdb")
+        assert sorted(row[0] for row in rows) == sorted(map(str, good))
+        notes = _report_notes(out / "index.html")
+        assert {p: notes[p] for p in expected} == {p: f"skipped: {w}"
+                                                   for p, w in expected.items()}
+    finally:
+        locked_dir.chmod(0o755)
+
+
+def test_discover_names_what_it_cannot_read(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_bytes(b"x\n")
+    os.mkfifo(tmp_path / "b.log")
+    (tmp_path / "c.log").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "d.log").symlink_to(tmp_path / "d.log")  # a loop
+    found = {os.path.basename(f.path): f.why_not for f in discover([str(tmp_path)])}
+    assert found == {"a.log": None, "b.log": "not a regular file",
+                     "c.log": "dangling symbolic link",
+                     "d.log": "cannot open: Too many levels of symbolic links"}
+
+
+# --- 2. bounded memory: long lines cut, bombs stopped -----------------------------------------
+
+
+def lines_of(path: Path, max_line: int, batch_bytes: int) -> tuple[list[str], int, int]:
+    batches = iter_batches(str(path), batch_bytes, max_line=max_line)
+    rows: list[str | None] = []
+    consumed = 0
+    for frame, read_to in batches:
+        consumed = read_to
+        assert frame["line_no"].to_list() == list(range(len(rows) + 1,
+                                                        len(rows) + 1 + frame.height))
+        rows.extend(frame["raw"].to_list())
+    return rows, batches.cut_lines, consumed
+
+
+@pytest.mark.parametrize("batch_bytes", [5, 64, 333, 4096, 1 << 20])
+def test_long_lines_are_cut_and_counted_whatever_the_batches(tmp_path: Path,
+                                                             batch_bytes: int) -> None:
+    limit = 100
+    lines = [b"short", b"a" * 100, b"b" * 101, b"c" * 5000, b"", b"d" * 250 + b"\r",
+             "é".encode() * 60, b"e" * 99 + "é".encode(), b"tail"]
+    path = tmp_path / "mail.log"
+    path.write_bytes(b"\n".join(lines) + b"\n" + b"f" * 777)  # an unterminated last line
+    rows, cut, consumed = lines_of(path, limit, batch_bytes)
+    # (an empty line is a null, as it always was)
+    assert rows == ["short", "a" * 100, "b" * 100, "c" * 100, None, "d" * 100, "é" * 50,
+                    "e" * 99, "tail", "f" * 100]
+    assert cut == 6  # b, c, d, é, e..é, and the unterminated f line
+    assert consumed == path.stat().st_size - 777  # whole lines only, cut ones included
+
+
+def test_lines_under_the_limit_read_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    path.write_bytes(b"".join(LINES))
+    rows, cut, consumed = lines_of(path, MAX_LINE, 4096)
+    assert rows == [x.decode().rstrip("\n") for x in LINES]
+    assert (cut, consumed) == (0, len(b"".join(LINES)))
+
+
+def test_ingest_counts_the_cut_lines_of_each_file(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    huge = b"Nov 14 06:00:00 mx postfix/smtpd[1]: warning: " + b"x" * (3 << 20) + b"\n"
+    log.write_bytes(b"".join(LINES[:100]) + huge + b"".join(LINES[100:200]))
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        result = ingest(wh, discover([str(log)]), year=2016, batch_bytes=1 << 20,
+                        max_line=4096)
+    [f] = result.files
+    assert (f.lines, f.cut_lines, f.skipped) == (201, 1, None)
+    # a later run finds it ingested whole: the cut line's bytes were consumed
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        [again] = ingest(wh, discover([str(log)]), year=2016).files
+    assert again.skipped == "already ingested"
+
+
+def test_a_decompression_bomb_stops_its_file_and_keeps_what_was_read(tmp_path: Path) -> None:
+    assert len(GIB_OF_ZEROS) < 1024
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    good = logs / "a.log"
+    logs.mkdir()
+    good.write_bytes(b"".join(LINES[:300]))
+    bomb = logs / "z.log.bz2"  # looks like a log for its first lines, then a GiB of zeros
+    bomb.write_bytes(bz2.compress(b"".join(LINES[300:400])) + GIB_OF_ZEROS)
+
+    res = mailstorm(*run_args(logs, out, "-q"))
+
+    assert res.returncode == 1
+    assert error_line(res) == (
+        f"Error: {bomb}: bz2 stream decompresses to more than {RATIO_FLOOR:,} bytes "
+        "(1000x its size): stopped, a decompression bomb?")
+    assert [(row[0], row[5]) for row in ledger(out / "mailstorm.duckdb")] == [(str(good), 300)]
+
+
+# --- 3. standard input: a bounded spool, always removed ---------------------------------------
+
+
+def spool_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    return {**os.environ, "TMPDIR": str(spool)}, spool
+
+
+def test_stdin_is_read_and_its_spool_removed(tmp_path: Path) -> None:
+    env, spool = spool_env(tmp_path)
+    data = tmp_path / "in.log"
+    data.write_bytes(b"".join(LINES) * 20)  # a few MB through the pipe
+    with data.open("rb") as stdin:
+        res = mailstorm(*run_args("-", tmp_path / "out", "-q"), stdin=stdin, env=env)
+    assert res.returncode == 0, res.stderr
+    assert list(spool.iterdir()) == []
+
+
+def test_endless_stdin_stops_at_the_limit_and_leaves_nothing(tmp_path: Path) -> None:
+    env, spool = spool_env(tmp_path)
+    limit = 8 << 20
+    with open("/dev/zero", "rb") as zero:
+        res = mailstorm(*run_args("-", tmp_path / "out"), stdin=zero, env=env,
+                        stdin_limit=limit)
+    assert res.returncode == 1
+    assert error_line(res) == (f"Error: standard input: more than {limit:,} bytes, the most "
+                               "it may hold; read so much from a file instead")
+    assert list(spool.iterdir()) == []
+    assert STDIN_LIMIT >= 1 << 30  # the real limit holds a night of a busy server
+
+
+def test_an_interrupted_spool_is_removed(tmp_path: Path) -> None:
+    env, spool = spool_env(tmp_path)
+    code = "from detector.cli import main\nmain(prog_name='mailstorm')\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, *run_args("-", tmp_path / "out")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env,
+                            # a job started in the background ignores SIGINT: undo that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"".join(LINES) * 10)  # and the pipe stays open: still spooling
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not list(spool.rglob("stdin.log")):
+            assert time.monotonic() < deadline, "the spool never appeared"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode != 0
+    assert list(spool.iterdir()) == []
