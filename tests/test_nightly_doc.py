@@ -132,7 +132,8 @@ def test_cron_line_is_a_cron_d_entry_of_the_nightly_command() -> None:
 
 def test_cron_command_runs_quiet_then_alerts_once(site: dict[str, Path]) -> None:
     """The cron command itself: no output on a night without news (cron mails nothing),
-    one mail line when a new incident crosses --fail-on, then quiet again."""
+    one mail line when a new incident crosses --fail-on, one when nothing new was read,
+    then quiet again."""
     command = localize(cron_entry()[2], site)
     night = shell(command, site)
     assert (night.returncode, night.stdout, night.stderr) == (0, "", "")
@@ -145,6 +146,13 @@ def test_cron_command_runs_quiet_then_alerts_once(site: dict[str, Path]) -> None
     first = shell(alerting, site)
     assert first.returncode == 0 and first.stderr == ""
     assert first.stdout.startswith("mailstorm: exit status 3 "), first.stdout
+    nothing_new = shell(alerting, site)  # the same logs again: broken log shipping
+    assert nothing_new.returncode == 0
+    assert nothing_new.stdout.startswith("mailstorm: exit status 4 "), nothing_new.stdout
+    assert "no new log line" in nothing_new.stderr
+    with open(site["logs"] / "mail.log", "a") as log:  # the next night has new lines
+        log.write("Nov 15 00:09:30 mx1 postfix/scache[1190]: statistics: start interval "
+                  "Nov 14 23:59:30\n")
     again = shell(alerting, site)
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
 
