@@ -18,7 +18,7 @@ from detector.reports import write_report
 from detector.rules.loader import load_rules
 from detector.rules.model import Rule
 from detector.rules.overrides import apply_overrides
-from detector.sources import BATCH_BYTES, STDIN, LogFile, discover
+from detector.sources import BATCH_BYTES, MAX_LINE, STDIN, LogFile, discover
 from detector.summary import build_summary
 from detector.warehouse import LOCK_TIMEOUT, Warehouse, parse_size
 
@@ -98,6 +98,7 @@ def run(
     progress: Progress | None = None,
     host: str | None = None,
     lock_timeout: float = LOCK_TIMEOUT,
+    max_line: int = MAX_LINE,
 ) -> RunResult:
     """Ingest logs into the warehouse, rebuild the model, detect, write the report, and
     record in the warehouse what this run reported (for the next run's statuses)."""
@@ -114,7 +115,7 @@ def run(
         with Warehouse(db, memory_limit, lock_timeout=lock_timeout) as wh:
             ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, sniffed=sniffed,
                               batch_bytes=batch_bytes_for(memory_limit), progress=progress,
-                              host=host)
+                              host=host, max_line=max_line)
             if progress:
                 progress(f"read {ingested.lines:,} new lines; building the model")
             build_model(wh)
