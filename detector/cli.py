@@ -31,6 +31,10 @@ EXIT_FAIL_ON = 3
 #: a run read no new log line (empty inputs, all skipped or read before): broken log
 #: shipping must not look like a quiet night
 EXIT_NOTHING_READ = 4
+#: simulate's sizes: each person and message is held or written, so a mistyped 10^9 must
+#: be refused, not run the machine out of memory (a million replies take ~3 minutes)
+MAX_PEOPLE = 1_000_000
+MAX_MESSAGES = 10_000_000
 
 
 class _Time(click.ParamType):
@@ -50,6 +54,24 @@ class _Time(click.ParamType):
         return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
+class _Path(click.Path):
+    """click.Path that refuses a NUL byte: os.stat raises ValueError on one, which click
+    does not catch (`rules check $'\\0'` was a traceback)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if "\0" in os.fsdecode(value):
+            self.fail(f"{os.fsdecode(value)!r} holds a NUL byte, which no file name can",
+                      param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _one_line(message: str) -> str:
+    """Line breaks shown as \\n: a file name may hold a newline, and cron mail or a grep
+    of the log must still see one line per error."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _errors_as_click(func: Callable[..., Any]) -> Callable[..., Any]:
     """Our errors become one 'Error: ...' line and exit 1 (2 for usage), never a traceback."""
 
@@ -58,17 +80,23 @@ def _errors_as_click(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except UsageError as exc:
-            raise click.UsageError(str(exc)) from exc
+            raise click.UsageError(_one_line(str(exc))) from exc
         except MailstormError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(_one_line(str(exc))) from exc
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
             disk = "disk full: " if "No space left on device" in str(exc) else ""
-            raise click.ClickException(f"{disk}{first}") from exc
+            raise click.ClickException(_one_line(f"{disk}{first}")) from exc
         except OSError as exc:  # an unwritable --out, a full disk...
             where = f"{exc.filename}: " if exc.filename else ""
             disk = "disk full: " if exc.errno == errno.ENOSPC else ""
-            raise click.ClickException(f"{disk}{where}{exc.strerror or exc}") from exc
+            raise click.ClickException(_one_line(f"{disk}{where}{exc.strerror or exc}")) from exc
+        except ValueError as exc:  # after OSError: io.UnsupportedOperation is both
+            if "null byte" not in str(exc):
+                raise  # anything else is a bug and keeps its traceback
+            # os refuses a path with NUL in it before any file is touched
+            raise click.UsageError("a file name holds a NUL byte, which no file name "
+                                   "can") from exc
 
     return wrapper
 
@@ -82,10 +110,10 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
 def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--rules, --templates, --set, --fail-on... mean the same on run and report."""
     for option in reversed([
-        click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),
+        click.option("--rules", "rules_dir", type=_Path(file_okay=False, path_type=Path),
                      help="Folder of rule files to use instead of the built-in rules."),
         click.option("--templates", "templates_dir",
-                     type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     type=_Path(exists=True, file_okay=False, path_type=Path),
                      help="Folder of report templates overriding built-in ones by name."),
         click.option("--set", "overrides", multiple=True, metavar="RULE.PARAM=VALUE",
                      help="Override a rule parameter, e.g. reply_storm.min_senders=5."),
@@ -152,13 +180,14 @@ def main() -> None:
 
 @main.command()
 @click.argument("logs", nargs=-1, required=True)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", required=True, type=_Path(file_okay=False, path_type=Path),
               help="Folder for index.html, incidents/ and incidents.json.")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--db", type=_Path(dir_okay=False, path_type=Path),
               help="Warehouse file (default: OUT/mailstorm.duckdb). Re-runs add only new lines.")
 @click.option("--tz", default=None, help="Zone of timestamps without one (default: this "
               "machine's local zone), e.g. Europe/London.")
-@click.option("--year", type=int, help="Year of the first line of RFC 3164 logs (default: "
+@click.option("--year", type=click.IntRange(1, 9999),
+              help="Year of the first line of RFC 3164 logs (default: "
               "from the newest file's modification time).")
 @click.option("--format", "fmt", help="Read every file as this format instead of sniffing.")
 @click.option("--skip-unknown", is_flag=True, help="Skip files of unknown format, or that "
@@ -196,9 +225,9 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
 
 
 @main.command()
-@click.option("--db", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--db", required=True, type=_Path(dir_okay=False, path_type=Path),
               help="Warehouse written by an earlier 'mailstorm run'.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", required=True, type=_Path(file_okay=False, path_type=Path),
               help="Folder for index.html, incidents/ and incidents.json.")
 @click.option("--memory-limit", help="Memory for the warehouse engine (DuckDB), e.g. 2GB; "
               "default a quarter of RAM, at most 1GB. It spills to disk beyond that.")
@@ -250,7 +279,7 @@ def formats_cmd(name: str | None) -> None:
 
 
 @main.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", required=True, type=_Path(file_okay=False, path_type=Path),
               help="Folder for the log file and truth.json.")
 @click.option("--format", "fmt", default="postfix", show_default=True,
               help="Log format to write (postfix, exim, exchange, m365, sendmail, mailman).")
@@ -267,24 +296,24 @@ def formats_cmd(name: str | None) -> None:
               "bounce_storm_spread_outside (their sizes come from the built-in rules).")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Same seed, same logs, byte for byte.")
-@click.option("--list-size", type=click.IntRange(10), default=3000, show_default=True,
+@click.option("--list-size", type=click.IntRange(10, MAX_PEOPLE), default=3000, show_default=True,
               help="Members of the list a storm goes to.")
-@click.option("--repliers", type=click.IntRange(1), default=30, show_default=True,
+@click.option("--repliers", type=click.IntRange(1, MAX_PEOPLE), default=30, show_default=True,
               help="Distinct people replying in a reply storm (or clients answering "
               "automatically in an auto storm, at most every member). May exceed the list: "
               "every member but the author replies, and the rest are site people who are "
               "not on the list posting to it (an open list; new site users are made if "
               "needed). truth.json counts them as repliers_on_list and repliers_off_list.")
-@click.option("--replies", type=click.IntRange(1), default=None,
+@click.option("--replies", type=click.IntRange(1, MAX_MESSAGES), default=None,
               help="Reply messages in a reply storm (default: --repliers and a tenth "
               "again, who answer twice). More than --repliers: people reply several times, "
               "at random (repeat_replies in truth.json). Storms of over 10,000 replies are "
               "made while the log is written, never held in memory (a million replies to a "
               "10-member list as Sendmail: about 3 minutes, 9.4M lines); their truth.json "
               "gives message_ids and replier_addresses as null above 10,000.")
-@click.option("--duration", type=click.IntRange(1), default=45, show_default=True,
+@click.option("--duration", type=click.IntRange(1, 7 * 24 * 60), default=45, show_default=True,
               help="Minutes over which the storm's replies arrive.")
-@click.option("--background", type=click.IntRange(0), default=1500, show_default=True,
+@click.option("--background", type=click.IntRange(0, MAX_MESSAGES), default=1500, show_default=True,
               help="Ordinary messages in the simulated day.")
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default="2016-11-14",
               show_default=True, help="The simulated day (UTC).")
@@ -317,6 +346,9 @@ def simulate(out_dir: Path, fmt: str, incidents: tuple[str, ...], seed: int, lis
     if unknown:
         raise UsageError(f"unknown incident {unknown[0]!r} (choose from "
                          f"{', '.join(SCENARIOS)})")
+    if day.year >= 9999:  # the day and a week-long storm must fit in the calendar
+        raise UsageError(f"--date {day:%Y-%m-%d} is too late: the last simulated day is "
+                         "9998-12-31")
     if replies is not None and replies < repliers:
         raise UsageError(f"--replies {replies} is fewer than --repliers {repliers}: each "
                          "replier sends at least one reply")
@@ -335,12 +367,12 @@ def simulate(out_dir: Path, fmt: str, incidents: tuple[str, ...], seed: int, lis
 
 @main.command()
 @click.argument("query")
-@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--db", required=True, type=_Path(exists=True, dir_okay=False, path_type=Path),
               help="Warehouse to query (opened read-only).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="Output format.")
 @click.option("--allow-files", "allow_files", multiple=True,
-              type=click.Path(path_type=Path), metavar="PATH",
+              type=_Path(path_type=Path), metavar="PATH",
               help="Let the query read and write PATH (a file, or a folder and all under "
                    "it), and run COPY and EXPORT DATABASE. Repeatable.")
 @_errors_as_click
@@ -380,7 +412,7 @@ def rules() -> None:
 
 
 @rules.command("list")
-@click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--rules", "rules_dir", type=_Path(file_okay=False, path_type=Path),
               help="Folder of rule files (default: the built-in rules).")
 @_errors_as_click
 def rules_list(rules_dir: Path | None) -> None:
@@ -406,7 +438,7 @@ def rules_list(rules_dir: Path | None) -> None:
 
 @rules.command("show")
 @click.argument("name")
-@click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--rules", "rules_dir", type=_Path(file_okay=False, path_type=Path),
               help="Folder of rule files (default: the built-in rules).")
 @click.option("--set", "overrides", multiple=True, metavar="RULE.PARAM=VALUE",
               help="Override a rule parameter, e.g. reply_storm.min_senders=5.")
@@ -426,7 +458,7 @@ def rules_show(name: str, rules_dir: Path | None, overrides: tuple[str, ...]) ->
 
 
 @rules.command("check")
-@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", required=False, type=_Path(file_okay=False, path_type=Path))
 @_errors_as_click
 def rules_check(directory: Path | None) -> None:
     """Validate every rule file in DIRECTORY (default: built-in), reporting all errors.
@@ -439,7 +471,7 @@ def rules_check(directory: Path | None) -> None:
 
     errors = check_rules(directory or builtin_rules_dir())
     for error in errors:
-        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Error: {_one_line(str(error))}", err=True)
     if errors:
         sys.exit(1)
     click.echo("rules ok", err=True)

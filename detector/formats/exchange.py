@@ -34,6 +34,7 @@ import polars as pl
 
 from detector.formats import csvlog
 from detector.formats.context import ParseContext
+from detector.formats.finish import outside_calendar_unparsed
 from detector.formats.kinds import (
     Kind,
     Sample,
@@ -599,5 +600,6 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     # Exchange logs subjects decoded; a client's encoded-word one is decoded here.
     from detector.model.subjects import decode_rfc2047
 
+    frame = outside_calendar_unparsed(frame)
     return frame.with_columns(pl.lit(ctx.source_file).alias("source_file"),
                               decode_rfc2047(frame["subject"]).alias("subject"))

@@ -4,6 +4,7 @@ kept only where it is the evidence, subjects decoded, the events schema conforme
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -13,6 +14,22 @@ from detector.schema import addressed_directly, conform
 #: kinds whose whole line is kept in ``raw``: nothing else of them was understood
 KEEP_RAW = ("foreign", "unparsed")
 _NUMBERS = (("size", pl.Int64), ("nrcpt", pl.Int64), ("delay", pl.Float64))
+# the years Python's datetime holds: the warehouse, reports and JSON read times through it
+_FIRST = datetime(1, 1, 1, tzinfo=UTC)
+_LAST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+def outside_calendar_unparsed(frame: pl.DataFrame) -> pl.DataFrame:
+    """A stamp in year 0 (``0000-01-01``) or past 9999 (``--year 9999`` and a rollover)
+    is a corrupt line: no time, counted as unparsed with its raw text, never a crash."""
+    ts = pl.col("ts")
+    bad = ts.is_not_null() & ((ts < _FIRST) | (ts > _LAST))
+    if not frame.select(bad.any()).item():
+        return frame
+    fixed = [pl.when(bad).then(None).otherwise(ts).alias("ts")]
+    if "kind" in frame.columns:
+        fixed.append(pl.when(bad).then(pl.lit("unparsed")).otherwise("kind").alias("kind"))
+    return frame.with_columns(fixed)
 
 
 def finish(frame: pl.DataFrame, ctx: ParseContext, *, keep_raw: Iterable[str] = KEEP_RAW,
@@ -26,6 +43,8 @@ def finish(frame: pl.DataFrame, ctx: ParseContext, *, keep_raw: Iterable[str] = 
     words are decoded.
     """
     frame = frame.with_columns(source_file=pl.lit(ctx.source_file))
+    if "ts" in frame.columns:
+        frame = outside_calendar_unparsed(frame)
     if "raw" in frame.columns:
         frame = frame.with_columns(
             raw=pl.when(pl.col("kind").is_in(list(keep_raw))).then("raw"))

@@ -318,6 +318,31 @@ def _yaml_error(path: str, text: str, exc: yaml.YAMLError) -> RuleError:
     return RuleError(path, text[:position].count("\n") + 1, f"invalid YAML: {exc}".split("\n")[0])
 
 
+#: deepest nesting of mappings and lists a rule file may have; PyYAML composes by
+#: recursion, so a file nested thousands deep would overflow Python's stack
+MAX_NESTING = 20
+_OPEN = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+         yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)
+_CLOSE = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where nesting first passes MAX_NESTING, or None.
+
+    The scanner is iterative, so it measures depth safely before the recursive composer
+    runs; its syntax errors raise yaml.YAMLError as compose's would.
+    """
+    depth = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, _OPEN):
+            depth += 1
+            if depth > MAX_NESTING:
+                return int(token.start_mark.line) + 1
+        elif isinstance(token, _CLOSE):
+            depth -= 1
+    return None
+
+
 def _read_file(path: Path) -> tuple[Rule | None, list[RuleError], int]:
     """The rule in one file (or None), every error found sorted by line, the name's line."""
     shown = str(path)
@@ -331,6 +356,10 @@ def _read_file(path: Path) -> tuple[Rule | None, list[RuleError], int]:
         line = data[: exc.start].count(b"\n") + 1
         return None, [RuleError(shown, line, "rule file is not UTF-8 text")], 1
     try:
+        deep = _too_deep(text)
+        if deep is not None:
+            return None, [RuleError(shown, deep, "rule file nested too deeply (more than "
+                                    f"{MAX_NESTING} levels)")], 1
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         return None, [_yaml_error(shown, text, exc)], 1

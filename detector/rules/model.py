@@ -23,6 +23,9 @@ DURATION_UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _UNITS_DESC = sorted(DURATION_UNITS, key=DURATION_UNITS.__getitem__, reverse=True)
 _DURATION_RE = re.compile("".join(f"(?:([0-9]+){unit})?" for unit in _UNITS_DESC))
 _UNIT_WORDS = ", ".join(list(DURATION_UNITS)[:-1]) + " or " + list(DURATION_UNITS)[-1]
+#: longest window: a storm is hours, and a window of 10^20 days overflows the engine's
+#: intervals mid-run, long after ``rules check`` said ok
+MAX_DURATION = 366 * 86400
 
 #: param types and how a value of that type is described in errors
 PARAM_TYPES: dict[str, str] = {"int": "a whole number", "float": "a number"}
@@ -37,13 +40,16 @@ def parse_duration(text: str) -> int:
     match = _DURATION_RE.fullmatch(text)
     if not text or match is None:
         raise ValueError(f"bad duration {text!r}: use a number and a unit {_UNIT_WORDS} (e.g. 60m)")
-    seconds = sum(
-        int(count) * DURATION_UNITS[unit]
-        for unit, count in zip(_UNITS_DESC, match.groups(), strict=True)
-        if count is not None
-    )
+    counts = [(unit, count) for unit, count in zip(_UNITS_DESC, match.groups(), strict=True)
+              if count is not None]
+    # int() refuses over 4,300 digits with a message of its own; far past the limit anyway
+    if any(len(count.lstrip("0")) > 12 for _, count in counts):
+        raise ValueError(f"bad duration {text[:40]!r}: must be at most {MAX_DURATION // 86400}d")
+    seconds = sum(int(count) * DURATION_UNITS[unit] for unit, count in counts)
     if seconds == 0:
         raise ValueError(f"bad duration {text!r}: must be longer than zero")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"bad duration {text!r}: must be at most {MAX_DURATION // 86400}d")
     return seconds
 
 
