@@ -24,6 +24,7 @@ from detector.errors import MailstormError, UsageError
 from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
+from detector.sources import MAX_LINE
 from detector.sqlshell import run_query
 from detector.warehouse import LOCK_TIMEOUT
 
@@ -198,13 +199,16 @@ def main() -> None:
 @click.option("--host", "host", metavar="NAME", help="Host name for lines that name none (a "
               "native Exim mainlog; default: each file's folder and base name, e.g. "
               "/var/log/exim4/mainlog).")
+@click.option("--max-line", type=click.IntRange(min=1), default=MAX_LINE, show_default=True,
+              metavar="BYTES", help="Cut lines longer than this (counted and reported): a "
+              "runaway line must not take the memory of the run.")
 @click.option("--allow-empty", is_flag=True, help="Exit 0 when no new log line was read "
               "(default: exit 4 and say so, as broken log shipping looks like a quiet night).")
 @rules_options
 @_errors_as_click
 def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         year: int | None, fmt: str | None, skip_unknown: bool, memory_limit: str | None,
-        host: str | None, allow_empty: bool,
+        host: str | None, max_line: int, allow_empty: bool,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
         until: datetime | None, lock_timeout: float, quiet: bool) -> None:
@@ -220,7 +224,7 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
         overrides=parse_overrides(overrides), memory_limit=memory_limit,
         scope=_scope(since, until), progress=_progress(quiet), host=host,
-        lock_timeout=lock_timeout)
+        lock_timeout=lock_timeout, max_line=max_line)
     _finish(result, fail_on, fail_on_any, quiet, allow_empty=allow_empty)
 
 

@@ -60,14 +60,20 @@ def _spool_stdin(files: list[LogFile], tmp: Path) -> list[LogFile]:
         if f.path == STDIN:
             target = tmp / "stdin.log"
             limit, copied = sources.STDIN_LIMIT, 0
-            fd = sys.stdin.fileno()
+            try:
+                fd: int | None = sys.stdin.fileno()
+            except (AttributeError, OSError, ValueError):  # a stream without a descriptor
+                fd = None
             with open(target, "wb") as sink:
                 while True:
+                    if fd is None:
+                        chunk = sys.stdin.buffer.read(1 << 20)
                     # wake twice a second: Ctrl-C may land in another thread (DuckDB's,
                     # Polars'), and is raised here only when this thread runs
-                    if not select.select([fd], [], [], 0.5)[0]:
+                    elif not select.select([fd], [], [], 0.5)[0]:
                         continue
-                    chunk = os.read(fd, 1 << 20)
+                    else:
+                        chunk = os.read(fd, 1 << 20)
                     if not chunk:
                         break
                     copied += len(chunk)

@@ -53,7 +53,8 @@ _MAGIC = {
 # mail.log.2.gz, mail.log.1, maillog-20161114.gz, maillog-20161114, mail.log
 _ROTATION = re.compile(
     r"^(?P<base>.+?)(?:[.-](?P<num>\d{1,3})|-(?P<date>\d{8}(?:\d{2})?))?"
-    r"(?P<comp>\.(?:gz|bz2|xz|zst))?$"
+    r"(?P<comp>\.(?:gz|bz2|xz|zst))?$",
+    re.DOTALL,  # a newline in a file name is still a name
 )
 
 

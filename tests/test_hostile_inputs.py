@@ -326,3 +326,18 @@ def test_an_interrupted_spool_is_removed(tmp_path: Path) -> None:
         proc.wait()
     assert proc.returncode != 0
     assert list(spool.iterdir()) == []
+
+
+def test_max_line_option_cuts_and_counts(tmp_path: Path) -> None:
+    # the CLI's --max-line reaches the reader: a 5,000-byte line cut to 1,000 and counted
+    from click.testing import CliRunner
+
+    from detector.cli import main as cli_main
+
+    log = tmp_path / "mail.log"
+    line = "Nov 14 09:00:00 mx1 postfix/smtpd[1]: connect from x" + "y" * 5000 + "[192.0.2.1]"
+    log.write_text(line + "\n")
+    res = CliRunner().invoke(cli_main, ["run", str(log), "--out", str(tmp_path / "o"),
+                                        "--year", "2016", "--tz", "UTC", "--max-line", "1000"])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {log}: 1 line(s) longer than 1,000 bytes cut to 1,000" in res.output

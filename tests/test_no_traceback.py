@@ -78,9 +78,6 @@ def test_year_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     assert "'--year'" in _one_line(proc, 2)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="detector/sources.py _rotation_key asserts on a name with a newline "
-                          "(its pattern has no DOTALL); owned by another change")
 def test_newline_in_file_name(tmp_path: Path) -> None:
     log = tmp_path / "mail\n.log"
     log.write_text(POSTFIX.format(1))
