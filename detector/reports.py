@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from detector import __version__, assets
 from detector.charts import timeline_svg
@@ -34,6 +35,14 @@ PAGES_DIR = "incidents"
 _ID_RE = re.compile(r"[a-z_]+-[0-9a-f]{12}")
 # C0 controls other than tab/newline, shown as \xNN in raw log samples.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# characters that reorder or hide text (bidirectional overrides and isolates, zero-width
+# joiners and spaces): a subject or address from a log could make the page say what the
+# log does not ("Trojan Source"); shown as \uXXXX wherever they appear
+_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+#: longest raw line shown as an unparsed sample (the rest is counted, not shown)
+SAMPLE_CHARS = 300
+#: most hosts listed by name in the summary
+LISTED_HOSTS = 200
 
 # Keys the templates read, with what to show when a summary lacks them, so
 # StrictUndefined still catches template typos but sparse data renders.
@@ -116,11 +125,13 @@ def make_environment(templates_dir: Path | None = None) -> Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        finalize=lambda value: "—" if value is None else value,
+        finalize=_shown,
     )
     env.filters.update(
-        num=format_number, pct=format_percent, severity_class=severity_class, visible=visible
+        num=format_number, pct=format_percent, severity_class=severity_class, visible=visible,
+        clip=clip,
     )
+    env.globals.update(LISTED_HOSTS=LISTED_HOSTS)
     env.globals.update(timeline_svg=timeline_svg, SEVERITIES=SEVERITIES)
     return env
 
@@ -176,6 +187,24 @@ def severity_class(severity: Any) -> str:
 def visible(text: Any) -> str:
     """Show control characters of raw log lines as \\xNN instead of passing them through."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def _shown(value: Any) -> Any:
+    """Every value a template prints: None as a dash, text with its invisible characters
+    made visible."""
+    if value is None:
+        return "—"
+    if isinstance(value, str) and not isinstance(value, Markup):  # ours: already safe
+        return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return value
+
+
+def clip(text: Any, limit: int = SAMPLE_CHARS) -> str:
+    """At most ``limit`` characters of ``text``, saying how many were left out."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
 def _plain(value: Any) -> Any:

@@ -308,3 +308,22 @@ def test_timeline_svg_well_formed() -> None:
 def test_missing_templates_dir_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="templates folder not found"):
         write_report(tmp_path, make_summary(), [], templates_dir=tmp_path / "nope")
+
+
+def test_reports_are_bounded_and_show_what_hides(tmp_path: Path) -> None:
+    # issue 12.2: a runaway unparsed line is cut, a flood of hosts summarised, and text
+    # that reorders or hides itself (a bidi override, a zero-width space) shown as escapes
+    long_line = "x" * 5000
+    hosts = [f"h{i:03d}" for i in range(250)] + ["evil\u202egnp.exe", "zero\u200bwidth"]
+    summary = make_summary(hosts=hosts, unparsed_samples=[
+        {"source_file": "/var/log/mail.log", "line_no": 9, "raw": long_line}])
+    write_report(tmp_path, summary, [])
+    index = (tmp_path / "index.html").read_text()
+    assert "x" * 300 + "… (4,700 more characters)" in index
+    assert "x" * 301 not in index
+    assert "252: " in index and "and 52 more" in index
+    assert "<code>h199</code>" in index and "<code>h200</code>" not in index
+    assert "\u202e" not in index and "\u200b" not in index
+    summary = make_summary(hosts=["evil\u202egnp.exe"])
+    write_report(tmp_path, summary, [])
+    assert "<code>evil\\u202egnp.exe</code>" in (tmp_path / "index.html").read_text()
