@@ -33,7 +33,9 @@ from detector.sources import (
     iter_batches,
     last_line,
     read_head,
+    shown,
 )
+from detector.times import GUESSED_YEAR
 from detector.warehouse import HEAD_BYTES, FileWrite, LedgerEntry, Part, Warehouse
 
 WORKERS = min(2, os.cpu_count() or 1)  # parse workers for a run: the machine's cores
@@ -48,6 +50,7 @@ class FileResult:
     lines: int = 0  # lines read in this run
     skipped: str | None = None  # why nothing was read ("already ingested", ...)
     cut_lines: int = 0  # lines longer than max_line, cut to it (read, but not whole)
+    year_source: str = ""  # where the year of its year-less stamps came from
 
 
 @dataclass
@@ -138,16 +141,18 @@ def _end_year(path: str, tz: ZoneInfo) -> tuple[int, tuple[int, int, str] | None
     return year, stamp
 
 
-def _start_year(group: list[LogFile], tz: ZoneInfo, year: int | None) -> int:
-    """Year of the first line of a rotation group (assumed to span less than a year)."""
+def _start_year(group: list[LogFile], tz: ZoneInfo, year: int | None) -> tuple[int, str]:
+    """Year of the first line of a rotation group (assumed to span less than a year), and
+    where it came from (for the report)."""
     if year is not None:
-        return year
+        return year, f"--year {year}"
     newest = group[-1].path  # standard input arrives here spooled to a file
     end_year, last = _end_year(newest, tz)
     first = next((s for s in map(sniff_rfc3164, head_lines(group[0].path, 5)) if s), None)
+    source = f"{GUESSED_YEAR} of {shown(os.path.basename(newest))}"
     if first and last and first > last:
-        return end_year - 1
-    return end_year
+        return end_year - 1, source
+    return end_year, source
 
 
 def ingest(
@@ -195,14 +200,17 @@ def ingest(
             for _, members in groupby(files, key=lambda f: f.group):
                 group = list(members)
                 readable = [log for log in group if log.path in found]
-                years = YearState(_start_year(readable, zone, year)) if readable else None
+                start, year_source = _start_year(readable, zone, year) if readable \
+                    else (0, "")
+                years = YearState(start) if readable else None
                 for log in group:
                     if years is None or log.path not in found:
                         result.files.append(FileResult(log.path, None, skipped=why_not[log.path]))
                     else:
                         result.files.append(run.read_file(
                             log.path, found[log.path], tz, years, batch_bytes,
-                            max_line=max_line, dispatch=fmt is None, host=host or file_host(log)))
+                            max_line=max_line, dispatch=fmt is None, host=host or file_host(log),
+                            year_source=year_source))
             run.commit_all()
         except BaseException:
             run.abandon()
@@ -248,7 +256,7 @@ class _Run:
 
     def read_file(self, path: str, name: str, tz: str, years: YearState,
                   batch_bytes: int, *, max_line: int = MAX_LINE, dispatch: bool = True,
-                  host: str | None = None) -> FileResult:
+                  host: str | None = None, year_source: str = "") -> FileResult:
         """Read a file whose format ``sniff_inputs`` found. Its head is read again (64 KiB,
         not kept from the sniff: a folder of thousands of files would hold them all).
         With ``dispatch`` (the format was sniffed, not forced), the lines of other mail
@@ -266,10 +274,16 @@ class _Run:
             # resume the year where the earlier run stopped
             local = previous.last_ts.astimezone(ZoneInfo(tz))
             years.year, years.prev_month = local.year, local.month
+            year_source = "the last line read from it before"
+        if not any(map(sniff_rfc3164, head_text[:20])):  # its stamps carry their year
+            year_source = "its stamps"
+        if previous is not None and previous.year_source and year_source != "its stamps":
+            year_source = previous.year_source  # where the year of its first line came from
         ctx = ParseContext(source_file=path, tz=tz, years=years, head=head_text)
         skip = previous.bytes_ingested if previous else 0
-        job = _Job(path, name, head, previous, wh.begin_file(), FileResult(path, name),
-                   consumed=skip, held={name})
+        job = _Job(path, name, head, previous, wh.begin_file(),
+                   FileResult(path, name, year_source=year_source), consumed=skip,
+                   held={name})
         if previous is not None and previous.format:
             job.held |= shared.held_by(previous.format)
         self.jobs.append(job)
@@ -323,7 +337,8 @@ class _Run:
             job.result.format = shared.ledger_name(job.held)
             self.wh.commit_file(job.txn, path=job.path, fmt=job.result.format, head=job.head,
                                 previous=job.previous, bytes_ingested=job.consumed,
-                                lines=job.whole + previous_lines)
+                                lines=job.whole + previous_lines,
+                                year_source=job.result.year_source)
 
     def commit_all(self) -> None:
         while any(j.futures for j in self.jobs):

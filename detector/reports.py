@@ -27,7 +27,7 @@ from markupsafe import Markup
 from detector import __version__, assets
 from detector.charts import timeline_svg
 from detector.incidents import SEVERITIES, Incident, severity_rank
-from detector.times import iso_z
+from detector.times import GUESSED_YEAR, iso_z
 
 PAGES_DIR = "incidents"
 
@@ -53,7 +53,7 @@ _SUMMARY_KEYS: dict[str, Any] = {
 }  # fmt: skip
 _ROW_KEYS = {
     "inputs": ("path", "format", "host", "lines", "unparsed", "first_ts", "last_ts", "skipped",
-               "why"),
+               "why", "year_source"),
     "kinds": ("kind", "lines", "formats"),
     "unparsed_samples": ("source_file", "line_no", "raw"),
     "rules": ("name", "kind", "params"),
@@ -247,6 +247,10 @@ def _summary_view(summary: dict[str, Any]) -> dict[str, Any]:
     view["unparsed_share"] = unparsed / lines if numeric and lines > 0 else None
     # lines of programs that carry no mail (dovecot, cron...): stored, not read as mail,
     # so never counted among the parsed ones
+    # files whose year-less stamps got their year from a modification time: a copied or
+    # touched file would date a whole log wrong
+    view["guessed_years"] = sum(1 for i in view["inputs"]
+                                if str(i["year_source"] or "").startswith(GUESSED_YEAR))
     foreign = sum(int(k["lines"] or 0) for k in view["kinds"] if k["kind"] == "foreign")
     view["foreign"] = foreign
     view["foreign_share"] = foreign / lines if isinstance(lines, int | float) and lines > 0 \

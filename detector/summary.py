@@ -22,9 +22,10 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
     inputs = [
         {"path": r["path"], "format": r["format"], "host": r["host"], "lines": r["lines"],
          "unparsed": r["unparsed"], "first_ts": iso_z(r["first_ts"]),
-         "last_ts": iso_z(r["last_ts"]), "skipped": False}
+         "last_ts": iso_z(r["last_ts"]), "skipped": False, "year_source": r["year_source"]}
         for r in wh.query("""
             SELECT f.path, f.format, f.lines, f.unparsed, f.first_ts, f.last_ts,
+                   f.year_source,
                    (SELECT string_agg(DISTINCT host, ', ' ORDER BY host) FROM events e
                      WHERE e.source_file = f.path AND e.host IS NOT NULL) AS host
             FROM files f ORDER BY f.path""").iter_rows(named=True)

@@ -11,3 +11,7 @@ def iso_z(ts: datetime | None) -> str | None:
         return None
     ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     return ts.isoformat().replace("+00:00", "Z")
+
+#: how a year source that was guessed begins (a file's year-less stamps dated by its
+#: modification time); the report warns about those
+GUESSED_YEAR = "guessed from the modification time"

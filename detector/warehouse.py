@@ -60,7 +60,10 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS files (
         path VARCHAR, format VARCHAR, head_len BIGINT, head_sha256 VARCHAR,
         bytes_ingested BIGINT, lines BIGINT, unparsed BIGINT,
-        first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ, ingested_at TIMESTAMPTZ)""",
+        first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ, ingested_at TIMESTAMPTZ,
+        year_source VARCHAR)""",
+    # warehouses made before the ledger said where a file's year came from
+    "ALTER TABLE files ADD COLUMN IF NOT EXISTS year_source VARCHAR",
     # partial: the part holds only a last line that had no newline yet (re-read next run)
     """CREATE TABLE IF NOT EXISTS parts (
         part VARCHAR PRIMARY KEY, source_file VARCHAR, rows BIGINT, partial BOOLEAN)""",
@@ -211,6 +214,7 @@ class LedgerEntry:
     first_ts: datetime | None = None
     last_ts: datetime | None = None
     format: str | None = None  # the formats the file held so far ("postfix+sendmail")
+    year_source: str | None = None  # where the year of its year-less stamps came from
 
 
 def head_digest(head: bytes) -> str:
@@ -315,7 +319,8 @@ class Warehouse:
         """The ledger entry of a file whose head this file starts with, if any."""
         rows = self.con.execute(
             "SELECT path, head_len, head_sha256, bytes_ingested, lines, unparsed, first_ts, "
-            "last_ts, format FROM files WHERE head_len <= ? ORDER BY bytes_ingested DESC",
+            "last_ts, format, year_source FROM files WHERE head_len <= ? "
+            "ORDER BY bytes_ingested DESC",
             [len(head)]
         ).fetchall()
         for row in rows:
@@ -348,7 +353,8 @@ class Warehouse:
                     ts.min(), ts.max())  # type: ignore[arg-type]
 
     def commit_file(self, txn: FileWrite, *, path: str, fmt: str, head: bytes,
-                    previous: LedgerEntry | None, bytes_ingested: int, lines: int) -> None:
+                    previous: LedgerEntry | None, bytes_ingested: int, lines: int,
+                    year_source: str | None = None) -> None:
         """Make the file's parts visible and record it in the ledger, atomically."""
         head_len = min(len(head), HEAD_BYTES)
         stale: list[str] = []
@@ -371,9 +377,9 @@ class Warehouse:
             for tmp, rows, partial in txn.written:
                 con.execute("INSERT INTO parts VALUES (?, ?, ?, ?)",
                             [tmp.name, path, rows, partial])
-            con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
                         [path, fmt, head_len, head_digest(head[:head_len]), bytes_ingested,
-                         lines, unparsed, first, last])
+                         lines, unparsed, first, last, year_source or None])
             for tmp, _, _ in txn.written:
                 os.replace(tmp, self.parts_dir / tmp.name)
             con.execute("COMMIT")

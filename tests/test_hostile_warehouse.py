@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -184,3 +185,22 @@ def test_a_full_disk_says_so_and_where(tmp_path: Path) -> None:
     assert res.returncode == 1 and "Traceback" not in res.stderr
     [line] = res.stderr.strip().splitlines()
     assert "disk full" in line and str(disk) in line
+
+
+def test_the_report_says_where_each_files_year_came_from(tmp_path: Path) -> None:
+    syslog, exim = tmp_path / "logs" / "mail.log", tmp_path / "logs" / "mainlog"
+    syslog.parent.mkdir()
+    _log(syslog, 10, "mx1")  # RFC 3164 stamps: no year
+    exim.write_text("2016-11-14 09:00:00 10HmaX-000000005vi-0000 Completed\n")
+    stamp = datetime(2016, 11, 15, 6, 0, tzinfo=UTC).timestamp()
+    os.utime(syslog, (stamp, stamp))
+    assert _cli("run", str(tmp_path / "logs"), "--out", str(tmp_path / "o1"), "--tz", "UTC",
+                "-q").returncode == 0
+    index = (tmp_path / "o1" / "index.html").read_text()
+    assert "<td class=\"text\">guessed from the modification time of mail.log</td>" in index
+    assert "<td class=\"text\">its stamps</td>" in index
+    assert "The year of 1 file (stamps without a year) was guessed" in index
+    assert _cli("run", str(syslog), "--out", str(tmp_path / "o2"), "--tz", "UTC", "--year",
+                "2016", "-q").returncode == 0
+    index = (tmp_path / "o2" / "index.html").read_text()
+    assert "<td class=\"text\">--year 2016</td>" in index and "was guessed" not in index
