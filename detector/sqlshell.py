@@ -36,10 +36,10 @@ import pyarrow.dataset as pads
 
 from detector.errors import MailstormError, UsageError
 from detector.warehouse import (
-    _parquet_view_files,
     default_memory_limit,
     events_view_sql,
     parquet_dir_of,
+    parquet_view_paths,
     parquet_views_sql,
     parts_dir_of,
 )
@@ -81,12 +81,8 @@ def _arrow_views(con: duckdb.DuckDBPyConnection, db: Path) -> None:
         con.register("events", pads.dataset(parts, format="parquet"))
     else:
         con.execute(f"CREATE TEMP VIEW events AS {events_view_sql(parts_dir_of(db))}")
-    # the model tables kept as Parquet, by the name of their current file (as
-    # parquet_views_sql finds them; a private helper of the warehouse, read-only here)
-    for name, file in _parquet_view_files(con).items():
-        path = parquet_dir_of(db) / file
-        if path.is_file():
-            con.register(name, pads.dataset(str(path.resolve()), format="parquet"))
+    for name, path in parquet_view_paths(con, db).items():  # the model's Parquet tables
+        con.register(name, pads.dataset(str(path.resolve()), format="parquet"))
 
 
 def open_readonly(db: Path, *, allow_files: Sequence[Path] = (),

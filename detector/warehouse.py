@@ -183,13 +183,19 @@ def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {key.removeprefix(_PARQUET_VIEW): file for key, file in rows}
 
 
-def parquet_views_sql(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, str]:
-    """View name -> SELECT over its current file, for the model tables kept as Parquet
-    (see ``Warehouse.write_parquet_view``); absolute paths, made afresh on every open."""
+def parquet_view_paths(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, Path]:
+    """View name -> its current file, for the model tables kept as Parquet (see
+    ``Warehouse.write_parquet_view``) whose file is there."""
     paths = {name: parquet_dir_of(db) / file
              for name, file in _parquet_view_files(con).items()}
+    return {name: path for name, path in paths.items() if path.is_file()}
+
+
+def parquet_views_sql(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, str]:
+    """View name -> SELECT over its current file; absolute paths, made afresh on every
+    open."""
     return {name: f"SELECT * FROM read_parquet({_sql_path(path)})"
-            for name, path in paths.items() if path.is_file()}
+            for name, path in parquet_view_paths(con, db).items()}
 
 
 def events_view_sql(parts_dir: Path) -> str:
