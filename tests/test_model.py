@@ -428,3 +428,15 @@ def test_the_same_delivery_line_twice_in_one_file_is_one_copy(tmp_path: Path) ->
     with _model(tmp_path, ("mail.log", lines)) as wh:
         assert wh.query("SELECT recipients, deliveries FROM logical_messages").rows() == [
             (1, 1)]
+
+
+def test_each_sub_lists_copy_on_one_host_is_a_delivery(tmp_path: Path) -> None:
+    # Bedlam DL3 through a list server: each sub-list sends its own copy of the post
+    # (same Message-ID, an envelope of its own from <sub>-bounces@), and u1@x is on both
+    ward1 = _from(_message("mx1", "09:05:30", "AAAAA11111", "post@x",
+                           [("u1@x", None), ("u2@x", None)]), "ward1-bounces@lists.x", 900)
+    ward2 = _from(_message("mx1", "09:05:34", "BBBBB22222", "post@x",
+                           [("u1@x", None), ("u3@x", None)]), "ward2-bounces@lists.x", 900)
+    with _model(tmp_path, ("mail.log", ward1 + ward2)) as wh:
+        assert wh.query("SELECT recipients, deliveries FROM logical_messages").rows() == [
+            (3, 4)]
