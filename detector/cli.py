@@ -22,6 +22,7 @@ import duckdb
 from detector import __version__, pipeline
 from detector.errors import MailstormError, UsageError
 from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
+from detector.permissions import parse_umask
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
 from detector.sources import MAX_LINE
@@ -65,6 +66,21 @@ class _Path(click.Path):
             self.fail(f"{os.fsdecode(value)!r} holds a NUL byte, which no file name can",
                       param, ctx)
         return super().convert(value, param, ctx)
+
+
+class _Umask(click.ParamType):
+    """An octal umask (027, 0o077) that leaves the owner's bits alone."""
+
+    name = "OCTAL"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_umask(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _one_line(message: str) -> str:
@@ -115,7 +131,9 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Folder of rule files to use instead of the built-in rules."),
         click.option("--templates", "templates_dir",
                      type=_Path(exists=True, file_okay=False, path_type=Path),
-                     help="Folder of report templates overriding built-in ones by name."),
+                     help="Folder of report templates overriding built-in ones by name. "
+                          "Templates are trusted code (Jinja can run Python): use only "
+                          "your own."),
         click.option("--set", "overrides", multiple=True, metavar="RULE.PARAM=VALUE",
                      help="Override a rule parameter, e.g. reply_storm.min_senders=5."),
         click.option("--fail-on", type=click.Choice(SEVERITIES),
@@ -135,6 +153,11 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, metavar="SECONDS",
                      help="Wait this long for another process's lock on the warehouse "
                           "(a run still going, an open session) before giving up."),
+        click.option("--umask", type=_Umask(), default=None,
+                     help="Create the warehouse and the report with this umask, e.g. "
+                          "027 (default: the process umask, tightened so that no one may "
+                          "read them who may not read the logs or warehouse they come "
+                          "from)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress output; errors only."),
     ]):
         func = option(func)
@@ -211,7 +234,7 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         host: str | None, max_line: int, allow_empty: bool,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
-        until: datetime | None, lock_timeout: float, quiet: bool) -> None:
+        until: datetime | None, lock_timeout: float, umask: int | None, quiet: bool) -> None:
     """Read LOGS (files, folders, globs, '-' for stdin; .gz/.bz2/.xz too), detect, report.
 
     \b
@@ -224,7 +247,7 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
         overrides=parse_overrides(overrides), memory_limit=memory_limit,
         scope=_scope(since, until), progress=_progress(quiet), host=host,
-        lock_timeout=lock_timeout, max_line=max_line)
+        lock_timeout=lock_timeout, max_line=max_line, umask=umask)
     _finish(result, fail_on, fail_on_any, quiet, allow_empty=allow_empty)
 
 
@@ -240,7 +263,7 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
 def report(db: Path, out_dir: Path, memory_limit: str | None, rules_dir: Path | None,
            templates_dir: Path | None, overrides: tuple[str, ...], fail_on: str | None,
            fail_on_any: bool, since: datetime | None, until: datetime | None,
-           lock_timeout: float, quiet: bool) -> None:
+           lock_timeout: float, umask: int | None, quiet: bool) -> None:
     """Detect and write the report again from a warehouse, without reading logs.
 
     Statuses (new, grown, ongoing, ended) are relative to what the last 'mailstorm run'
@@ -254,7 +277,7 @@ def report(db: Path, out_dir: Path, memory_limit: str | None, rules_dir: Path | 
     result = pipeline.report(db, out_dir, rules_dir=rules_dir, templates_dir=templates_dir,
                              overrides=parse_overrides(overrides), memory_limit=memory_limit,
                              scope=_scope(since, until), progress=_progress(quiet),
-                             lock_timeout=lock_timeout)
+                             lock_timeout=lock_timeout, umask=umask)
     _finish(result, fail_on, fail_on_any, quiet)
 
 

@@ -9,18 +9,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from detector import permissions
 from detector.assets import builtin_rules_dir
 from detector.errors import UsageError
 from detector.incidents import Incident, RunInfo, Scope, detect, record
 from detector.ingest import IngestResult, ingest, sniff_inputs
 from detector.model.build import build_model
-from detector.reports import write_report
+from detector.reports import PAGES_DIR, write_report
 from detector.rules.loader import load_rules
 from detector.rules.model import Rule
 from detector.rules.overrides import apply_overrides
 from detector.sources import BATCH_BYTES, MAX_LINE, STDIN, LogFile, discover
 from detector.summary import build_summary
-from detector.warehouse import LOCK_TIMEOUT, Warehouse, parse_size
+from detector.warehouse import LOCK_TIMEOUT, Warehouse, parquet_dir_of, parse_size
 
 Progress = Callable[[str], None]
 
@@ -105,19 +106,25 @@ def run(
     host: str | None = None,
     lock_timeout: float = LOCK_TIMEOUT,
     max_line: int = MAX_LINE,
+    umask: int | None = None,
 ) -> RunResult:
     """Ingest logs into the warehouse, rebuild the model, detect, write the report, and
-    record in the warehouse what this run reported (for the next run's statuses)."""
+    record in the warehouse what this run reported (for the next run's statuses).
+
+    Everything it creates is readable by no more people than its logs and the warehouse
+    are (``detector.permissions``), or as ``umask`` says."""
     started = datetime.now(UTC).replace(microsecond=0)
     rules = load_ruleset(rules_dir, overrides or {})  # fail on bad rules before reading logs
     files = discover(inputs)
     db = db or out_dir / "mailstorm.duckdb"
-    with tempfile.TemporaryDirectory() as tmp:
+    mask = permissions.source_umask([*(f.path for f in files if not f.why_not), db], umask)
+    with permissions.applied(mask), tempfile.TemporaryDirectory() as tmp:
         files = _spool_stdin(files, Path(tmp))
         # every input sniffed before the warehouse is even opened: one unreadable file
         # (without --skip-unknown) stops the run with nothing touched
         sniffed = sniff_inputs(files, fmt, skip_unknown=skip_unknown, progress=progress)
         out_dir.mkdir(parents=True, exist_ok=True)
+        _protect(db, out_dir, mask)
         with Warehouse(db, memory_limit, lock_timeout=lock_timeout) as wh:
             ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, sniffed=sniffed,
                               batch_bytes=batch_bytes_for(memory_limit), progress=progress,
@@ -135,16 +142,28 @@ def run(
 def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
            templates_dir: Path | None = None, overrides: Mapping[str, str] | None = None,
            memory_limit: str | None = None, scope: Scope | None = None,
-           progress: Progress | None = None, lock_timeout: float = LOCK_TIMEOUT) -> RunResult:
+           progress: Progress | None = None, lock_timeout: float = LOCK_TIMEOUT,
+           umask: int | None = None) -> RunResult:
     """Detect and report again from an existing warehouse (no log is read). Statuses are
-    relative to what the last ``run`` recorded; nothing is recorded."""
+    relative to what the last ``run`` recorded; nothing is recorded. The report is
+    readable by no more people than the warehouse is, or as ``umask`` says."""
     rules = load_ruleset(rules_dir, overrides or {})
     if not db.exists():
         raise UsageError(f"no warehouse at {db} (run 'mailstorm run' first)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with Warehouse(db, memory_limit, lock_timeout=lock_timeout) as wh:
-        return _detect_and_report(wh, rules, out_dir, templates_dir, None, progress,
-                                  scope=scope, run_info=None)
+    mask = permissions.source_umask([db], umask)
+    with permissions.applied(mask):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _protect(db, out_dir, mask)
+        with Warehouse(db, memory_limit, lock_timeout=lock_timeout) as wh:
+            return _detect_and_report(wh, rules, out_dir, templates_dir, None, progress,
+                                      scope=scope, run_info=None)
+
+
+def _protect(db: Path, out_dir: Path, mask: int) -> None:
+    """What a run writes into that exists already, tightened to ``mask`` at its top (a
+    warehouse made world-readable from public logs before private ones were added)."""
+    permissions.tighten([db, db.with_name(db.name + ".wal"), parquet_dir_of(db),
+                         out_dir / PAGES_DIR], mask)
 
 
 def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
