@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from detector.simulate.day import writers  # noqa: E402
-from detector.simulate.quality import (  # noqa: E402
+from bench.quality_matrix import (  # noqa: E402
     README,
     RESULTS,
     Cell,
@@ -36,6 +35,7 @@ from detector.simulate.quality import (  # noqa: E402
     score,
     write_readme_table,
 )
+from detector.simulate.day import writers  # noqa: E402
 
 
 def _one(job: tuple[str, str, bool, int]) -> Cell:

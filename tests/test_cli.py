@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bench.quality_matrix import matches
 from detector.cli import main
-from detector.simulate.quality import matches
 from tests.logsynth import Site, storm, write_log
 
 REPO = Path(__file__).resolve().parents[1]

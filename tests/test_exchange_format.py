@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from bench import sample_logs
 from detector import pipeline
 from detector.formats import ParseContext, exchange, exchange_protocol
 from detector.formats import sniff as sniff_format
 from detector.formats.exchange import FIELDS_2010, FIELDS_2013, FIELDS_2016
 from detector.schema import EVENTS_SCHEMA
-from detector.simulate import samples
 from detector.simulate.exchange import quote, render_exchange
 from detector.simulate.postfix import render_postfix
 from detector.simulate.scenario import Message, Site
@@ -295,9 +295,9 @@ def test_parse_returns_exactly_the_events_schema(lines: list[str | None]) -> Non
 
 @pytest.fixture(scope="module")
 def storm_day() -> tuple:
-    site, _quiet, day2, _truth = samples.build()
+    site, _quiet, day2, _truth = sample_logs.build()
     # the storm's morning is enough (and keeps the test fast)
-    lo, hi = (samples.STORM_DAY + timedelta(hours=h) for h in (9, 12))
+    lo, hi = (sample_logs.STORM_DAY + timedelta(hours=h) for h in (9, 12))
     return site, [m for m in day2 if lo <= m.time < hi]
 
 

@@ -15,13 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from bench import sample_logs
 from detector import pipeline
 from detector.formats import ParseContext, exim
 from detector.formats import sniff as sniff_format
 from detector.formats.kinds import classifier
 from detector.formats.syslog import YearState, assign_years, months_of_raw
 from detector.schema import EVENTS_SCHEMA
-from detector.simulate import make_site, samples, storm, utc
+from detector.simulate import make_site, storm, utc
 from detector.simulate.delivery import OUTCOMES, plan_delivery
 from detector.simulate.exim import print_time, quoted, render_exim, write_exim
 from detector.simulate.postfix import write_postfix
@@ -594,7 +595,7 @@ def storm_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]
     """The storm day of the sample, as Postfix logs it and as Exim logs it when its DATA
     ACL writes In-Reply-To and References (stock Exim logs only the subject: then the
     edited and re-encoded replies fall out of the thread, and with them a few senders)."""
-    site, _, day2, _ = samples.build()
+    site, _, day2, _ = sample_logs.build()
     root = tmp_path_factory.mktemp("storm")
     write_postfix(root / "postfix" / "mail.log", site, day2, seed=3)
     write_exim(root / "exim" / "mainlog", site, day2, seed=3, headers=True)

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench import sample_logs
 from detector import pipeline
 from detector.formats import ParseContext, m365
 from detector.formats import sniff as sniff_format
 from detector.schema import EVENTS_SCHEMA
-from detector.simulate import samples
 from detector.simulate.exchange import (
     M365_SUMMARY_COLUMNS,
     M365_TRACE_COLUMNS,
@@ -202,9 +202,9 @@ def test_corpus_envelope_holds_the_same_record_as_the_flat_line(corpus_dir: Path
 
 @pytest.fixture(scope="module")
 def storm_day() -> tuple:
-    site, _quiet, day2, _truth = samples.build()
+    site, _quiet, day2, _truth = sample_logs.build()
     # the storm's morning is enough (and keeps the test fast)
-    lo, hi = (samples.STORM_DAY + timedelta(hours=h) for h in (9, 12))
+    lo, hi = (sample_logs.STORM_DAY + timedelta(hours=h) for h in (9, 12))
     return site, [m for m in day2 if lo <= m.time < hi]
 
 
@@ -220,7 +220,7 @@ def test_overlapping_exports_count_each_delivery_once(storm_day: tuple, tmp_path
     """The storm in one export, and in two exports overlapping by 15 minutes of its peak
     (one written in another culture): the same incident, the same deliveries."""
     site, day2 = storm_day
-    day = samples.STORM_DAY
+    day = sample_logs.STORM_DAY
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from bench import sample_logs
 from detector import pipeline
 from detector.formats import ParseContext, mailman
 from detector.formats import sniff as sniff_format
 from detector.formats.syslog import YearState
 from detector.schema import EVENTS_SCHEMA
-from detector.simulate import samples
 from detector.simulate.mailman import MAX_RECIPIENTS, list_posts, render_mailman, write_mailman
 from detector.simulate.sendmail import write_sendmail
 from detector.sources import iter_batches
@@ -216,7 +216,7 @@ def test_corpus(corpus_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def storm_day() -> tuple:
-    site, _, day2, truth = samples.build()
+    site, _, day2, truth = sample_logs.build()
     return site, day2, truth
 
 

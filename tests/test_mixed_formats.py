@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.sample_logs import STORM_DAY, build
 from detector.pipeline import run
 from detector.simulate.exchange import write_exchange
 from detector.simulate.exim import write_exim
 from detector.simulate.postfix import write_postfix
-from detector.simulate.samples import STORM_DAY, build
 from detector.warehouse import Warehouse
 
 

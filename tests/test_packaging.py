@@ -1,6 +1,8 @@
 """The wheel is the product: built into a temporary folder, it holds the code, the built-in
 rules and templates, the licence, and the one version; pyproject, LICENSE, CHANGELOG and
-`mailstorm --version` agree. (.ci/run installs it outside the checkout and runs it.)"""
+`mailstorm --version` agree. (.ci/run installs it outside the checkout and runs it.) The
+package's import graph, read from its source, keeps the tools that run the pipeline on
+simulated days (bench/) out of the product, and the simulator apart from the detector."""
 
 from __future__ import annotations
 
@@ -63,6 +65,10 @@ def test_wheel_holds_the_package_and_nothing_of_the_repository(wheel: zipfile.Zi
     assert "detector/model/sql/model.sql" in names
     strays = [n for n in names if not n.startswith(("detector/", "mailstorm-"))]
     assert strays == []  # no tests/, bench/, sample_logs/ or docs/ in the product
+    # the quality sweep and the sample-log writer live in bench/, under any name
+    moved = [n for n in names if n.endswith(".py")
+             and Path(n).stem in {"quality", "quality_matrix", "samples", "sample_logs"}]
+    assert moved == []
 
 
 def test_wheel_metadata_version_license_and_extras(wheel: zipfile.ZipFile) -> None:
@@ -129,3 +135,124 @@ def test_installed_versions_meet_the_claimed_lower_bounds() -> None:
         req = Requirement(spec)
         installed = importlib.metadata.version(req.name)
         assert req.specifier.contains(installed), f"{req.name} {installed} does not meet {req}"
+
+
+# ---- the import graph, read from the source -----------------------------------------------
+#: what the simulator (behind `mailstorm simulate`) must not import, directly or through
+#: other modules of the package: it writes logs; the detector reads them
+DETECTOR = ("detector.pipeline", "detector.ingest", "detector.incidents", "detector.warehouse",
+            "detector.reports")
+#: the tools that left the package for bench/ and the test suite: the product never needs them
+OUTSIDE = ("bench", "tests", "detector.simulate.quality", "detector.simulate.samples")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_names(source: str, module: str, *, is_package: bool = False) -> set[str]:
+    """Every module ``source`` (the text of ``module``) may import, anywhere in the file
+    (functions, ``if TYPE_CHECKING`` blocks included): ``import a.b``, ``from a import b``
+    (both ``a`` and ``a.b``: b may be a module), relative imports resolved, and
+    ``importlib.import_module``/``__import__`` of a literal name."""
+    package = module if is_package else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and (getattr(node.func, "attr", None) == "import_module"
+                   or getattr(node.func, "id", None) in ("import_module", "__import__"))):
+            names.add(node.args[0].value)
+    return {n for n in names if n}
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Module of the package -> the names its source imports."""
+    graph = {}
+    for path in sorted((ROOT / "detector").rglob("*.py")):
+        module = _module_name(path)
+        graph[module] = imported_names(path.read_text(encoding="utf-8"), module,
+                                       is_package=path.name == "__init__.py")
+    return graph
+
+
+def reached_from(module: str, graph: dict[str, set[str]]) -> dict[str, str]:
+    """Every module of the package that importing ``module`` may import, with the module
+    that imports it (importing a.b.c runs a and a.b first)."""
+    seen = {module: ""}
+    todo = [module]
+    while todo:
+        current = todo.pop()
+        parents = [".".join(current.split(".")[:i]) for i in range(1, current.count(".") + 1)]
+        for name in [*graph.get(current, ()), *parents]:
+            if name in graph and name not in seen:
+                seen[name] = current
+                todo.append(name)
+    return seen
+
+
+def test_the_import_walk_sees_every_form_of_import() -> None:
+    """The oracle of the tests below, on sources that import the pipeline every way."""
+    forms = {
+        "import detector.pipeline": "detector.pipeline",
+        "from detector import pipeline": "detector.pipeline",
+        "from detector.pipeline import run": "detector.pipeline",
+        "from .. import pipeline": "detector.pipeline",
+        "from ..incidents.store import x": "detector.incidents.store",
+        "def f():\n    from bench.quality_matrix import score": "bench.quality_matrix",
+        "import importlib\nimportlib.import_module('detector.warehouse')": "detector.warehouse",
+        "__import__('tests.logsynth')": "tests.logsynth",
+    }
+    for source, name in forms.items():
+        assert name in imported_names(source, "detector.simulate.day"), source
+    assert "detector.simulate.scenario" in imported_names(
+        "from . import scenario", "detector.simulate", is_package=True)
+
+
+def test_the_moved_tools_are_not_in_the_package() -> None:
+    gone = [ROOT / "detector" / "simulate" / name for name in ("quality.py", "samples.py")]
+    assert [p for p in gone if p.exists()] == []
+    assert (ROOT / "bench" / "quality_matrix.py").is_file()
+    assert (ROOT / "bench" / "sample_logs.py").is_file()
+
+
+def test_nothing_in_the_package_imports_bench_tests_or_the_moved_tools() -> None:
+    graph = package_imports()
+    assert "detector.cli" in graph and "detector.simulate.day" in graph
+    bad = sorted((module, name) for module, names in graph.items() for name in names
+                 if _within(name, OUTSIDE))
+    assert bad == []
+
+
+def test_the_simulator_never_imports_the_detector() -> None:
+    """No module under detector/simulate imports the pipeline, ingest, incidents, warehouse
+    or reports: not in its own source, nor through any package module it imports."""
+    graph = package_imports()
+    simulator = [m for m in graph if _within(m, ("detector.simulate",))]
+    assert len(simulator) > 10
+    direct = sorted((m, n) for m in simulator for n in graph[m] if _within(n, DETECTOR))
+    assert direct == []
+    for module in simulator:
+        reached = reached_from(module, graph)
+        chains = []
+        for bad in (m for m in reached if _within(m, DETECTOR)):
+            chain = [bad]
+            while reached[chain[-1]]:
+                chain.append(reached[chain[-1]])
+            chains.append(" <- ".join(chain))
+        assert chains == [], module

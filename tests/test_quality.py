@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.simulate.day import AT_THRESHOLD, BENIGN, INCIDENTS, SHAPES, writers
-from detector.simulate.quality import (
+from bench.quality_matrix import (
     README,
     RESULTS,
     cells,
@@ -26,6 +25,7 @@ from detector.simulate.quality import (
     render_table,
     score,
 )
+from detector.simulate.day import AT_THRESHOLD, BENIGN, INCIDENTS, SHAPES, writers
 from detector.simulate.thresholds import SUBJECTS_ONLY, limits
 
 FORMATS = sorted(writers())

@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from bench import sample_logs
 from detector import pipeline
 from detector.formats import ParseContext, sendmail
 from detector.formats import sniff as sniff_format
 from detector.formats.syslog import YearState
 from detector.schema import EVENTS_SCHEMA
-from detector.simulate import samples
 from detector.simulate.delivery import count_final
 from detector.simulate.postfix import write_postfix
 from detector.simulate.sendmail import pintvl, render_sendmail, write_sendmail
@@ -479,7 +479,7 @@ def test_corpus_message_flow(parsed_corpus: dict) -> None:
 @pytest.fixture(scope="module")
 def storm_day() -> tuple:
     """The NHS-style sample: site, storm day messages, truth (the quiet day is not used)."""
-    site, _, day2, truth = samples.build()
+    site, _, day2, truth = sample_logs.build()
     return site, day2, truth
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import sample_logs
 from detector.simulate import (
     background,
     busy_small_thread,
@@ -19,7 +20,6 @@ from detector.simulate import (
     newsletter,
     read_lines,
     render_postfix,
-    samples,
     storm,
     utc,
     write_postfix,
@@ -185,10 +185,10 @@ def test_gzip_and_plain_writers_stream_the_same_lines(tmp_path: Path, rendered):
 
 
 def test_sample_truth_is_what_the_generator_builds():
-    committed = Path(samples.OUT) / "truth.json"
+    committed = Path(sample_logs.OUT) / "truth.json"
     if not committed.exists():
         pytest.skip("sample_logs not generated")
-    assert json.loads(committed.read_text()) == samples.build()[3]
+    assert json.loads(committed.read_text()) == sample_logs.build()[3]
 
 
 def test_plan_has_one_final_delivery_per_expanded_recipient_and_postfix_delays():

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.quality_matrix import QUICK, cells, expected
 from detector.assets import builtin_rules_dir
 from detector.rules.loader import load_rules
 from detector.simulate import stories
 from detector.simulate.day import BENIGN, SCENARIOS, SHAPES, build_day, write_day, writers
-from detector.simulate.quality import QUICK, cells, expected
 from tests.test_shared_syslog import SENDMAIL_HEAD, SENDMAIL_SENT
 
 LINE = re.compile(r"^(\w{3} [ \d]\d \d\d:\d\d:\d\d) (\S+) ([\w/-]+)(?:\[(\d+)\])?: (.*)$")

@@ -1,6 +1,6 @@
 """Regenerate ``sample_logs/``: two rotated days of mx1's mail.log with a reply-all storm.
 
-    python -m detector.simulate.samples [OUT_DIR]
+    .venv/bin/python bench/sample_logs.py [OUT_DIR]     # or: python -m bench.sample_logs
 
 Deterministic: the same code writes byte-identical files (fixed seed, gzip without name
 or timestamp). Both days are rendered by one renderer, so pids and queue ids continue
@@ -29,7 +29,7 @@ STORM_DAY = utc(2016, 11, 14)
 # all.staff size and reply count are what keeps the plain mail.log near 15 MB
 STAFF, REPLIERS = 2_600, 14
 QUIET_MESSAGES, STORM_DAY_MESSAGES = 2_200, 1_400
-OUT = Path(__file__).resolve().parents[2] / "sample_logs"
+OUT = Path(__file__).resolve().parents[1] / "sample_logs"
 
 
 def build(seed: int = SEED) -> tuple[Site, list[Message], list[Message], list[dict]]:
