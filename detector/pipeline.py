@@ -15,7 +15,8 @@ from detector.errors import UsageError
 from detector.incidents import Incident, RunInfo, Scope, detect, record
 from detector.ingest import IngestResult, ingest, sniff_inputs
 from detector.model.build import build_model
-from detector.reports import PAGES_DIR, write_report
+from detector.publish import REPORTS_DIR
+from detector.reports import write_report
 from detector.rules.loader import load_rules
 from detector.rules.model import Rule
 from detector.rules.overrides import apply_overrides
@@ -163,7 +164,7 @@ def _protect(db: Path, out_dir: Path, mask: int) -> None:
     """What a run writes into that exists already, tightened to ``mask`` at its top (a
     warehouse made world-readable from public logs before private ones were added)."""
     permissions.tighten([db, db.with_name(db.name + ".wal"), parquet_dir_of(db),
-                         out_dir / PAGES_DIR], mask)
+                         out_dir / REPORTS_DIR], mask)
 
 
 def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,

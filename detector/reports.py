@@ -11,10 +11,7 @@ import contextlib
 import json
 import math
 import numbers
-import os
 import re
-import secrets
-import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -27,9 +24,8 @@ from markupsafe import Markup
 from detector import __version__, assets
 from detector.charts import timeline_svg
 from detector.incidents import SEVERITIES, Incident, severity_rank
+from detector.publish import PAGES_DIR, publish_files
 from detector.times import GUESSED_YEAR, iso_z
-
-PAGES_DIR = "incidents"
 
 # Ids become file names: allow nothing that could climb out of the pages folder.
 _ID_RE = re.compile(r"[a-z_]+-[0-9a-f]{12}")
@@ -70,7 +66,8 @@ def write_report(
 
     ``templates_dir`` holds user templates that override the built-in ones by file name.
     Everything is rendered before anything is written (a bad id or template writes
-    nothing), and each file is replaced atomically, so no reader sees half a file.
+    nothing), then published as one folder (``publish.publish_files``): no reader sees
+    half a file or parts of two reports.
     """
     if "generated_at" not in summary:
         raise ValueError("summary has no 'generated_at'")
@@ -97,17 +94,11 @@ def write_report(
     )
     doc = {"generated_at": common["generated_at"], "incidents": records}
 
-    out_dir = Path(out_dir)
-    pages_dir = out_dir / PAGES_DIR
-    pages_dir.mkdir(parents=True, exist_ok=True)
-    for incident_id, html in pages.items():
-        _write_atomic(pages_dir / f"{incident_id}.html", html)
-    _write_atomic(out_dir / "incidents.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    # index.html last: it is what a reader opens, and it links to the pages above.
-    _write_atomic(out_dir / "index.html", index)
-    _remove_stale_pages(pages_dir, set(ids))
-    _remove_stale_temporaries(out_dir, pages_dir)
-    return out_dir / "index.html"
+    return publish_files(Path(out_dir), {
+        **{f"{PAGES_DIR}/{incident_id}.html": html for incident_id, html in pages.items()},
+        "incidents.json": json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+        "index.html": index,  # last: it links to the pages above
+    })
 
 
 def make_environment(templates_dir: Path | None = None) -> Environment:
@@ -311,42 +302,3 @@ def _severity_counts(views: list[dict[str, Any]]) -> list[tuple[str, int]]:
     ]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and os.replace, so readers never see half
-    a file. os.open with 0o666 lets the umask decide permissions (mkstemp would be 0600)."""
-    # Lone surrogates (undecodable log bytes) must not abort a report: replace them.
-    data = text.encode("utf-8", errors="replace")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-_TMP_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
-#: a temporary older than this was left by a writer that was killed (one being written
-#: now is seconds old)
-_STALE_TMP_SECONDS = 600
-
-
-def _remove_stale_temporaries(*folders: Path) -> None:
-    """Remove the temporaries of ``_write_atomic`` that a killed run left behind."""
-    now = time.time()
-    for folder in folders:
-        for tmp in folder.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if (_TMP_RE.fullmatch(tmp.name) and tmp.is_file()
-                        and now - tmp.stat().st_mtime > _STALE_TMP_SECONDS):
-                    tmp.unlink()
-
-
-def _remove_stale_pages(pages_dir: Path, keep: set[str]) -> None:
-    # Only names we could have written: a reader's own notes in the folder stay.
-    for page in pages_dir.glob("*.html"):
-        if _ID_RE.fullmatch(page.stem) and page.stem not in keep and page.is_file():
-            page.unlink(missing_ok=True)

@@ -8,6 +8,8 @@ import os
 import stat
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -60,7 +62,9 @@ def test_private_logs_make_a_private_warehouse_and_report(tmp_path: Path) -> Non
     out = tmp_path / "out"
     assert _run(_log(tmp_path / "mail.log", 200, "mx1", 0o640), out).returncode == 0
     group = _open_to(out, 0o070)
-    assert {"index.html", "incidents.json", "mailstorm.duckdb"} <= set(group)
+    assert "mailstorm.duckdb" in group
+    assert {p.rsplit("/", 1)[-1] for p in group if p.startswith(".reports/")} >= {
+        "index.html", "incidents.json"}  # OUT/index.html... are links into .reports/
     assert any(p.startswith("mailstorm.parquet/events/part-") for p in group)
     assert _open_to(out, 0o007) == []
     assert _mode(out / "mailstorm.duckdb") == 0o640 and _mode(out) == 0o750
@@ -68,7 +72,7 @@ def test_private_logs_make_a_private_warehouse_and_report(tmp_path: Path) -> Non
     # whatever its umask)
     with permissions.applied(0o002):
         pipeline.report(out / "mailstorm.duckdb", tmp_path / "r")
-    assert "index.html" in _open_to(tmp_path / "r", 0o070)
+    assert any(p.endswith("/index.html") for p in _open_to(tmp_path / "r", 0o070))
     assert _open_to(tmp_path / "r", 0o007) == []
 
 
@@ -120,3 +124,104 @@ def test_umask_from_modes() -> None:
     assert permissions.umask_from_modes([0o600], 0o002) == 0o077
     assert permissions.umask_from_modes([], 0o077) == 0o077  # never loosened
     assert permissions.parse_umask("0o027") == 0o027
+
+
+# --- a report swapped in whole ---------------------------------------------------------
+
+# a writer of the report as write_report publishes it (rendering is not what is tested
+# here, and this process starts in milliseconds)
+_WRITER = """
+import json, sys
+from pathlib import Path
+from detector.publish import publish_files
+out, tag, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ids = [f"reply_storm-{tag}{i:010x}" for i in range(n)]
+files = {f"incidents/{i}.html": f"<p>{i}</p>" for i in ids}
+files["incidents.json"] = json.dumps({"incidents": [{"id": i} for i in ids]})
+files["index.html"] = "".join(f'<a href="incidents/{i}.html">{i}</a>' for i in ids)
+publish_files(out, files)
+"""
+#: steps of publish.publish a writer is killed at, and whose report a reader sees then:
+#: the one before or its own. pages, json: its folder half written; folder: written,
+#: not yet renamed whole; pointer: whole, the pointer not moved; links: the pointer
+#: moved, OUT's entries still the legacy files; prune: all done but removing old reports
+_KILLED_AT = {"pages": "old", "json": "old", "folder": "old", "pointer": "old",
+              "links": "old", "prune": "new"}
+
+
+def _ids(tag: str, n: int) -> set[str]:
+    return {f"reply_storm-{tag}{i:010x}" for i in range(n)}
+
+
+def _seen(out: Path) -> set[str]:
+    """The incidents a reader of OUT sees, checked whole: index.html and incidents.json
+    name the same ones, and each has its page."""
+    import json
+    import re
+
+    index = (out / "index.html").read_text()
+    linked = set(re.findall(r'href="incidents/([a-z_]+-[0-9a-f]{12})\.html"', index))
+    listed = {r["id"] for r in json.loads((out / "incidents.json").read_text())["incidents"]}
+    assert linked == listed, (linked, listed)
+    assert all((out / "incidents" / f"{i}.html").is_file() for i in listed)
+    return listed
+
+
+def _leftovers(out: Path) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                  if p.name.endswith(".tmp") or p.name.startswith(".half-"))
+
+
+def test_a_report_killed_at_any_step_leaves_one_whole_report(tmp_path: Path) -> None:
+    import shutil
+    import signal
+
+    from detector.incidents import Incident
+    from detector.reports import write_report
+
+    # OUT as older versions left it: index.html, incidents.json and a folder of pages
+    # (with a reader's notes), plus a temporary a killed writer left an hour ago
+    legacy = tmp_path / "legacy"
+    t = datetime(2016, 11, 14, 9, tzinfo=UTC)
+    old = [Incident(id=i, kind="reply_storm", severity="high", rule="reply_storm",
+                    list="all@x.example", subject="s", root_message_id=None, start=t, end=t,
+                    peak=t, messages=1, deliveries=1, senders=1) for i in sorted(_ids("aa", 3))]
+    write_report(tmp_path / "fresh", {"generated_at": "2016-11-14T02:00:00Z"}, old)
+    shutil.copytree(tmp_path / "fresh" / ".reports" / "current", legacy)
+    (legacy / "incidents" / "notes.txt").write_text("mine")
+    stale = legacy / ".index.html.0badc0de.tmp"
+    stale.write_text("half")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    assert _seen(legacy) == _ids("aa", 3)
+
+    outs = {step: tmp_path / step for step in _KILLED_AT}
+    writers = {}
+    for n, (step, out) in enumerate(outs.items()):
+        shutil.copytree(legacy, out, symlinks=True)
+        writers[step] = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(out), f"b{n}", "4"], stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "_MAILSTORM_TEST_PAUSE_REPORT": step})
+    try:
+        for step, writer in writers.items():
+            assert writer.stderr is not None
+            assert writer.stderr.readline().strip() == f"paused at {step}", step
+        for n, (step, out) in enumerate(outs.items()):
+            expected = _ids("aa", 3) if _KILLED_AT[step] == "old" else _ids(f"b{n}", 4)
+            assert _seen(out) == expected, step  # while the writer is stopped there
+            writers[step].send_signal(signal.SIGKILL)
+            writers[step].wait()
+            assert _seen(out) == expected, step  # and after it was killed
+    finally:
+        for writer in writers.values():
+            writer.kill()
+            writer.wait()
+    for step, out in outs.items():
+        # the next report cleans up after the killed one and carries the notes on
+        write_report(out, {"generated_at": "2016-11-16T02:00:00Z"}, old[:1])
+        assert _seen(out) == set(sorted(_ids("aa", 3))[:1]), step
+        assert _leftovers(out) == [], step
+        reports = [p.name for p in (out / ".reports").iterdir() if not p.name.startswith(".")]
+        assert len(reports) <= 3, (step, reports)  # current, the one before, the pointer
+        assert all((out / e).is_symlink() for e in ("index.html", "incidents.json",
+                                                    "incidents"))
+        assert (out / "incidents" / "notes.txt").read_text() == "mine"
