@@ -2,7 +2,9 @@
 
 Data goes to stdout, progress and warnings to stderr. Exit status: 0 success (incidents
 or not), 1 an error (one line on stderr), 2 a usage error, 3 ``--fail-on`` found an
-incident at or above its severity that is new or grew past it since the previous run.
+incident at or above its severity that is new or grew past it since the previous run,
+4 a run read no new log line, 5 a run read, but some input could not be read (whole or
+in part); when several apply, the lowest of 3, 4, 5 wins.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ EXIT_FAIL_ON = 3
 #: a run read no new log line (empty inputs, all skipped or read before): broken log
 #: shipping must not look like a quiet night
 EXIT_NOTHING_READ = 4
+#: a run read, but skipped an input it could not read (a truncated .gz, a dangling link,
+#: a file it may not open...) or read one only in part; each was a warning line, and the
+#: report lists them. 3 and 4 take precedence: a new incident, then nothing read at all
+EXIT_SKIPPED = 5
 #: simulate's sizes: each person and message is held or written, so a mistyped 10^9 must
 #: be refused, not run the machine out of memory (a million replies take ~3 minutes)
 MAX_PEOPLE = 1_000_000
@@ -119,8 +125,9 @@ def _errors_as_click(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _progress(quiet: bool) -> Callable[[str], None] | None:
-    if quiet:
-        return None
+    if quiet:  # warnings still: a skipped file must never go unsaid
+        return lambda message: click.echo(message, err=True) \
+            if message.startswith("warning:") else None
     return lambda message: click.echo(message, err=True)
 
 
@@ -183,6 +190,8 @@ def _finish(result: pipeline.RunResult, fail_on: str | None, fail_on_any: bool,
                    "skipped or read before); check the log shipping, or pass --allow-empty",
                    err=True)
         sys.exit(EXIT_NOTHING_READ)
+    if result.ingested is not None and result.ingested.not_read:
+        sys.exit(EXIT_SKIPPED)  # each was a warning line already, and is in the report
 
 
 def _scope(since: datetime | None, until: datetime | None) -> Scope | None:
@@ -214,9 +223,10 @@ def main() -> None:
               help="Year of the first line of RFC 3164 logs (default: "
               "from the newest file's modification time).")
 @click.option("--format", "fmt", help="Read every file as this format instead of sniffing.")
-@click.option("--skip-unknown", is_flag=True, help="Skip files of unknown format, or that "
-              "cannot be decompressed, with a warning each, and load the rest (default: "
-              "such a file stops the run before anything loads).")
+@click.option("--skip-unknown", is_flag=True, help="Skip files of unknown format with a "
+              "warning each, and load the rest (default: such a file stops the run before "
+              "anything loads). Files that cannot be read (a truncated .gz, a dangling link, "
+              "no permission) are always skipped with a warning, and the run exits 5.")
 @click.option("--memory-limit", help="Memory for the warehouse engine (DuckDB), e.g. 2GB; "
               "default a quarter of RAM, at most 1GB. It spills to disk beyond that.")
 @click.option("--host", "host", metavar="NAME", help="Host name for lines that name none (a "
@@ -236,6 +246,11 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
         until: datetime | None, lock_timeout: float, umask: int | None, quiet: bool) -> None:
     """Read LOGS (files, folders, globs, '-' for stdin; .gz/.bz2/.xz too), detect, report.
+
+    Exit status: 0 done, 1 error, 2 usage error, 3 --fail-on found a new or grown
+    incident, 4 no new log line read (not with --allow-empty), 5 some input could not be
+    read, whole or in part (one warning line each; the report lists them). When several
+    apply: 3, then 4, then 5.
 
     \b
     Example:

@@ -55,6 +55,12 @@ class InputError(_LocatedError):
     """A log file cannot be read or parsed."""
 
 
+class DamagedInputError(InputError):
+    """A file that could not be read to its end (a truncated or corrupt compressed stream,
+    an I/O error) after some of it was: the lines before the damage are good. ``line`` is
+    the first line not read (1-based)."""
+
+
 class UsageError(MailstormError):
     """The command line is wrong (bad option value, unknown --set key...)."""
 

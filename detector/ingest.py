@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from detector import formats
-from detector.errors import InputError, UnreadableInputsError, UsageError
+from detector.errors import DamagedInputError, InputError, UnreadableInputsError, UsageError
 from detector.formats import shared
 from detector.formats.context import ParseContext
 from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
@@ -51,6 +51,7 @@ class FileResult:
     skipped: str | None = None  # why nothing was read ("already ingested", ...)
     cut_lines: int = 0  # lines longer than max_line, cut to it (read, but not whole)
     year_source: str = ""  # where the year of its year-less stamps came from
+    damaged: str | None = None  # why it could not be read to its end (the lines before are)
 
 
 @dataclass
@@ -60,6 +61,19 @@ class IngestResult:
     @property
     def lines(self) -> int:
         return sum(f.lines for f in self.files)
+
+    @property
+    def not_read(self) -> list[tuple[str, str]]:
+        """(path, why) of the files that could not be read, whole or in part: a truncated
+        .gz, a dangling link, a file it may not open... Not the files of unknown format
+        (skipped only as --skip-unknown asks), empty ones or ones read before."""
+        return [(f.path, f.damaged or f.skipped or "") for f in self.files
+                if f.damaged or (f.skipped and f.skipped not in NOT_ERRORS)]
+
+
+#: why a file may be skipped without anything being wrong with it (or with what the run
+#: was asked): skipping it is no reason for the exit status that says a file was skipped
+NOT_ERRORS = ("empty", "already ingested", "unknown format")
 
 
 def _head_text(head: bytes) -> tuple[str, ...]:
@@ -79,15 +93,23 @@ class Sniffed:
         """(path, why) of the files mailstorm cannot read; an empty file is no error."""
         return [(path, why) for path, why in self.why_not.items() if why != "empty"]
 
+    @property
+    def unknown(self) -> list[str]:
+        """The files of no known format."""
+        return [path for path, why in self.why_not.items() if why == "unknown format"]
+
 
 def sniff_inputs(files: list[LogFile], fmt: str | None = None, *, skip_unknown: bool = False,
                  progress: Progress | None = None) -> Sniffed:
     """Read the head of every file (only the head) and find its format (``fmt`` when given:
     then no file is of unknown format).
 
-    If any cannot be read (unknown format; cannot be opened or decompressed: "truncated
-    gzip"...), raise one UnreadableInputsError naming them all; with ``skip_unknown``, warn
-    once per such file instead.
+    A file that cannot be read (a dangling link, a FIFO, a name that is not UTF-8, one it
+    may not open, one that cannot be decompressed: "truncated gzip"...) is skipped with a
+    warning naming it and why; the rest is read (``IngestResult.not_read`` lists them, and
+    the run's exit status says so). A file of unknown format stops the run: one
+    UnreadableInputsError names every file that cannot be read; with ``skip_unknown``, it
+    is skipped with a warning too.
     """
     if fmt is not None and fmt not in formats.FORMATS:
         raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(formats.FORMATS)})")
@@ -109,7 +131,7 @@ def sniff_inputs(files: list[LogFile], fmt: str | None = None, *, skip_unknown: 
         else:
             why_not[log.path] = "unknown format"
     sniffed = Sniffed(found, why_not)
-    if sniffed.unreadable and not skip_unknown:
+    if sniffed.unknown and not skip_unknown:
         raise UnreadableInputsError(sniffed.unreadable, len(files))
     for path, why in sniffed.unreadable:
         if progress:
@@ -173,9 +195,14 @@ def ingest(
     """Ingest files into the warehouse; returns what was read.
 
     Every file is sniffed first (``sniffed``: done already by ``sniff_inputs`` with the
-    same files, format and ``skip_unknown``). If any cannot be read, nothing is loaded and
-    UnreadableInputsError names them all; with ``skip_unknown`` they are skipped with a
-    warning each and the rest is loaded.
+    same files, format and ``skip_unknown``), which skips the files it cannot read, with a
+    warning each. If any is of unknown format, nothing is loaded and UnreadableInputsError
+    names them all; with ``skip_unknown`` they are skipped with a warning each too.
+
+    A file damaged past its first 64 KiB (a truncated .gz: a logrotate race) keeps the
+    lines before the damage: they are committed, the file's ``damaged`` says why and where
+    it stopped, and the ledger records the bytes read, so a later run reads only what
+    follows (nothing, while the file stays damaged; the rest once it is whole).
 
     A line longer than ``max_line`` bytes is cut to it; each file's ``cut_lines`` counts
     them (and a warning says so).
@@ -296,18 +323,26 @@ class _Run:
             return wh.write_part(events), held
 
         batches = iter_batches(path, batch_bytes, skip_bytes=skip, max_line=max_line)
-        for batch, read_to in batches:
-            partial = read_to == job.consumed and batch.height > 0
-            if not partial:
-                job.whole += batch.height
-            job.consumed = read_to
-            batch = batch.with_columns(assign_years(months_of_raw(batch["raw"]), years))
-            job.futures.append((self.pool.submit(parse_and_write, batch), partial))
-            job.lines += batch.height
-            while sum(len(j.futures) for j in self.jobs) > self.workers:
-                self._wait_one()
+        try:
+            for batch, read_to in batches:
+                partial = read_to == job.consumed and batch.height > 0
+                if not partial:
+                    job.whole += batch.height
+                job.consumed = read_to
+                batch = batch.with_columns(assign_years(months_of_raw(batch["raw"]), years))
+                job.futures.append((self.pool.submit(parse_and_write, batch), partial))
+                job.lines += batch.height
+                while sum(len(j.futures) for j in self.jobs) > self.workers:
+                    self._wait_one()
+                if self.progress:
+                    self.progress(f"{path}: {job.lines:,} lines")
+        except DamagedInputError as exc:  # the lines before the damage are good: keep them
+            assert exc.line is not None
+            read = exc.line - 1
+            job.result.damaged = (f"{exc.message} after line {read:,}: the lines before it "
+                                  "are read, the rest is not")
             if self.progress:
-                self.progress(f"{path}: {job.lines:,} lines")
+                self.progress(f"warning: {path}: {job.result.damaged}")
         job.reading = False
         job.result.lines = job.lines
         job.result.cut_lines = batches.cut_lines

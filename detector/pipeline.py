@@ -175,8 +175,9 @@ def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
         progress(f"running {len(rules)} rules")
     incidents = detect(wh, rules, scope=scope, recording=run_info is not None,
                        now=run_info.started_at if run_info else None)
-    skipped = [(f.path, f.skipped) for f in (ingested.files if ingested else [])
-               if f.skipped and f.skipped != "already ingested"]
+    skipped = [(f.path, f.damaged or f.skipped or "")
+               for f in (ingested.files if ingested else [])
+               if f.damaged or (f.skipped and f.skipped != "already ingested")]
     # what this run read: a run that read nothing new says so, or broken log shipping
     # would look like a quiet night
     summary = build_summary(wh, rules, skipped,

@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from detector.errors import InputError, UsageError
+from detector.errors import DamagedInputError, InputError, UsageError
 
 STDIN = "-"
 # decompressed bytes per batch: bounds memory per worker. Under 32 MiB on purpose: glibc
@@ -51,6 +51,8 @@ _MAGIC = {
     b"\x28\xb5\x2f\xfd": "zstd",
 }
 # mail.log.2.gz, mail.log.1, maillog-20161114.gz, maillog-20161114, mail.log
+# what a corrupt or truncated file raises (zlib.error: a damaged deflate stream in a .gz)
+_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 _ROTATION = re.compile(
     r"^(?P<base>.+?)(?:[.-](?P<num>\d{1,3})|-(?P<date>\d{8}(?:\d{2})?))?"
     r"(?P<comp>\.(?:gz|bz2|xz|zst))?$",
@@ -167,14 +169,21 @@ def _compression(head: bytes) -> str | None:
 class _Inflated(io.BufferedIOBase):
     """A decompressing stream that stops, with an InputError, once it has given more than
     MAX_RATIO times the compressed size (and more than RATIO_FLOOR): a bomb (851 bytes of
-    .bz2 that are a GiB of zeros) is an error, not hours of reading."""
+    .bz2 that are a GiB of zeros) is an error, not hours of reading.
+
+    It reads with ``read1`` (one block of compressed input at a time), so that a stream
+    damaged midway (a truncated .gz) first gives everything before the damage, then
+    raises on the next read: a decompressor's ``read`` of many blocks drops what it
+    decompressed in a call that fails."""
 
     def __init__(self, stream: BinaryIO | io.BufferedIOBase, path: str, kind: str,
-                 packed: int) -> None:
+                 packed: int, raw: io.BufferedReader | None = None) -> None:
         super().__init__()
-        self.stream, self.path, self.kind = stream, path, kind
+        self.stream, self.path, self.kind, self.raw = stream, path, kind, raw
         self.limit = max(RATIO_FLOOR, MAX_RATIO * packed)
         self.given = 0
+        self._failed: BaseException | None = None  # met after data was given: raised next
+        self._read1 = getattr(stream, "read1", stream.read)  # every decompressor has read1
 
     def readable(self) -> bool:
         return True
@@ -182,7 +191,23 @@ class _Inflated(io.BufferedIOBase):
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:  # never all at once: the limit is checked as it goes
             return b"".join(iter(lambda: self.read(BATCH_BYTES), b""))
-        data = self.stream.read(size)
+        if self._failed is not None:
+            raise self._failed
+        pieces: list[bytes] = []
+        got = 0
+        while got < size:
+            try:
+                piece = self._read1(min(size - got, 1 << 20))
+            except _READ_ERRORS as exc:
+                if not pieces:
+                    raise
+                self._failed = exc  # give what came before the damage first
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self.given += len(data)
         if self.given > self.limit:
             raise InputError(self.path, None, f"{self.kind} stream decompresses to more than "
@@ -193,6 +218,8 @@ class _Inflated(io.BufferedIOBase):
     def close(self) -> None:
         if not self.closed:
             self.stream.close()
+            if self.raw is not None:
+                self.raw.close()
         super().close()
 
 
@@ -241,11 +268,7 @@ def open_binary(path: str) -> BinaryIO | io.BufferedIOBase:
             raw.close()
             raise InputError(path, None, "is zstd-compressed: pip install zstandard") from exc
         stream = zstandard.ZstdDecompressor().stream_reader(raw)
-    return _Inflated(stream, path, kind, packed)
-
-
-# what a corrupt or truncated file raises (zlib.error: a damaged deflate stream in a .gz)
-_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
+    return _Inflated(stream, path, kind, packed, raw)
 
 
 @contextmanager
@@ -261,18 +284,25 @@ def read_head(path: str, size: int) -> bytes:
     """The first ``size`` decompressed bytes of a file, for sniffing before anything loads.
 
     A file that cannot be opened or decompressed raises an InputError whose message is a
-    short reason: "truncated gzip", "corrupt xz", "cannot open: Permission denied".
+    short reason: "truncated gzip", "corrupt xz", "cannot open: Permission denied". A
+    compressed file damaged after its first block gives what comes before the damage
+    (fewer than ``size`` bytes): reading it meets the damage and says so.
     """
     with open_binary(path) as f:
         try:
             return f.read(size)
         except _READ_ERRORS as exc:
-            kind = f.kind if isinstance(f, _Inflated) else None
-            if kind is None:  # a plain file: an I/O error
-                why = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
-            else:  # EOFError: the stream ends before its end marker
-                why = f"{'truncated' if isinstance(exc, EOFError) else 'corrupt'} {kind}"
-            raise InputError(path, None, why) from exc
+            raise InputError(path, None, _damage(f, exc)) from exc
+
+
+def _damage(f: BinaryIO | io.BufferedIOBase, exc: BaseException) -> str:
+    """What a read error of ``f`` means, in short: "truncated gzip", "corrupt xz",
+    "cannot read: Input/output error"."""
+    kind = f.kind if isinstance(f, _Inflated) else None
+    if kind is None:  # a plain file: an I/O error
+        return f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+    # EOFError: the stream ends before its end marker
+    return f"{'truncated' if isinstance(exc, EOFError) else 'corrupt'} {kind}"
 
 
 def head_lines(path: str, n: int = 50) -> list[str]:
@@ -283,7 +313,8 @@ def head_lines(path: str, n: int = 50) -> list[str]:
 
 
 def last_line(path: str) -> str | None:
-    """The last non-empty line of a file; reads only the tail of plain files."""
+    """The last non-empty line of a file (of a damaged compressed one: the last whole line
+    before the damage); reads only the tail of plain files."""
     with reading(path), open_binary(path) as f:
         if isinstance(f, io.BufferedReader):
             size = os.fstat(f.fileno()).st_size
@@ -291,8 +322,13 @@ def last_line(path: str) -> str | None:
             tail = f.read()
         else:  # compressed: must stream through
             tail = b""
-            while chunk := f.read(BATCH_BYTES):
-                tail = (tail + chunk)[-65536:]
+            try:
+                while chunk := f.read(BATCH_BYTES):
+                    tail = (tail + chunk)[-65536:]
+            except _READ_ERRORS:  # damaged (a truncated .gz): its last line before that
+                if not tail:
+                    raise
+                tail = tail[:tail.rfind(b"\n") + 1]
     for line in reversed(tail.decode("utf-8", "replace").splitlines()):
         if line.strip():
             return line
@@ -383,6 +419,7 @@ class LineBatches(Iterator[tuple[pl.DataFrame, int]]):
         keep = self.max_line + 1  # of a line's start: enough to know it is too long
         line_no = 1
         consumed = 0
+        f: BinaryIO | io.BufferedIOBase | None = None
         try:
             with open_binary(path) as f:
                 if skip_bytes:
@@ -422,7 +459,9 @@ class LineBatches(Iterator[tuple[pl.DataFrame, int]]):
                     # yield it, but do not count its bytes, so a later run reads it again whole
                     yield self._frame(carry, line_no), consumed
         except _READ_ERRORS as exc:
-            raise InputError(path, line_no, f"cannot read: {exc}") from exc
+            # the lines before line_no were given whole; what follows cannot be read
+            why = _damage(f, exc) if f is not None else f"cannot read: {exc}"
+            raise DamagedInputError(path, line_no, why) from exc
 
 
 def iter_batches(path: str, batch_bytes: int = BATCH_BYTES, skip_bytes: int = 0,

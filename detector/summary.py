@@ -8,6 +8,7 @@ import polars as pl
 
 from detector import __version__
 from detector.formats import shared
+from detector.ingest import NOT_ERRORS
 from detector.rules.model import Rule
 from detector.times import iso_z
 from detector.warehouse import Warehouse
@@ -18,7 +19,8 @@ UNPARSED_SAMPLES = 20
 def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str]],
                   lines_read: int | None = None) -> dict:
     """Summary dict for the report, from the warehouse (all runs so far) and this run
-    (``lines_read``: the lines it read; None when it read no log, as ``report``)."""
+    (``lines_read``: the lines it read; None when it read no log, as ``report``;
+    ``skipped``: (path, why) of the files it skipped, or could read only in part)."""
     inputs = [
         {"path": r["path"], "format": r["format"], "host": r["host"], "lines": r["lines"],
          "unparsed": r["unparsed"], "first_ts": iso_z(r["first_ts"]),
@@ -30,9 +32,16 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
                      WHERE e.source_file = f.path AND e.host IS NOT NULL) AS host
             FROM files f ORDER BY f.path""").iter_rows(named=True)
     ]
-    inputs += [{"path": path, "format": None, "host": None, "lines": 0, "unparsed": 0,
-                "first_ts": None, "last_ts": None, "skipped": True, "why": why}
-               for path, why in skipped]
+    # a file this run could not read (or read only in part: a truncated .gz) that the
+    # ledger holds keeps its row, with the reason as its note; any other is a row of its own
+    read_before = {i["path"]: i for i in inputs}
+    for path, why in skipped:
+        if path in read_before:
+            read_before[path]["why"] = why
+        else:
+            inputs.append({"path": path, "format": None, "host": None, "lines": 0,
+                           "unparsed": 0, "first_ts": None, "last_ts": None, "skipped": True,
+                           "why": why})
     kinds = _kinds(wh)
     samples = wh.query(f"""SELECT source_file, line_no, raw FROM events
                            WHERE kind = 'unparsed' ORDER BY source_file, line_no
@@ -44,6 +53,9 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
         "generated_at": iso_z(datetime.now(UTC).replace(microsecond=0)),
         "version": __version__,
         "inputs": inputs,
+        # files this run could not read, whole or in part (not those of unknown format,
+        # skipped only as --skip-unknown asks, nor empty ones)
+        "not_read": sum(1 for _, why in skipped if why not in NOT_ERRORS),
         "lines": lines,
         "lines_read": lines_read,
         "kinds": kinds.to_dicts(),  # kind, lines, formats ("postfix, sendmail")

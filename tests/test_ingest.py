@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from detector.errors import InputError, UnreadableInputsError, UsageError
+from detector.errors import UnreadableInputsError, UsageError
 from detector.ingest import ingest
 from detector.sources import discover
 from detector.warehouse import Warehouse
@@ -250,44 +250,44 @@ def test_rotated_copy_that_grew_adds_only_the_tail(logdir: Path, wh: Warehouse) 
 
 
 @pytest.mark.parametrize("size", ["small", "large"])
-def test_corrupt_gzip_is_an_input_error_and_loses_nothing(logdir: Path, wh: Warehouse,
-                                                          size: str) -> None:
+def test_a_truncated_gzip_keeps_the_lines_before_the_damage_and_reads_on(
+        logdir: Path, wh: Warehouse, size: str) -> None:
+    """Issue 12: a truncated .gz (a logrotate race) no longer stops the run. The lines
+    before the damage are read and committed, the file after it too; the ledger records
+    the bytes read, so the file read again damaged adds nothing, and repaired adds only
+    the rest. small: damaged inside the 64 KiB head that is sniffed; large: past it."""
     first = write(logdir / "a.log", ["Jun 10 06:00:00", "Jun 10 06:00:01"])
     ingest(wh, discover([str(first)]))
-    second = write(logdir / "b.log", ["Jun 10 07:00:00"])
-    # small: broken inside the head that is sniffed, so nothing of this run loads; large:
-    # with --year, only the batch reader meets the damage, after the files before it
     n = 50 if size == "small" else 3000
     stamps = [f"Jun 10 08:{i // 60 % 60:02d}:{i % 60:02d}" for i in range(n)]
     text = write(logdir / "c.txt", stamps).read_bytes()
     data = gzip.compress(text)
     broken = logdir / "c.log.1.gz"
     broken.write_bytes(data[: len(data) * 3 // 4])
+    after = write(logdir / "d.log", ["Jun 10 07:00:00"])
     progress: list[str] = []
-    with pytest.raises((InputError, UnreadableInputsError)) as exc:
-        ingest(wh, discover([str(second), str(broken)]), batch_bytes=16384,
-               year=2024 if size == "large" else None, progress=progress.append)
-    if size == "small":
-        assert isinstance(exc.value, UnreadableInputsError)
-        assert exc.value.unreadable == [(str(broken), "truncated gzip")]
-        assert progress == []  # nothing was read
-    else:
-        assert isinstance(exc.value, InputError)
-        assert exc.value.path == str(broken)
-        assert str(exc.value).startswith(str(broken))
-        # batches of the broken file were appended before it failed, and rolled back
-        assert any(m.startswith(f"{broken}: ") for m in progress)
-    assert count(wh, first) == 2  # an earlier run
-    # large: an earlier file of the same run is kept; small: nothing of the run loaded
-    assert count(wh, second) == (1 if size == "large" else 0)
-    assert count(wh, broken) == 0  # nothing of the half-read file
-    assert wh.scalar("SELECT count(*) FROM files WHERE path = ?", [str(broken)]) == 0
-    # the next run, with the file repaired, reads it whole
+    result = ingest(wh, discover([str(broken), str(after)]), batch_bytes=16384,
+                    year=2024 if size == "large" else None, progress=progress.append)
+    damaged, read = result.files
+    kept = damaged.lines
+    assert 0 < kept < n
+    assert damaged.damaged == (f"truncated gzip after line {kept:,}: the lines before it "
+                               "are read, the rest is not")
+    assert progress.count(f"warning: {broken}: {damaged.damaged}") == 1
+    assert result.not_read == [(str(broken), damaged.damaged)]
+    assert (read.lines, read.damaged) == (1, None)  # the file after it is read
+    assert count(wh, broken) == kept and count(wh, after) == 1 and count(wh, first) == 2
+    # read again, still damaged: nothing doubled, the damage said again
+    again = ingest(wh, discover([str(broken)]), batch_bytes=16384)
+    assert (again.files[0].skipped, again.files[0].damaged) == ("already ingested",
+                                                                 damaged.damaged)
+    assert count(wh, broken) == kept
+    # repaired (the race is over): only the rest is read
     broken.write_bytes(data)
-    result = ingest(wh, discover([str(second), str(broken)]), batch_bytes=16384)
-    assert [f.skipped for f in result.files] == [
-        "already ingested" if size == "large" else None, None]
+    [whole] = ingest(wh, discover([str(broken)]), batch_bytes=16384).files
+    assert (whole.lines, whole.damaged) == (n - kept, None)
     assert count(wh, broken) == n
+    assert wh.scalar("SELECT lines FROM files WHERE path = ?", [str(broken)]) == n
 
 
 def test_unknown_format_names_the_file(logdir: Path, wh: Warehouse) -> None:

@@ -242,12 +242,13 @@ def damaged_deflate(data: bytes) -> bytes:
     return bytes(broken)
 
 
-@pytest.mark.parametrize("reader", [
-    lambda p: list(iter_batches(p)), head_lines, last_line,
+@pytest.mark.parametrize(("reader", "why"), [
+    (lambda p: list(iter_batches(p)), "corrupt gzip"),
+    (head_lines, "invalid block type"), (last_line, "invalid block type"),
 ], ids=["iter_batches", "head_lines", "last_line"])
-def test_damaged_deflate_stream_is_an_input_error(tmp_path: Path, reader) -> None:
+def test_damaged_deflate_stream_is_an_input_error(tmp_path: Path, reader, why: str) -> None:
     p = touch(tmp_path / "mail.log.1.gz", damaged_deflate(TEXT))
-    with pytest.raises(InputError, match="invalid block type") as exc:
+    with pytest.raises(InputError, match=why) as exc:
         reader(str(p))
     assert exc.value.path == str(p)
 
@@ -280,13 +281,32 @@ def test_head_lines(tmp_path: Path) -> None:
     assert head_lines(str(p), 3) == LINES[:3]
 
 
-@pytest.mark.parametrize("reader", [head_lines, last_line])
-def test_head_and_tail_of_a_truncated_gzip_are_input_errors(tmp_path: Path, reader) -> None:
+def test_head_and_tail_of_a_truncated_gzip_are_the_lines_before_the_damage(
+        tmp_path: Path) -> None:
     data = gzip.compress(TEXT)
     p = touch(tmp_path / "mail.log.1.gz", data[: len(data) // 2])
-    with pytest.raises(InputError) as exc:
-        reader(str(p))
-    assert exc.value.path == str(p)
+    [(before, read_to)] = [(frame["raw"].to_list(), end) for frame, end in
+                           _until_damage(iter_batches(str(p)))]
+    assert 0 < len(before) < len(LINES) and before == LINES[:len(before)]
+    assert read_to == len(("\n".join(before) + "\n").encode())
+    assert head_lines(str(p), 3) == LINES[:3]
+    assert last_line(str(p)) == before[-1]
+    with pytest.raises(InputError) as exc:  # nothing before the damage: an error
+        head_lines(str(touch(tmp_path / "cut.log.gz", data[:10])))
+    assert exc.value.path == str(tmp_path / "cut.log.gz")
+
+
+def _until_damage(batches):  # noqa: ANN001, ANN202
+    """The batches before the damage; the damage itself must come, and name its line."""
+    from detector.errors import DamagedInputError
+
+    got = []
+    with pytest.raises(DamagedInputError) as exc:
+        for batch in batches:
+            got.append(batch)
+    lines = sum(frame.height for frame, _ in got)
+    assert (exc.value.line, exc.value.message) == (lines + 1, "truncated gzip")
+    return got
 
 
 @settings(max_examples=200, deadline=None)

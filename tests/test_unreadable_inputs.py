@@ -1,9 +1,11 @@
 """Inputs mailstorm cannot read, end to end: every input is sniffed before anything loads.
 
-By default one error names every unreadable file and the warehouse stays as it was; with
---skip-unknown the rest loads and the report says which files were skipped and why. The
-facts checked come from outside the code: the files written here, the ledger table in the
-DuckDB file, the exit status and the text on stderr.
+A file of unknown format stops the run: one error names every file that cannot be read
+and the warehouse stays as it was; with --skip-unknown the rest loads and the report says
+which files were skipped and why. A file that cannot be read (issue 12: a truncated .gz,
+a dangling link...) never stops the run: it is skipped, or read up to its damage, with a
+warning, and the run exits 5. The facts checked come from outside the code: the files
+written here, the ledger table in the DuckDB file, the exit status and the text on stderr.
 """
 
 from __future__ import annotations
@@ -59,9 +61,12 @@ def good_logs(folder: Path) -> list[Path]:
 
 
 def bad_logs(folder: Path) -> dict[Path, str]:
-    """Three files no run can read, with the reason each must be given."""
+    """Three files no run can read whole, with the reason each must be given (the
+    truncated one: when it is read, up to its damage)."""
     whole = folder / "whole.gz"
-    whole.write_bytes(gzip.compress(b"".join(LINES[:200])))  # under the sniffed head
+    # under the sniffed head; lines of no other file (a truncated copy of a file read
+    # whole is that file to the ledger: its lines would count once, under the other name)
+    whole.write_bytes(gzip.compress(b"".join(LINES[700:900])))
     truncated = folder / "cut.log.gz"  # cut the way a full disk or a killed copy does
     with truncated.open("wb") as out:
         subprocess.run(["head", "-c", str(whole.stat().st_size // 2), str(whole)],
@@ -94,10 +99,13 @@ def test_unreadable_inputs_stop_the_run_and_leave_the_warehouse_as_it_was(
     assert res.exit_code == 1
     assert res.stdout == ""
     [line] = res.stderr.splitlines()  # one line, and no progress: nothing was read
-    assert line.startswith("Error: cannot read 3 of 6 inputs: ")
+    # the files of unknown format stop the run (the truncated one gives lines: it is met
+    # only when read)
+    assert line.startswith("Error: cannot read 2 of 6 inputs: ")
     assert line.endswith("; nothing was loaded; use --skip-unknown to load the rest")
     named = re.findall(r"(\S+) \(([^)]+)\)", line.split(": ", 2)[2])
-    assert sorted(named) == sorted((str(p), why) for p, why in bad.items())
+    assert sorted(named) == sorted((str(p), why) for p, why in bad.items()
+                                   if why == "unknown format")
     # nothing loaded: the ledger, the parts and the report are byte for byte as before
     assert ledger(db) == before
     assert tree(out) == warehouse_before
@@ -131,17 +139,24 @@ def test_skip_unknown_loads_the_rest_and_the_report_says_why(tmp_path: Path) -> 
     bad = bad_logs(logs)
 
     res = invoke("run", str(logs), "--out", str(out), "--year", "2016", "--tz", "UTC",
-                 "--skip-unknown")
+                 "--skip-unknown", "-q")
 
-    assert res.exit_code == 0, res.output
-    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
-    assert sorted(warnings) == sorted(f"warning: skipping {p}: {why}" for p, why in bad.items())
+    assert res.exit_code == 5, res.output  # the truncated file was read only in part
+    [truncated] = [p for p, why in bad.items() if why == "truncated gzip"]
     rows = ledger(out / "mailstorm.duckdb")
-    assert sorted(row[0] for row in rows) == sorted(map(str, good))
     lines_of = {row[0]: row[5] for row in rows}  # the ledger's `lines` column
+    kept = lines_of.pop(str(truncated))
+    assert 0 < kept < 200  # the lines before the damage, nothing after
     assert lines_of == {str(good[0]): 300, str(good[1]): 300}
+    damage = f"truncated gzip after line {kept:,}: the lines before it are read, the rest is not"
+    # -q: the warnings, and nothing else
+    assert sorted(res.stderr.splitlines()) == sorted(
+        [f"warning: skipping {p}: {why}" for p, why in bad.items() if p != truncated]
+        + [f"warning: {truncated}: {damage}"])
     notes = _report_notes(out / "index.html")
-    assert {p: notes[str(p)] for p in bad} == {p: f"skipped: {why}" for p, why in bad.items()}
+    assert {p: notes[str(p)] for p in bad} == {
+        p: f"in this run: {damage}" if p == truncated else f"skipped: {why}"
+        for p, why in bad.items()}
     assert [notes[str(p)] for p in good] == ["", ""]
 
 
@@ -152,20 +167,21 @@ def test_a_forced_format_leaves_only_files_that_cannot_be_decompressed(tmp_path:
     [truncated] = [p for p, why in bad.items() if why == "truncated gzip"]
     res = invoke("run", str(logs), "--out", str(out), "--format", "postfix", "--year", "2016",
                  "-q")
-    assert res.exit_code == 1
-    assert res.stderr == (f"Error: cannot read 1 of 5 inputs: {truncated} (truncated gzip); "
-                          "nothing was loaded; use --skip-unknown to load the rest\n")
+    assert res.exit_code == 5  # every file read; one of them up to its damage
+    [line] = res.stderr.splitlines()
+    assert line.startswith(f"warning: {truncated}: truncated gzip after line ")
 
 
-@pytest.mark.parametrize(("name", "compress", "why"), [
-    ("a.log.gz", gzip.compress, "truncated gzip"),
-    ("a.log.bz2", bz2.compress, "truncated bz2"),
-    ("a.log.xz", lzma.compress, "truncated xz"),
+@pytest.mark.parametrize(("name", "compress", "why", "cut"), [
+    ("a.log.gz", gzip.compress, "truncated gzip", 10),  # its header, and nothing of the data
+    ("a.log.bz2", bz2.compress, "truncated bz2", None),  # inside its first (only) block
+    ("a.log.xz", lzma.compress, "truncated xz", 24),
 ])
-def test_the_reason_names_the_compression(tmp_path: Path, name: str, compress, why: str) -> None:
-    data = compress(b"".join(LINES[:200]))  # the cut is inside the head
+def test_the_reason_names_the_compression(tmp_path: Path, name: str, compress, why: str,
+                                          cut: int | None) -> None:
+    data = compress(b"".join(LINES[:200]))  # cut before the first line can be decompressed
     path = tmp_path / name
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: cut or len(data) // 2])
     with pytest.raises(InputError) as exc:
         read_head(str(path), 65536)
     assert (exc.value.path, exc.value.message) == (str(path), why)
