@@ -23,6 +23,7 @@ from detector import formats
 from detector.errors import DamagedInputError, InputError, UnreadableInputsError, UsageError
 from detector.formats import shared
 from detector.formats.context import ParseContext
+from detector.formats.finish import LEAP_DAY
 from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
 from detector.sources import (
     BATCH_BYTES,
@@ -52,6 +53,7 @@ class FileResult:
     cut_lines: int = 0  # lines longer than max_line, cut to it (read, but not whole)
     year_source: str = ""  # where the year of its year-less stamps came from
     damaged: str | None = None  # why it could not be read to its end (the lines before are)
+    leap_days: int = 0  # lines dated Feb 29 given a year that is not leap: they have no time
 
 
 @dataclass
@@ -245,6 +247,22 @@ def ingest(
     return result
 
 
+def _leap_days_without_time(batch: pl.DataFrame, events: pl.DataFrame) -> tuple[int, set[int]]:
+    """How many of a batch's lines are dated Feb 29 and got no time (the year inferred for
+    their year-less stamp is not a leap year: ``finish`` keeps their raw text), and the
+    years they were given. Looked for among the events without a time only."""
+    if "ts" not in events.columns or not events["ts"].null_count():
+        return 0, set()
+    n = events.select((pl.col("ts").is_null() & pl.col("raw").str.contains(LEAP_DAY)
+                       .fill_null(False)).sum()).item()
+    if not n or "_year" not in batch.columns:
+        return int(n or 0), set()
+    year = pl.col("_year")
+    years = batch.filter(pl.col("raw").str.contains(LEAP_DAY).fill_null(False)
+                         & ~((year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))))
+    return int(n), set(years["_year"].drop_nulls().unique().to_list())
+
+
 @dataclass
 class _Job:
     """A file read and handed to the workers, committed once all its parts are written."""
@@ -257,6 +275,7 @@ class _Job:
     result: FileResult  # what the caller is told; completed as the job goes
     futures: deque[tuple[Future, bool]] = field(default_factory=deque)
     held: set[str] = field(default_factory=set)  # formats whose lines the file held
+    leap_years: set[int] = field(default_factory=set)  # years Feb 29 lines wrongly got
     consumed: int = 0
     whole: int = 0  # newline-terminated lines (an unterminated one is re-read next run)
     lines: int = 0
@@ -266,9 +285,11 @@ class _Job:
     def take_next(self) -> None:
         """Wait for the oldest batch in flight and add its part to the file's write."""
         future, partial = self.futures.popleft()
-        part, held = future.result()
+        part, held, leap_days, leap_years = future.result()
         self.txn.add(part, partial)
         self.held |= held
+        self.result.leap_days += leap_days
+        self.leap_years |= leap_years
 
 
 class _Run:
@@ -315,12 +336,14 @@ class _Run:
             job.held |= shared.held_by(previous.format)
         self.jobs.append(job)
 
-        def parse_and_write(batch: pl.DataFrame) -> tuple[Part | None, set[str]]:
+        def parse_and_write(batch: pl.DataFrame
+                            ) -> tuple[Part | None, set[str], int, set[int]]:
             events, held = shared.parse(batch, ctx, name, shared=dispatch)
             if host is not None and name in formats.ONE_HOST and events["host"].null_count():
                 events = events.with_columns(pl.col("host").fill_null(
                     pl.when(pl.col("kind") != "unparsed").then(pl.lit(host))))
-            return wh.write_part(events), held
+            leap_days, leap_years = _leap_days_without_time(batch, events)
+            return wh.write_part(events), held, leap_days, leap_years
 
         batches = iter_batches(path, batch_bytes, skip_bytes=skip, max_line=max_line)
         try:
@@ -368,6 +391,15 @@ class _Run:
                 self.wh.rollback(job.txn)
                 job.result.skipped = "already ingested"
                 continue
+            if job.result.leap_days and self.progress:
+                years = ", ".join(map(str, sorted(job.leap_years)))
+                self.progress(
+                    f"warning: {job.path}: {job.result.leap_days:,} line(s) dated Feb 29 have "
+                    f"no time: the year they were given ({years}; "
+                    f"{job.result.year_source or 'inferred'}) is not a leap year, so the year "
+                    "is probably wrong for the whole file (one that spans a year end, or "
+                    "was copied without its modification time): check its dates in the "
+                    "report; --year sets the year")
             previous_lines = job.previous.lines if job.previous else 0
             job.result.format = shared.ledger_name(job.held)
             self.wh.commit_file(job.txn, path=job.path, fmt=job.result.format, head=job.head,

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -255,6 +256,49 @@ def test_exit_status_precedence(alert: bool, nothing_read: bool, not_read: bool,
     with pytest.raises(SystemExit) as exc:
         _finish(result, "high", False, True, allow_empty=False)  # type: ignore[arg-type]
     assert exc.value.code == status
+
+
+def test_feb_29_in_a_year_that_is_not_leap_is_counted_and_shown(tmp_path: Path) -> None:
+    """Issue 12.1: lines dated Feb 29 whose file was given a year that is not leap (its
+    modification time says 2017: a copy made a year later) have no time: never silently.
+    One warning per file naming the count and the year, the report counts them per file
+    and says the year is probably wrong, and the warehouse keeps their text as evidence."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    days = [b"Feb 28"] * 100 + [b"Feb 29"] * 200 + [b"Mar  1"] * 100
+    log = logs / "mail.log"
+    log.write_bytes(b"".join(day + line[6:] for day, line in zip(days, LINES, strict=False)))
+    when = datetime(2017, 3, 1, 12, tzinfo=UTC).timestamp()
+    os.utime(log, (when, when))
+    out = tmp_path / "out"
+
+    res = mailstorm("run", str(logs), "--out", str(out), "--tz", "UTC", "-q")
+
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == (
+        f"warning: {log}: 200 line(s) dated Feb 29 have no time: the year they were given "
+        "(2017; guessed from the modification time of mail.log) is not a leap year, so the "
+        "year is probably wrong for the whole file (one that spans a year end, or was "
+        "copied without its modification time): check its dates in the report; --year "
+        "sets the year\n")
+    html = (out / "index.html").read_text()
+    assert "200 lines are dated Feb 29 in a file whose year is not a leap year" in html
+    assert _report_notes(out / "index.html")[str(log)] == (
+        "200 dated Feb 29 without a time (not a leap year)")
+    con = duckdb.connect(str(out / "mailstorm.duckdb"), read_only=True)
+    try:
+        undated = con.execute("SELECT line_no, raw FROM events WHERE ts IS NULL "
+                              "ORDER BY line_no").fetchall()
+    finally:
+        con.close()
+    assert [n for n, _ in undated] == list(range(101, 301))
+    assert all(raw.startswith("Feb 29 ") for _, raw in undated)
+
+    # the right year (2016 is leap): every line has its time, nothing to say
+    res = invoke("run", str(logs), "--out", str(tmp_path / "right"), "--tz", "UTC",
+                 "--year", "2016", "-q")
+    assert (res.exit_code, res.stderr) == (0, "")
+    assert "dated Feb 29" not in (tmp_path / "right" / "index.html").read_text()
 
 
 def test_discover_names_what_it_cannot_read(tmp_path: Path) -> None:

@@ -13,6 +13,11 @@ from detector.schema import addressed_directly, conform
 
 #: kinds whose whole line is kept in ``raw``: nothing else of them was understood
 KEEP_RAW = ("foreign", "unparsed")
+#: an RFC 3164 stamp of Feb 29 (no year: the year was inferred). A line with it and no
+#: time was given a year that is not a leap year: its raw text is kept as the evidence,
+#: and the report counts such lines per file (``LEAP_DAY_SQL``)
+LEAP_DAY = r"^(?:<\d{1,3}>)?Feb 29 "
+LEAP_DAY_SQL = "ts IS NULL AND regexp_matches(raw, '^(<[0-9]{1,3}>)?Feb 29 ')"
 _NUMBERS = (("size", pl.Int64), ("nrcpt", pl.Int64), ("delay", pl.Float64))
 # the years Python's datetime holds: the warehouse, reports and JSON read times through it
 _FIRST = datetime(1, 1, 1, tzinfo=UTC)
@@ -46,8 +51,15 @@ def finish(frame: pl.DataFrame, ctx: ParseContext, *, keep_raw: Iterable[str] = 
     if "ts" in frame.columns:
         frame = outside_calendar_unparsed(frame)
     if "raw" in frame.columns:
-        frame = frame.with_columns(
-            raw=pl.when(pl.col("kind").is_in(list(keep_raw))).then("raw"))
+        keep = frame["kind"].is_in(list(keep_raw))
+        if "ts" in frame.columns and frame["ts"].null_count():
+            # a Feb 29 in a year that is not leap has no time: its line is kept as the why
+            # (looked for among the lines without a time only: they are few)
+            undated = frame["ts"].is_null().arg_true()
+            leap = frame["raw"].gather(undated).str.contains(LEAP_DAY).fill_null(False)
+            if leap.any():
+                keep = keep.scatter(undated.filter(leap), True)
+        frame = frame.with_columns(raw=pl.when(keep).then(pl.col("raw")))
     # a corrupt number (delay=0.1.7, a 30-digit size) must not stop the whole file
     frame = frame.with_columns(pl.col(name).cast(dtype, strict=False)
                                for name, dtype in _NUMBERS if name in frame.columns)
