@@ -27,7 +27,9 @@ from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
 from detector.permissions import parse_umask
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
+from detector.snapshot import current_snapshot, is_snapshot
 from detector.sources import MAX_LINE
+from detector.sqlshell import _allowed as check_allowed
 from detector.sqlshell import run_query
 from detector.warehouse import LOCK_TIMEOUT
 
@@ -161,7 +163,8 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Wait this long for another process's lock on the warehouse "
                           "(a run still going, an open session) before giving up."),
         click.option("--umask", type=_Umask(), default=None,
-                     help="Create the warehouse and the report with this umask, e.g. "
+                     help="Create the warehouse, its snapshot and the report with this "
+                          "umask, e.g. "
                           "027 (default: the process umask, tightened so that no one may "
                           "read them who may not read the logs or warehouse they come "
                           "from)."),
@@ -410,16 +413,23 @@ def simulate(out_dir: Path, fmt: str, incidents: tuple[str, ...], seed: int, lis
 @main.command()
 @click.argument("query")
 @click.option("--db", required=True, type=_Path(exists=True, dir_okay=False, path_type=Path),
-              help="Warehouse to query (opened read-only).")
+              help="Warehouse to query (its snapshot, opened read-only).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="Output format.")
 @click.option("--allow-files", "allow_files", multiple=True,
               type=_Path(path_type=Path), metavar="PATH",
               help="Let the query read and write PATH (a file, or a folder and all under "
                    "it), and run COPY and EXPORT DATABASE. Repeatable.")
+@click.option("--live", is_flag=True,
+              help="Read the warehouse itself, not the snapshot the last run published "
+                   "(a run waits for the query to end).")
 @_errors_as_click
-def sql(query: str, db: Path, fmt: str, allow_files: tuple[Path, ...]) -> None:
+def sql(query: str, db: Path, fmt: str, allow_files: tuple[Path, ...], live: bool) -> None:
     """Run a read-only SQL QUERY on the warehouse and print the rows.
+
+    It reads the snapshot the last 'mailstorm run' published beside the warehouse
+    (DB.snapshot/current/): a query never makes a run wait, and a run never changes
+    what a query sees.
 
     Rows print as they come. The query reads the warehouse's tables and views
     (events, deliveries, messages, incidents...) and nothing else: no other file,
@@ -432,8 +442,14 @@ def sql(query: str, db: Path, fmt: str, allow_files: tuple[Path, ...]) -> None:
       mailstorm sql "SELECT list, count(*) FROM deliveries GROUP BY list" --db out/mailstorm.duckdb
       mailstorm sql "COPY incidents TO 'inc.csv'" --db out/w.duckdb --allow-files inc.csv
     """
+    snapshot = None if live else current_snapshot(db)
+    if snapshot is None and not live and not is_snapshot(db):
+        click.echo(f"note: {db} has no snapshot yet (each 'mailstorm run' publishes one); "
+                   "reading the warehouse itself, which makes a run wait", err=True)
+    if snapshot is not None:  # the warehouse's own files stay out of reach too
+        check_allowed(allow_files, db)
     try:
-        run_query(db, query, sys.stdout, fmt=fmt, allow_files=allow_files)
+        run_query(snapshot or db, query, sys.stdout, fmt=fmt, allow_files=allow_files)
     except BrokenPipeError:
         # the reader left (| head): not an error. Point stdout at /dev/null so the
         # interpreter's final flush does not complain either.

@@ -20,6 +20,7 @@ from detector.reports import write_report
 from detector.rules.loader import load_rules
 from detector.rules.model import Rule
 from detector.rules.overrides import apply_overrides
+from detector.snapshot import publish_snapshot, snapshot_root
 from detector.sources import BATCH_BYTES, MAX_LINE, STDIN, LogFile, discover
 from detector.summary import build_summary
 from detector.warehouse import LOCK_TIMEOUT, Warehouse, parquet_dir_of, parse_size
@@ -113,7 +114,8 @@ def run(
     record in the warehouse what this run reported (for the next run's statuses).
 
     Everything it creates is readable by no more people than its logs and the warehouse
-    are (``detector.permissions``), or as ``umask`` says."""
+    are (``detector.permissions``), or as ``umask`` says. Last, it publishes the
+    analysts' snapshot of the warehouse (``detector.snapshot``)."""
     started = datetime.now(UTC).replace(microsecond=0)
     rules = load_ruleset(rules_dir, overrides or {})  # fail on bad rules before reading logs
     files = discover(inputs)
@@ -136,8 +138,12 @@ def run(
             run_info = RunInfo(started_at=started, since=scope.since if scope else None,
                                until=scope.until if scope else None,
                                lines_read=ingested.lines)
-            return _detect_and_report(wh, rules, out_dir, templates_dir, ingested, progress,
-                                      scope=scope, run_info=run_info)
+            result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested,
+                                        progress, scope=scope, run_info=run_info)
+            if progress:
+                progress("publishing the analysts' snapshot")
+            publish_snapshot(wh)  # last: it holds what this run recorded
+            return result
 
 
 def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
@@ -164,7 +170,7 @@ def _protect(db: Path, out_dir: Path, mask: int) -> None:
     """What a run writes into that exists already, tightened to ``mask`` at its top (a
     warehouse made world-readable from public logs before private ones were added)."""
     permissions.tighten([db, db.with_name(db.name + ".wal"), parquet_dir_of(db),
-                         out_dir / REPORTS_DIR], mask)
+                         snapshot_root(db), out_dir / REPORTS_DIR], mask)
 
 
 def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,

@@ -79,9 +79,14 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def current(root: Path) -> Path | None:
-    """The folder the pointer of ``root`` names, resolved (None before the first)."""
+    """The folder the pointer of ``root`` names (None before the first). A copy of the
+    root made following links (``cp -r``, ``shutil.copytree``) has a folder for a
+    pointer: that folder."""
+    pointer = root / CURRENT
+    if pointer.is_dir() and not pointer.is_symlink():
+        return pointer
     try:
-        name = os.readlink(root / CURRENT)
+        name = os.readlink(pointer)
     except OSError:
         return None
     folder = root / name
@@ -100,10 +105,13 @@ def symlink_atomic(link: Path, target: str) -> None:
         raise
 
 
-def publish(root: Path, write: Writer, after_swap: Callable[[], None] | None = None) -> Path:
-    """Make a new output in ``root`` with ``write``, swap the pointer to it, run
-    ``after_swap`` (still under the lock), remove outputs older than the one before;
-    return the new output's folder."""
+def publish(root: Path, write: Writer, after_swap: Callable[[], None] | None = None, *,
+            complete: Callable[[Path], None] | None = None) -> Path:
+    """Make a new output in ``root`` with ``write``, then ``complete`` it at its final
+    name (for what must name its own path: a DuckDB view's absolute paths), swap the
+    pointer to it, run ``after_swap`` (still under the lock), remove outputs older than
+    the one before; return the new output's folder. A writer killed before the pointer
+    moved leaves a folder no pointer names, removed by the next."""
     root.mkdir(parents=True, exist_ok=True)
     with locked(root / ".lock"):
         _remove_half_made(root)
@@ -114,8 +122,13 @@ def publish(root: Path, write: Writer, after_swap: Callable[[], None] | None = N
         write(half, previous)
         pause("folder")
         os.rename(half, root / name)  # whole now: only the pointer is left to move
+        if complete is not None:
+            complete(root / name)
         pause("pointer")
-        symlink_atomic(root / CURRENT, name)
+        pointer = root / CURRENT
+        if pointer.is_dir() and not pointer.is_symlink():  # a copy's: a rename cannot
+            os.rename(pointer, root / f"{_HALF}{CURRENT}-{secrets.token_hex(4)}")  # replace it
+        symlink_atomic(pointer, name)
         pause("links")
         if after_swap is not None:
             after_swap()
