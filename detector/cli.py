@@ -1,6 +1,7 @@
 """The mailstorm command: a thin click layer over detector.pipeline.
 
-Data goes to stdout, progress and warnings to stderr. Exit status: 0 success (incidents
+Data goes to stdout, warnings and errors to stderr, and progress too, on a terminal
+(``detector.progress``). Exit status: 0 success (incidents
 or not), 1 an error (one line on stderr), 2 a usage error, 3 ``--fail-on`` found an
 incident at or above its severity that is new or grew past it since the previous run,
 4 a run read no new log line, 5 a run read, but some input could not be read (whole or
@@ -25,6 +26,7 @@ from detector import __version__, pipeline
 from detector.errors import MailstormError, UsageError
 from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
 from detector.permissions import parse_umask
+from detector.progress import Console, is_terminal
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
 from detector.snapshot import current_snapshot, is_snapshot
@@ -126,11 +128,10 @@ def _errors_as_click(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _progress(quiet: bool) -> Callable[[str], None] | None:
-    if quiet:  # warnings still: a skipped file must never go unsaid
-        return lambda message: click.echo(message, err=True) \
-            if message.startswith("warning:") else None
-    return lambda message: click.echo(message, err=True)
+def _progress(quiet: bool) -> Console:
+    """Warnings on stderr always; progress (bytes read of the total, a percentage and the
+    time left, then each later stage's time) only on a terminal and without -q."""
+    return Console(quiet=quiet, stream=sys.stderr)
 
 
 def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -168,7 +169,8 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "027 (default: the process umask, tightened so that no one may "
                           "read them who may not read the logs or warehouse they come "
                           "from)."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress output; errors only."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress: warnings and errors "
+                     "only (progress shows only on a terminal anyway)."),
     ]):
         func = option(func)
     return func
@@ -176,7 +178,7 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _finish(result: pipeline.RunResult, fail_on: str | None, fail_on_any: bool,
             quiet: bool, *, allow_empty: bool = True) -> None:
-    if not quiet:
+    if not quiet and is_terminal(sys.stderr):  # no one reads it in cron's mail or a pipe
         counts: dict[str, int] = {}
         for inc in result.incidents:
             counts[inc.severity] = counts.get(inc.severity, 0) + 1
@@ -260,12 +262,13 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
       mailstorm run /var/log/mail.log /var/log/mail.log.1 /var/log/mail.log.*.gz \\
           --out report/ --fail-on high
     """
-    result = pipeline.run(
-        logs, out_dir, db=db, tz=tz or _local_zone(), year=year, fmt=fmt,
-        skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
-        overrides=parse_overrides(overrides), memory_limit=memory_limit,
-        scope=_scope(since, until), progress=_progress(quiet), host=host,
-        lock_timeout=lock_timeout, max_line=max_line, umask=umask)
+    with _progress(quiet) as progress:  # its last stage line ends before any other
+        result = pipeline.run(
+            logs, out_dir, db=db, tz=tz or _local_zone(), year=year, fmt=fmt,
+            skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
+            overrides=parse_overrides(overrides), memory_limit=memory_limit,
+            scope=_scope(since, until), progress=progress, host=host,
+            lock_timeout=lock_timeout, max_line=max_line, umask=umask)
     _finish(result, fail_on, fail_on_any, quiet, allow_empty=allow_empty)
 
 
@@ -292,10 +295,12 @@ def report(db: Path, out_dir: Path, memory_limit: str | None, rules_dir: Path | 
       mailstorm report --db report/mailstorm.duckdb --out report/ \\
           --set reply_storm.min_senders=5
     """
-    result = pipeline.report(db, out_dir, rules_dir=rules_dir, templates_dir=templates_dir,
-                             overrides=parse_overrides(overrides), memory_limit=memory_limit,
-                             scope=_scope(since, until), progress=_progress(quiet),
-                             lock_timeout=lock_timeout, umask=umask)
+    with _progress(quiet) as progress:
+        result = pipeline.report(db, out_dir, rules_dir=rules_dir,
+                                 templates_dir=templates_dir,
+                                 overrides=parse_overrides(overrides),
+                                 memory_limit=memory_limit, scope=_scope(since, until),
+                                 progress=progress, lock_timeout=lock_timeout, umask=umask)
     _finish(result, fail_on, fail_on_any, quiet)
 
 

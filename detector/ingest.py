@@ -25,6 +25,7 @@ from detector.formats import shared
 from detector.formats.context import ParseContext
 from detector.formats.finish import LEAP_DAY
 from detector.formats.syslog import YearState, assign_years, months_of_raw, sniff_rfc3164
+from detector.progress import Meter, file_sizes
 from detector.sources import (
     BATCH_BYTES,
     MAX_LINE,
@@ -225,6 +226,10 @@ def ingest(
     # file is already being read, so many small files (one per host) keep both cores busy.
     with ThreadPoolExecutor(max_workers=workers) as pool:
         run = _Run(wh, pool, workers, progress)
+        if isinstance(progress, Meter):  # bytes read of the total, on a terminal
+            run.meter = progress
+            run.sizes = file_sizes(list(found))
+            progress.read_bytes(0, sum(run.sizes.values()))
         try:
             for _, members in groupby(files, key=lambda f: f.group):
                 group = list(members)
@@ -301,6 +306,9 @@ class _Run:
                  progress: Progress | None) -> None:
         self.wh, self.pool, self.workers, self.progress = wh, pool, workers, progress
         self.jobs: deque[_Job] = deque()
+        self.meter: Meter | None = None  # told the bytes read, when it can take them
+        self.sizes: dict[str, int] = {}  # bytes on disk of each file to read
+        self.read_before = 0  # bytes of the files read whole so far
 
     def read_file(self, path: str, name: str, tz: str, years: YearState,
                   batch_bytes: int, *, max_line: int = MAX_LINE, dispatch: bool = True,
@@ -357,7 +365,10 @@ class _Run:
                 job.lines += batch.height
                 while sum(len(j.futures) for j in self.jobs) > self.workers:
                     self._wait_one()
-                if self.progress:
+                if self.meter is not None:
+                    self.meter.read_bytes(self.read_before + batches.position,
+                                          sum(self.sizes.values()))
+                elif self.progress:
                     self.progress(f"{path}: {job.lines:,} lines")
         except DamagedInputError as exc:  # the lines before the damage are good: keep them
             assert exc.line is not None
@@ -367,6 +378,9 @@ class _Run:
             if self.progress:
                 self.progress(f"warning: {path}: {job.result.damaged}")
         job.reading = False
+        self.read_before += self.sizes.get(path, 0)
+        if self.meter is not None:
+            self.meter.read_bytes(self.read_before, sum(self.sizes.values()))
         job.result.lines = job.lines
         job.result.cut_lines = batches.cut_lines
         if batches.cut_lines and self.progress:

@@ -397,6 +397,7 @@ class LineBatches(Iterator[tuple[pl.DataFrame, int]]):
             raise UsageError(f"the longest line must be at least 1 byte, not {max_line}")
         self.max_line = max_line
         self.cut_lines = 0
+        self.position = 0  # bytes of the file on disk read so far (compressed, if it is)
         self._batches = self._read(path, batch_bytes, skip_bytes)
 
     def __iter__(self) -> LineBatches:
@@ -427,6 +428,7 @@ class LineBatches(Iterator[tuple[pl.DataFrame, int]]):
                     remaining = skip_bytes
                     while remaining:
                         chunk = f.read(min(remaining, batch_bytes))
+                        self.position = _packed_position(f)
                         if not chunk:
                             break
                         prefix_lines += chunk.count(b"\n")
@@ -437,6 +439,7 @@ class LineBatches(Iterator[tuple[pl.DataFrame, int]]):
                 carried = 0  # that line's bytes so far, what is dropped of it included
                 while True:
                     chunk = f.read(batch_bytes)
+                    self.position = _packed_position(f)
                     if not chunk:
                         break
                     whole = chunk.rfind(b"\n") + 1
@@ -462,6 +465,15 @@ class LineBatches(Iterator[tuple[pl.DataFrame, int]]):
             # the lines before line_no were given whole; what follows cannot be read
             why = _damage(f, exc) if f is not None else f"cannot read: {exc}"
             raise DamagedInputError(path, line_no, why) from exc
+
+
+def _packed_position(f: BinaryIO | io.BufferedIOBase) -> int:
+    """How far into the file on disk a stream has read: for progress in bytes of input."""
+    raw = f.raw if isinstance(f, _Inflated) else f
+    try:
+        return raw.tell() if raw is not None else 0
+    except (OSError, ValueError):  # closed, or not seekable (a pipe)
+        return 0
 
 
 def iter_batches(path: str, batch_bytes: int = BATCH_BYTES, skip_bytes: int = 0,

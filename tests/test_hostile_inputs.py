@@ -301,6 +301,63 @@ def test_feb_29_in_a_year_that_is_not_leap_is_counted_and_shown(tmp_path: Path) 
     assert "dated Feb 29" not in (tmp_path / "right" / "index.html").read_text()
 
 
+def on_a_terminal(*args: str) -> tuple[int, str]:
+    """The CLI with stderr (and stdout) on a real pseudo-terminal: (status, what it shows)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    code = "import sys\nfrom detector.cli import main\nmain(sys.argv[1:], prog_name='mailstorm')\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "120"})
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the process closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            elif proc.poll() is not None:
+                break
+        status = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        os.close(master)
+    return status, shown.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def test_progress_shows_on_a_terminal_and_nowhere_else(tmp_path: Path) -> None:
+    """Issue 12.5: on a terminal, reading shows bytes read of the total, a percentage and
+    the time left, and each later stage its time; with stderr not a terminal, or with -q,
+    stderr holds nothing but warnings and errors."""
+    logs = tmp_path / "logs"
+    good = good_logs(logs)
+    total = sum(p.stat().st_size for p in good)
+    status, shown = on_a_terminal(*run_args(logs, tmp_path / "tty"))
+    assert status == 0, shown
+    bars = re.findall(r"reading \[[#-]{24}\] +(\d+)%  \S+ k?B of (\S+ k?B)  (\S+) left", shown)
+    assert bars and bars[-1][0] == "100"  # the last drawing of the bar: all of it
+    assert {of for _, of, _ in bars} == {f"{total / 1000:.1f} kB"}  # bytes on disk
+    assert f"read {total / 1000:.1f} kB of {total / 1000:.1f} kB in " in shown
+    assert re.search(r"\rrunning \d+ rules: \d+\.\d s\n", shown.replace("\x1b[K", ""))
+    assert re.search(r"\n0 incident\(s\), 0 new or grown; report: ", shown)
+
+    # not a terminal: nothing at all on a night without news
+    res = mailstorm(*run_args(logs, tmp_path / "pipe"))
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    # -q on a terminal: the warnings, and nothing else
+    (logs / "mail.log.2.gz").symlink_to(logs / "gone.gz")
+    status, shown = on_a_terminal(*run_args(logs, tmp_path / "quiet", "-q"))
+    assert (status, shown) == (5, f"warning: skipping {logs / 'mail.log.2.gz'}: "
+                                  "dangling symbolic link\n")
+
+
 def test_discover_names_what_it_cannot_read(tmp_path: Path) -> None:
     (tmp_path / "a.log").write_bytes(b"x\n")
     os.mkfifo(tmp_path / "b.log")
