@@ -19,7 +19,7 @@ import math
 import random
 import sys
 import time
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,8 +44,11 @@ def storm_shape(lines: int) -> tuple[int, int]:
     return max(300, int(0.8 * lines / messages)), repliers
 
 
-def build(lines: int, kind: str, seed: int) -> tuple[Site, list[Message], list[dict]]:
-    """Site, messages and truth for a day of about ``lines`` log lines."""
+def build(lines: int, kind: str, seed: int, day: datetime = DAY
+          ) -> tuple[Site, list[Message], list[dict]]:
+    """Site, messages and truth for a day of about ``lines`` log lines. Another ``day``
+    keeps the site (its people and lists come from ``seed``) and draws that day's traffic
+    afresh, so that days in a row are one site's nights."""
     rng = random.Random(seed)
     news = max(200, min(int(lines * (0.01 if kind == "storm" else 0.02)), 50_000))
     lists = {"news.letter": news, "team.radiology": 25}
@@ -55,13 +58,15 @@ def build(lines: int, kind: str, seed: int) -> tuple[Site, list[Message], list[d
         lists["all.staff"] = staff
         budget -= int(staff * (1 + repliers + max(1, int(repliers * 0.1))) * 1.004)
     site = make_site(rng, lists=lists)
-    messages, _ = traffic.background(site, rng, DAY, max(50, int(budget / LINES_PER_MESSAGE)),
+    if day != DAY:
+        rng = random.Random(f"{seed} {day:%Y-%m-%d}")
+    messages, _ = traffic.background(site, rng, day, max(50, int(budget / LINES_PER_MESSAGE)),
                                      newsletter_list=f"news.letter@{site.domain}",
                                      newsletter_size=news)
-    messages += traffic.busy_small_thread(site, rng, DAY + timedelta(hours=14))[0]
+    messages += traffic.busy_small_thread(site, rng, day + timedelta(hours=14))[0]
     truth: list[dict] = []
     if kind == "storm":
-        storm, truth = traffic.storm(site, rng, DAY + timedelta(hours=9, minutes=58),
+        storm, truth = traffic.storm(site, rng, day + timedelta(hours=9, minutes=58),
                                      list_size=staff, repliers=repliers)
         messages += storm
     return site, messages, truth
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timestamps", choices=("rfc3164", "rfc3339"), default="rfc3164")
     ap.add_argument("--tz", default=None, help="zoneinfo name for local time (default UTC)")
     ap.add_argument("--long-queue-ids", action="store_true")
+    ap.add_argument("--date", type=date.fromisoformat, default=DAY.date(),
+                    help="the day (UTC) to simulate; the site stays that of --seed")
     args = ap.parse_args(argv)
     out: Path = args.out
     if args.gzip and out.suffix != ".gz":
@@ -87,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     # would only rescan them over and over
     gc.disable()
     t0 = time.perf_counter()
-    site, messages, truth = build(args.lines, args.kind, args.seed)
+    site, messages, truth = build(args.lines, args.kind, args.seed,
+                                   utc(args.date.year, args.date.month, args.date.day))
     t1 = time.perf_counter()
-    renderer = PostfixRenderer(site, seed=args.seed, timestamps=args.timestamps, tz=args.tz,
+    # another day's queue ids and process ids are its own, as a real server's would be
+    render_seed = args.seed if args.date == DAY.date() else args.seed * 100_000 + \
+        args.date.toordinal()
+    renderer = PostfixRenderer(site, seed=render_seed, timestamps=args.timestamps, tz=args.tz,
                                long_queue_ids=args.long_queue_ids)
     n = write_lines(out, renderer.chunks(messages), args.compresslevel)
     t2 = time.perf_counter()

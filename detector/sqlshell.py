@@ -38,6 +38,8 @@ from detector.errors import MailstormError, UsageError
 from detector.warehouse import (
     default_memory_limit,
     events_view_sql,
+    has_tombstones,
+    model_part_sql,
     parquet_dir_of,
     parquet_view_paths,
     parquet_views_sql,
@@ -81,8 +83,12 @@ def _arrow_views(con: duckdb.DuckDBPyConnection, db: Path) -> None:
         con.register("events", pads.dataset(parts, format="parquet"))
     else:
         con.execute(f"CREATE TEMP VIEW events AS {events_view_sql(parts_dir_of(db))}")
-    for name, path in parquet_view_paths(con, db).items():  # the model's Parquet tables
-        con.register(name, pads.dataset(str(path.resolve()), format="parquet"))
+    tombstones = has_tombstones(con)
+    for name, paths in parquet_view_paths(con, db).items():  # the model's Parquet tables
+        con.register(f"_{name}_parts",
+                     pads.dataset([str(p.resolve()) for p in paths], format="parquet"))
+        con.execute(f"CREATE TEMP VIEW {name} AS "
+                    f"{model_part_sql(paths, tombstones=tombstones, source=f'_{name}_parts')}")
 
 
 def open_readonly(db: Path, *, allow_files: Sequence[Path] = (),

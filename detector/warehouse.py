@@ -47,6 +47,8 @@ _DICTIONARY_COLUMNS = ["host", "source_file", "program", "kind", "status", "dsn"
                        "client", "sender", "orig_to"]
 _STATS_COLUMNS = ["ts", "kind"]
 _PARQUET_VIEW = "parquet_view:"  # meta key of a model table kept as Parquet: + its name
+#: the tombstones of model rows kept as Parquet (see model_part_sql)
+MODEL_DEAD = "model_dead"
 
 _DUCK_TYPES: dict[pl.DataType, str] = {
     pl.Datetime("us", "UTC"): "TIMESTAMPTZ",
@@ -67,6 +69,10 @@ _DDL = [
     # partial: the part holds only a last line that had no newline yet (re-read next run)
     """CREATE TABLE IF NOT EXISTS parts (
         part VARCHAR PRIMARY KEY, source_file VARCHAR, rows BIGINT, partial BOOLEAN)""",
+    # the messages of events parts removed since the model was built (a half-written last
+    # line superseded): the next build reads them again (detector/model/build.py)
+    "CREATE TABLE IF NOT EXISTS model_dirty (host VARCHAR, queue_id VARCHAR, "
+    "message_id VARCHAR)",
 ]
 
 
@@ -176,26 +182,49 @@ def _sql_path(path: Path) -> str:
     return sql_string(str(path.resolve()))
 
 
-def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """Model table kept as Parquet -> the name of its current file (from ``meta``)."""
+def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Model table kept as Parquet -> the names of its files (from ``meta``)."""
     rows = con.execute("SELECT key, value FROM meta WHERE key LIKE ?",
                        [_PARQUET_VIEW + "%"]).fetchall()
-    return {key.removeprefix(_PARQUET_VIEW): file for key, file in rows}
+    return {key.removeprefix(_PARQUET_VIEW): [f for f in file.split(",") if f]
+            for key, file in rows}
 
 
-def parquet_view_paths(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, Path]:
-    """View name -> its current file, for the model tables kept as Parquet (see
-    ``Warehouse.write_parquet_view``) whose file is there."""
-    paths = {name: parquet_dir_of(db) / file
-             for name, file in _parquet_view_files(con).items()}
-    return {name: path for name, path in paths.items() if path.is_file()}
+def has_tombstones(con: duckdb.DuckDBPyConnection) -> bool:
+    return con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
+                       "AND table_schema = 'main'", [MODEL_DEAD]).fetchone() is not None
+
+
+def parquet_view_paths(con: duckdb.DuckDBPyConnection, db: Path | str
+                       ) -> dict[str, list[Path]]:
+    """View name -> its files, for the model tables kept as Parquet (see
+    ``Warehouse.write_model_part``) whose files are all there."""
+    paths = {name: [parquet_dir_of(db) / f for f in files]
+             for name, files in _parquet_view_files(con).items()}
+    return {name: found for name, found in paths.items()
+            if found and all(p.is_file() for p in found)}
+
+
+def model_part_sql(paths: list[Path], *, tombstones: bool, source: str | None = None
+                   ) -> str:
+    """SELECT over the parts of a model table kept as Parquet (absolute paths, or the
+    relation ``source`` that reads them): each part is one build's rows (column
+    ``build``), and a message rebuilt later has a tombstone in ``model_dead`` that hides
+    its rows of earlier builds."""
+    files = source or "read_parquet([" + ", ".join(_sql_path(p) for p in paths) + "])"
+    if not tombstones:  # written before builds were incremental: one file, no build column
+        return f"SELECT * FROM {files}"
+    return (f"SELECT * EXCLUDE (build) FROM {files} d WHERE NOT EXISTS ("
+            f"SELECT 1 FROM main.{MODEL_DEAD} x "
+            "WHERE x.message_key = d.message_key AND x.build > d.build)")
 
 
 def parquet_views_sql(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, str]:
-    """View name -> SELECT over its current file; absolute paths, made afresh on every
+    """View name -> SELECT over its current files; absolute paths, made afresh on every
     open."""
-    return {name: f"SELECT * FROM read_parquet({_sql_path(path)})"
-            for name, path in parquet_view_paths(con, db).items()}
+    tombstones = has_tombstones(con)
+    return {name: model_part_sql(paths, tombstones=tombstones)
+            for name, paths in parquet_view_paths(con, db).items()}
 
 
 def events_view_sql(parts_dir: Path) -> str:
@@ -377,6 +406,10 @@ class Warehouse:
                     [previous.path]).fetchall()]
                 con.execute("DELETE FROM parts WHERE source_file = ? AND partial",
                             [previous.path])
+                if stale:  # the model built from them is rebuilt by the next build
+                    files = ", ".join(_sql_path(self.parts_dir / n) for n in stale)
+                    con.execute("INSERT INTO model_dirty SELECT host, queue_id, message_id "
+                                f"FROM read_parquet([{files}])")
                 unparsed += previous.unparsed
                 first = _extreme(min, first, previous.first_ts)
                 last = _extreme(max, last, previous.last_ts)
@@ -435,26 +468,33 @@ class Warehouse:
                 "warehouse no longer holds every line its ledger counts; move it and its "
                 "Parquet folder aside and run again on the logs to rebuild it")
 
-    def write_parquet_view(self, name: str, select: str) -> Path:
-        """Write the rows of ``select`` to a new Parquet file beside the events and make the
-        view ``name`` read it, in the caller's transaction (the file is made visible by
-        its COMMIT; on ROLLBACK the caller deletes the returned file). For the model's
-        biggest table: DuckDB writes Parquet a third faster than its own table storage."""
+    def write_model_part(self, name: str, select: str, build: int) -> Path:
+        """Write the rows of ``select`` to a new Parquet file beside the events, as build
+        ``build``'s part of the model table ``name`` (``set_model_files`` makes it
+        visible). For the model's biggest table: DuckDB writes Parquet a third faster
+        than its own table storage, and a build adds a part rather than rewriting it."""
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
         path = self.parquet_dir / f"{name}-{uuid.uuid4().hex}.parquet"
-        self.con.execute(f"COPY ({select}) TO {_sql_path(path)} "
+        self.con.execute(f"COPY (SELECT *, CAST({int(build)} AS INTEGER) AS build "
+                         f"FROM ({select})) TO {_sql_path(path)} "
                          "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
-        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS "
-                         f"SELECT * FROM read_parquet({_sql_path(path)})")
-        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                         [_PARQUET_VIEW + name, path.name])
         return path
+
+    def set_model_files(self, name: str, paths: list[Path]) -> None:
+        """Make the view ``name`` read these parts, in the caller's transaction."""
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                         [_PARQUET_VIEW + name, ",".join(p.name for p in paths)])
+        self.con.execute(f"CREATE OR REPLACE VIEW main.{name} AS "
+                         f"{model_part_sql(paths, tombstones=has_tombstones(self.con))}")
+
+    def model_files(self, name: str) -> list[Path]:
+        """The current parts of the model table ``name`` kept as Parquet."""
+        return [self.parquet_dir / f for f in _parquet_view_files(self.con).get(name, [])]
 
     def tidy_parquet_views(self) -> None:
         """Remove the files of model tables no view reads (replaced, or left by a crash)."""
         files = _parquet_view_files(self.con)
-        current = set(files.values())
-        for name in files:
+        for name, current in files.items():
             for path in self.parquet_dir.glob(f"{name}-*.parquet"):
                 if path.name not in current:
                     path.unlink(missing_ok=True)

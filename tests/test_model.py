@@ -219,13 +219,15 @@ def _deliveries_files(wh: Warehouse) -> list[Path]:
     return sorted(wh.parquet_dir.glob("deliveries-*.parquet"))
 
 
-def test_deliveries_are_one_parquet_file_replaced_on_rebuild(tmp_path: Path) -> None:
+def test_deliveries_are_a_parquet_file_replaced_on_a_full_rebuild(tmp_path: Path) -> None:
     wh = _model(tmp_path, ("mail.log", _message("mx1", "10:00:00", "AAAAAA1", "m1@x",
                                                 [("b@y", None), ("c@y", "l@y")])))
     (first,) = _deliveries_files(wh)
     assert wh.query("SELECT recipient, list FROM deliveries ORDER BY 1").rows() == [
         ("b@y", None), ("c@y", "l@y")]
-    build_model(wh)  # a rebuild writes a new file and removes the old one
+    build_model(wh)  # nothing new: nothing rebuilt
+    assert _deliveries_files(wh) == [first]
+    build_model(wh, full=True)  # a full rebuild writes a new file and removes the old one
     (second,) = _deliveries_files(wh)
     assert second != first
     assert wh.scalar("SELECT count(*) FROM deliveries") == 2
@@ -242,7 +244,7 @@ def test_a_failed_rebuild_keeps_the_deliveries_it_had(tmp_path: Path,
     real = build.statements
     monkeypatch.setattr(build, "statements", lambda sql: [*real(sql), "SELECT broken("])
     with pytest.raises(duckdb.Error):
-        build_model(wh)
+        build_model(wh, full=True)
     assert _deliveries_files(wh) == before
     assert wh.scalar("SELECT count(*) FROM deliveries") == 1
     wh.close()

@@ -1,10 +1,25 @@
-"""Rebuild the model tables (messages, deliveries, logical_messages, threads...) from events."""
+"""Build the model tables (messages, deliveries, logical_messages, threads...) from events.
+
+The first build reads every event. Later builds are incremental, so that a night costs
+what its own lines cost, not what the warehouse has gathered: the events parts not yet
+in the model name the messages they touch (their host and queue id), and those grow to
+every message the model's statements relate them to (same Message-ID, same thread root,
+a hand-over by queue id, one logical message); only their events are read again, the
+model's statements run over them in a scratch schema, and their rows replace the old
+ones. Threads those messages joined or left are summed again. A message's events older
+than ``LOOKBACK`` before the new lines are not read again (a queue keeps mail for five
+days by default).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from importlib import resources
+from pathlib import Path
 
 import duckdb
 
@@ -14,14 +29,35 @@ from detector.model.subjects import (
     normalize_subject_sql,
 )
 from detector.sqltext import sql_string
-from detector.warehouse import Warehouse
+from detector.warehouse import MODEL_DEAD, Warehouse
 
 MODEL_TABLES = (
     "messages", "expansions", "list_posts", "deliveries", "logical_messages", "threads",
 )
 #: model tables whose view in model.sql is written to a Parquet file as it is built, and
-#: read from it by the later statements and by analysts (Warehouse.write_parquet_view)
+#: read from it by the later statements and by analysts (Warehouse.write_model_part)
 PARQUET_TABLES = ("deliveries",)
+#: a message's events read again by an incremental build: from this long before the
+#: earliest new line (or its first event, if later)
+LOOKBACK = timedelta(days=10)
+#: the model's meaning of its rows; a build by another version starts afresh
+MODEL_VERSION = "1"
+_SCRATCH = "_inc"
+_DDL = [
+    "CREATE TABLE IF NOT EXISTS model_parts (part VARCHAR PRIMARY KEY)",
+    f"CREATE TABLE IF NOT EXISTS {MODEL_DEAD} (message_key BIGINT, build INTEGER)",
+]
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a build changed: every message (``full``) or those first seen from
+    ``since`` on (and a few older ones the new lines relate to); ``messages`` logical
+    messages rebuilt."""
+
+    full: bool
+    messages: int
+    since: datetime | None
 _VIEW = re.compile(r"CREATE OR REPLACE VIEW (\w+) AS", re.IGNORECASE)
 
 
@@ -40,6 +76,10 @@ def create_macros(con: duckdb.DuckDBPyConnection) -> None:
     pattern = sql_string(LIST_COPY_SENDER)
     con.execute("CREATE OR REPLACE MACRO list_of_copy(s) AS CASE WHEN "
                 f"regexp_matches(s, {pattern}) THEN regexp_replace(s, {pattern}, '@') END")
+    # the Message-ID a message's thread starts with: the first of References, else
+    # In-Reply-To (the incremental build finds a new reply's root by it too)
+    con.execute("CREATE OR REPLACE MACRO root_ref(refs, in_reply_to) AS "
+                "coalesce(regexp_extract(refs, '<([^<>]+)>', 1), in_reply_to)")
 
 
 def statements(sql: str) -> list[str]:
@@ -48,24 +88,67 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
-def build_model(wh: Warehouse) -> None:
-    """Recreate the model tables from the events table, in one transaction."""
+def _script(name: str) -> list[str]:
+    return statements(resources.files("detector.model").joinpath(f"sql/{name}")
+                      .read_text("utf-8"))
+
+
+def _meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
+                       "AND table_schema = 'main'", [table]).fetchone() is not None
+
+
+def build_model(wh: Warehouse, *, full: bool = False) -> Built:
+    """Bring the model tables up to date with the events, in one transaction: all of them
+    (``full``, a first build, or a warehouse whose events lost parts) or the messages the
+    events parts added since the last build touch."""
     con = wh.con
     create_macros(con)
-    sql = resources.files("detector.model").joinpath("sql/model.sql").read_text("utf-8")
+    fresh = not _exists(con, MODEL_DEAD)
     for name in PARQUET_TABLES:  # warehouses written before they were kept as Parquet
         if con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
                        "AND table_type = 'BASE TABLE'", [name]).fetchone():
             con.execute(f"DROP TABLE {name}")
-    written = []
-    con.execute("BEGIN TRANSACTION")
+            fresh = True
+        fresh = fresh or not wh.model_files(name)
+    for ddl in _DDL:
+        con.execute(ddl)
+    parts = {r[0] for r in con.execute("SELECT part FROM parts").fetchall()}
+    built = {r[0] for r in con.execute("SELECT part FROM model_parts").fetchall()}
+    new = sorted(parts - built)
+    full = (full or fresh or bool(built - parts)
+            or _meta(con, "model_version") != MODEL_VERSION
+            or not all(_exists(con, t) for t in MODEL_TABLES if t not in PARQUET_TABLES))
+    dirty = con.execute("SELECT count(*) FROM model_dirty").fetchone()
+    if not full and not new and not (dirty and dirty[0]):
+        return Built(full=False, messages=0, since=None)
+    build = int(_meta(con, "model_build") or 0) + 1
+    written: list[Path] = []
     try:
-        for statement in statements(sql):
-            con.execute(statement)
-            view = _VIEW.match(statement)
-            if view and view.group(1) in PARQUET_TABLES:
-                written.append(wh.write_parquet_view(view.group(1),
-                                                     f"SELECT * FROM {view.group(1)}"))
+        if full:
+            con.execute("BEGIN TRANSACTION")
+            result = _full(wh, build, written)
+        else:
+            # the messages to rebuild are built in a scratch database in memory (nothing
+            # of it reaches the warehouse file), then replace their rows in one transaction
+            with _scratch(con):
+                merge = _incremental(wh, build, written, [wh.parts_dir / n for n in new])
+                con.execute("BEGIN TRANSACTION")
+                result = merge()
+        con.execute("DELETE FROM model_parts")
+        con.execute("INSERT INTO model_parts SELECT part FROM parts")
+        con.execute("DELETE FROM model_dirty")
+        _set_meta(con, "model_build", str(build))
+        _set_meta(con, "model_version", MODEL_VERSION)
         con.execute("COMMIT")
     except BaseException:
         # after a failed write (a full disk) DuckDB may refuse the rollback too: the first
@@ -76,3 +159,197 @@ def build_model(wh: Warehouse) -> None:
             path.unlink(missing_ok=True)
         raise
     wh.tidy_parquet_views()
+    return result
+
+
+@contextlib.contextmanager
+def _scratch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """An in-memory database ``_inc`` attached for the scratch tables; detached after."""
+    main = _database(con)
+    con.execute(f"ATTACH ':memory:' AS {_SCRATCH}")
+    try:
+        yield
+    finally:
+        con.execute(f"USE {main}")
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DETACH {_SCRATCH}")
+
+
+@contextlib.contextmanager
+def _in_scratch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Statements create in the scratch database and read it first, then the warehouse."""
+    main = _database(con)
+    con.execute(f"USE {_SCRATCH}")
+    con.execute(f"SET search_path = '{_SCRATCH}.main,{main}.main'")
+    try:
+        yield
+    finally:
+        con.execute(f"USE {main}")
+        con.execute("RESET search_path")
+
+
+def _database(con: duckdb.DuckDBPyConnection) -> str:
+    """The warehouse's database name in SQL (its file's stem, quoted)."""
+    row = con.execute("SELECT current_database()").fetchone()
+    return '"' + str(row[0] if row else "memory").replace('"', '""') + '"'
+
+
+def _run(wh: Warehouse, script: list[str], build: int, written: list) -> None:
+    """Run model statements; a view kept as Parquet becomes a part of this build."""
+    for statement in script:
+        wh.con.execute(statement)
+        view = _VIEW.match(statement)
+        if view and view.group(1) in PARQUET_TABLES:
+            name = view.group(1)
+            path = wh.write_model_part(name, f"SELECT * FROM {name}", build)
+            written.append(path)
+            # the later statements read the rows written, not the view's query again
+            wh.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * EXCLUDE (build) "
+                           f"FROM read_parquet({_literal(path)})")
+
+
+def _literal(path: object) -> str:
+    return sql_string(str(path))
+
+
+def _full(wh: Warehouse, build: int, written: list) -> Built:
+    con = wh.con
+    con.execute(f"DELETE FROM {MODEL_DEAD}")
+    _run(wh, _script("model.sql") + _script("threads.sql"), build, written)
+    for name in PARQUET_TABLES:
+        wh.set_model_files(name, [p for p in written if p.name.startswith(f"{name}-")])
+    n = con.execute("SELECT count(*), min(first_seen) FROM logical_messages").fetchone()
+    return Built(full=True, messages=int(n[0]) if n else 0, since=n[1] if n else None)
+
+
+# Relations that make a message's rows depend on another's, each as SQL over the scratch
+# tables _keys (host, queue_id), _ids (message ids) and the stored model; every round adds
+# what the keys and ids found so far reach, until nothing is added.
+_GROW = [
+    # every instance of a Message-ID or a logical message, and their queue ids' keys
+    """INSERT INTO _keys SELECT DISTINCT coalesce(m.host, ''), m.queue_id FROM main.messages m
+       WHERE (m.message_id IN (SELECT id FROM _ids)
+              OR m.message_uid IN (SELECT message_uid FROM main.messages s
+                                   JOIN _keys k ON k.host = coalesce(s.host, '')
+                                       AND k.queue_id = s.queue_id))
+         AND (coalesce(m.host, ''), m.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
+    # hand-overs and notices by queue id, both ways ('queued as', a bounce's new queue id)
+    """INSERT INTO _keys SELECT DISTINCT l.host, l.queue_id FROM _links l
+       WHERE l.next_queue_id IN (SELECT queue_id FROM _keys)
+         AND (l.host, l.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
+    """INSERT INTO _keys SELECT DISTINCT coalesce(m.host, ''), m.queue_id FROM main.messages m
+       WHERE m.queue_id IN (SELECT l.next_queue_id FROM _links l JOIN _keys k
+                            ON k.host = l.host AND k.queue_id = l.queue_id)
+         AND (coalesce(m.host, ''), m.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
+    # the ids of the messages found, the roots of their threads, and the replies whose
+    # root they are
+    """INSERT INTO _ids SELECT DISTINCT x.id FROM (
+           SELECT m.message_id AS id FROM main.messages m JOIN _keys k
+               ON k.host = coalesce(m.host, '') AND k.queue_id = m.queue_id
+           UNION ALL
+           SELECT lm.root_ref FROM main.logical_messages lm
+           WHERE lm.message_uid IN (SELECT m.message_uid FROM main.messages m JOIN _keys k
+               ON k.host = coalesce(m.host, '') AND k.queue_id = m.queue_id)
+           UNION ALL
+           SELECT lm.message_id FROM main.logical_messages lm
+           WHERE lm.root_ref IN (SELECT id FROM _ids)) x
+       WHERE x.id IS NOT NULL AND x.id <> '' AND x.id NOT IN (SELECT id FROM _ids)""",
+]
+
+
+def _incremental(wh: Warehouse, build: int, written: list[Path], new_parts: list[Path]
+                 ) -> Callable[[], Built]:
+    """Build the touched messages' rows in the scratch database; return the step that
+    replaces the old rows by them (in the caller's transaction)."""
+    con = wh.con
+    main = _database(con)
+    files = "[" + ", ".join(_literal(p) for p in new_parts) + "]" if new_parts else None
+    new_events = (f"SELECT host, queue_id, message_id, refs, in_reply_to, ts "
+                  f"FROM read_parquet({files})" if files else
+                  "SELECT host, queue_id, message_id, refs, in_reply_to, ts FROM events "
+                  "WHERE false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS {new_events}")
+    con.execute("""CREATE OR REPLACE TEMP TABLE _keys AS
+        SELECT DISTINCT coalesce(host, '') AS host, queue_id FROM _new
+        WHERE queue_id IS NOT NULL
+        UNION SELECT coalesce(host, ''), queue_id FROM model_dirty WHERE queue_id IS NOT NULL""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE _ids AS
+        SELECT DISTINCT id FROM (
+            SELECT message_id AS id FROM _new
+            UNION ALL SELECT root_ref(refs, in_reply_to) FROM _new
+            UNION ALL SELECT in_reply_to FROM _new
+            UNION ALL SELECT message_id FROM model_dirty)
+        WHERE id IS NOT NULL AND id <> ''""")
+    start = con.execute("SELECT min(ts) FROM _new").fetchone()
+    newest = start[0] if start and start[0] is not None else None
+    # hand-overs and notices by queue id, from a day before the new lines on
+    con.execute("""CREATE OR REPLACE TEMP TABLE _links AS
+        SELECT DISTINCT coalesce(host, '') AS host, queue_id, next_queue_id FROM events
+        WHERE next_queue_id IS NOT NULL AND queue_id IS NOT NULL
+          AND (ts >= CAST(? AS TIMESTAMPTZ) - INTERVAL 1 DAY OR ts IS NULL
+               OR CAST(? AS TIMESTAMPTZ) IS NULL)""", [newest, newest])
+    before = -1
+    while True:
+        for statement in _GROW:
+            con.execute(statement)
+        size = con.execute("SELECT (SELECT count(*) FROM _keys) + "
+                           "(SELECT count(*) FROM _ids)").fetchone()
+        if size is None or size[0] == before:
+            break
+        before = size[0]
+    # the old rows the new ones replace
+    con.execute("""CREATE OR REPLACE TEMP TABLE _old AS
+        SELECT m.message_key, m.message_uid, m.first_seen FROM main.messages m
+        JOIN _keys k ON k.host = coalesce(m.host, '') AND k.queue_id = m.queue_id""")
+    # from where their events are read again: their first events, at most LOOKBACK
+    # before the new lines
+    row = con.execute("SELECT min(first_seen) FROM _old").fetchone()
+    first = newest if row is None or row[0] is None else min(row[0], newest or row[0])
+    floor = None if newest is None else max(first, newest - LOOKBACK) - timedelta(hours=1)
+    with _in_scratch(con):
+        con.execute(f"""CREATE TABLE events AS
+            SELECT e.* FROM {main}.main.events e
+            WHERE (CAST(? AS TIMESTAMPTZ) IS NULL OR e.ts >= ? OR e.ts IS NULL)
+              AND ((e.queue_id IS NOT NULL AND (coalesce(e.host, ''), e.queue_id) IN
+                    (SELECT host, queue_id FROM _keys))
+                   OR (e.kind = 'list_post' AND e.message_id IN (SELECT id FROM _ids)))""",
+                    [floor, floor])
+        _run(wh, _script("model.sql"), build, written)
+    s = f"{_SCRATCH}.main"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _uids AS
+        SELECT message_uid FROM _old UNION SELECT message_uid FROM {s}.messages""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _threads AS
+        SELECT thread_id FROM main.logical_messages
+        WHERE message_uid IN (SELECT message_uid FROM _uids)
+        UNION SELECT thread_id FROM {s}.logical_messages""")
+    # the threads these messages joined or left, summed again over all their messages:
+    # the old rows of the others and the new rows
+    con.execute(f"ALTER TABLE {s}.logical_messages RENAME TO rebuilt_messages")
+    with _in_scratch(con):
+        con.execute(f"""CREATE VIEW logical_messages AS
+            SELECT * FROM {main}.main.logical_messages
+            WHERE thread_id IN (SELECT thread_id FROM _threads)
+              AND message_uid NOT IN (SELECT message_uid FROM _uids)
+            UNION ALL SELECT * FROM rebuilt_messages""")
+        _run(wh, _script("threads.sql"), build, written)
+    n = con.execute(f"SELECT count(*), min(first_seen) FROM {s}.rebuilt_messages").fetchone()
+
+    def merge() -> Built:
+        for table, key, old in (
+                ("messages", "message_key", "SELECT message_key FROM _old"),
+                ("expansions", "message_uid", "SELECT message_uid FROM _uids"),
+                ("list_posts", "message_id", "SELECT id FROM _ids UNION "
+                                             f"SELECT message_id FROM {s}.list_posts"),
+                ("logical_messages", "message_uid", "SELECT message_uid FROM _uids"),
+                ("threads", "thread_id", "SELECT thread_id FROM _threads")):
+            con.execute(f"DELETE FROM main.{table} WHERE {key} IN ({old})")
+            source = "rebuilt_messages" if table == "logical_messages" else table
+            con.execute(f"INSERT INTO main.{table} SELECT * FROM {s}.{source}")
+        con.execute(f"INSERT INTO {MODEL_DEAD} SELECT DISTINCT message_key, ? FROM _old",
+                    [build])
+        for name in PARQUET_TABLES:
+            wh.set_model_files(name, wh.model_files(name)
+                               + [p for p in written if p.name.startswith(f"{name}-")])
+        return Built(full=False, messages=int(n[0]) if n else 0, since=n[1] if n else None)
+
+    return merge

@@ -4,7 +4,7 @@
 --   arg_min/arg_max (Spark: min_by/max_by), md5, hash (Spark: xxhash64), FILTER (WHERE ...).
 -- The macros thread_subject(), has_reply_prefix() and is_auto_subject() are created by
 -- detector/model/build.py from the patterns in detector/model/subjects.py; list_of_copy()
--- there too.
+-- and root_ref() there too.
 
 -- Stage 1. Queue-id events, numbered by generation: Postfix reuses a queue id after
 -- 'removed', so (host, queue_id, generation) names one message instance. A window over
@@ -503,7 +503,7 @@ WITH inst AS (
         uo.origin AS prelog_origin,
         p.last_delivery,
         -- the thread root: first id of References, else In-Reply-To
-        coalesce(regexp_extract(refs, '<([^<>]+)>', 1), in_reply_to) AS root_ref,
+        root_ref(refs, in_reply_to) AS root_ref,
         CASE
             WHEN coalesce(thread_subject, '') <> ''
                 THEN coalesce(p.list, lp.list, '') || ' | ' || thread_subject
@@ -524,21 +524,5 @@ SELECT
     substr(md5(coalesce(r.subject_key, k.subject_key)), 1, 16) AS thread_id
 FROM keyed k
 LEFT JOIN keyed r ON r.message_id = nullif(k.root_ref, '') AND r.message_uid <> k.message_uid;
-
--- Stage 6. Threads.
-CREATE OR REPLACE TABLE threads AS
-SELECT
-    thread_id,
-    arg_min(list, (first_seen, message_uid)) AS list,
-    arg_min(thread_subject, (first_seen, message_uid)) AS subject,
-    arg_min(message_id, (first_seen, message_uid)) AS root_message_id,
-    min(first_seen) AS first_ts,
-    max(coalesce(last_delivery, last_seen)) AS last_ts,
-    count(*) AS messages,
-    count(*) FILTER (WHERE is_reply) AS replies,
-    count(DISTINCT sender) AS senders,
-    CAST(sum(deliveries) AS BIGINT) AS deliveries
-FROM logical_messages
-GROUP BY thread_id;
 
 DROP VIEW _qev;
