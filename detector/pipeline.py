@@ -12,7 +12,8 @@ from pathlib import Path
 from detector import permissions
 from detector.assets import builtin_rules_dir
 from detector.errors import UsageError
-from detector.incidents import Incident, RunInfo, Scope, detect, record
+from detector.incidents import Incident, RunInfo, Scope, detect, look_again_from, record
+from detector.incidents.execute import scoped_model
 from detector.ingest import IngestResult, ingest, sniff_inputs
 from detector.model.build import build_model
 from detector.publish import REPORTS_DIR
@@ -23,6 +24,7 @@ from detector.rules.overrides import apply_overrides
 from detector.snapshot import publish_snapshot, snapshot_root
 from detector.sources import BATCH_BYTES, MAX_LINE, STDIN, LogFile, discover
 from detector.summary import build_summary
+from detector.times import iso_z
 from detector.warehouse import LOCK_TIMEOUT, Warehouse, parquet_dir_of, parse_size
 
 Progress = Callable[[str], None]
@@ -134,7 +136,12 @@ def run(
                               host=host, max_line=max_line)
             if progress:
                 progress(f"read {ingested.lines:,} new lines; building the model")
-            build_model(wh)
+            built = build_model(wh)
+            if scope is None and not built.full:
+                # a night's detection reads what its lines could change, not all history
+                since = look_again_from(wh, built.since,
+                                        {r.name: r.window_seconds or 0 for r in rules})
+                scope = Scope(since=since) if since is not None else None
             run_info = RunInfo(started_at=started, since=scope.since if scope else None,
                                until=scope.until if scope else None,
                                lines_read=ingested.lines)
@@ -179,6 +186,14 @@ def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
                        run_info: RunInfo | None) -> RunResult:
     if progress:
         progress(f"running {len(rules)} rules")
+    with scoped_model(wh, scope.since if scope else None):
+        return _detect_and_report_in(wh, rules, out_dir, templates_dir, ingested,
+                                     scope=scope, run_info=run_info)
+
+
+def _detect_and_report_in(wh: Warehouse, rules: list[Rule], out_dir: Path,
+                          templates_dir: Path | None, ingested: IngestResult | None, *,
+                          scope: Scope | None, run_info: RunInfo | None) -> RunResult:
     incidents = detect(wh, rules, scope=scope, recording=run_info is not None,
                        now=run_info.started_at if run_info else None)
     skipped = [(f.path, f.damaged or f.skipped or "")
@@ -188,6 +203,8 @@ def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
     # would look like a quiet night
     summary = build_summary(wh, rules, skipped,
                             ingested.lines if ingested is not None else None)
+    # the incidents, messages and deliveries a limited detection counted start there
+    summary["detected_since"] = iso_z(scope.since) if scope and scope.since else None
     path = write_report(out_dir, summary, incidents, templates_dir)
     if run_info is not None:  # after the report: a run that wrote none has reported nothing
         record(wh, incidents, run_info)

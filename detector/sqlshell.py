@@ -83,12 +83,12 @@ def _arrow_views(con: duckdb.DuckDBPyConnection, db: Path) -> None:
         con.register("events", pads.dataset(parts, format="parquet"))
     else:
         con.execute(f"CREATE TEMP VIEW events AS {events_view_sql(parts_dir_of(db))}")
-    tombstones = has_tombstones(con)
     for name, paths in parquet_view_paths(con, db).items():  # the model's Parquet tables
         con.register(f"_{name}_parts",
                      pads.dataset([str(p.resolve()) for p in paths], format="parquet"))
-        con.execute(f"CREATE TEMP VIEW {name} AS "
-                    f"{model_part_sql(paths, tombstones=tombstones, source=f'_{name}_parts')}")
+        select = model_part_sql(name, paths, tombstones=has_tombstones(con, name),
+                                source=f"_{name}_parts")
+        con.execute(f"CREATE TEMP VIEW {name} AS {select}")
 
 
 def open_readonly(db: Path, *, allow_files: Sequence[Path] = (),

@@ -11,10 +11,34 @@ from detector.formats import shared
 from detector.formats.finish import LEAP_DAY_SQL
 from detector.ingest import NOT_ERRORS
 from detector.rules.model import Rule
+from detector.sqltext import sql_string
 from detector.times import iso_z
 from detector.warehouse import Warehouse
 
 UNPARSED_SAMPLES = 20
+
+# Counts per events part, made once for each part (the first summary after it is written)
+# and kept: a nightly summary then costs its night, not every line the warehouse holds.
+_PART_STATS = """CREATE TABLE IF NOT EXISTS part_stats (
+    part VARCHAR, source_file VARCHAR, kind VARCHAR, program VARCHAR, host VARCHAR,
+    lines BIGINT, first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ, leap_days BIGINT)"""
+
+
+def _count_parts(wh: Warehouse) -> None:
+    """Add the counts of the events parts not counted yet; forget removed parts'."""
+    con = wh.con
+    con.execute(_PART_STATS)
+    con.execute("DELETE FROM part_stats WHERE part NOT IN (SELECT part FROM parts)")
+    new = [r[0] for r in con.execute(
+        "SELECT part FROM parts WHERE part NOT IN (SELECT part FROM part_stats)").fetchall()]
+    if not new:
+        return
+    files = ", ".join(sql_string(str(wh.parts_dir / n)) for n in new)
+    con.execute(f"""INSERT INTO part_stats
+        SELECT parse_filename(filename) AS part, source_file, kind, program, host,
+            count(*), min(ts), max(ts), count(*) FILTER (WHERE {LEAP_DAY_SQL})
+        FROM read_parquet([{files}], filename = true)
+        GROUP BY ALL""")
 
 
 def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str]],
@@ -22,6 +46,7 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
     """Summary dict for the report, from the warehouse (all runs so far) and this run
     (``lines_read``: the lines it read; None when it read no log, as ``report``;
     ``skipped``: (path, why) of the files it skipped, or could read only in part)."""
+    _count_parts(wh)
     inputs = [
         {"path": r["path"], "format": r["format"], "host": r["host"], "lines": r["lines"],
          "unparsed": r["unparsed"], "first_ts": iso_z(r["first_ts"]),
@@ -29,14 +54,14 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
         for r in wh.query("""
             SELECT f.path, f.format, f.lines, f.unparsed, f.first_ts, f.last_ts,
                    f.year_source,
-                   (SELECT string_agg(DISTINCT host, ', ' ORDER BY host) FROM events e
-                     WHERE e.source_file = f.path AND e.host IS NOT NULL) AS host
+                   (SELECT string_agg(DISTINCT host, ', ' ORDER BY host) FROM part_stats p
+                     WHERE p.source_file = f.path AND p.host IS NOT NULL) AS host
             FROM files f ORDER BY f.path""").iter_rows(named=True)
     ]
     # lines dated Feb 29 whose file was given a year that is not leap: no time (counted
     # from what the warehouse keeps of them, so the report says it every night)
-    leap = dict(wh.con.execute(f"SELECT source_file, count(*) FROM events "
-                               f"WHERE {LEAP_DAY_SQL} GROUP BY ALL").fetchall())
+    leap = dict(wh.con.execute("SELECT source_file, sum(leap_days) FROM part_stats "
+                               "GROUP BY ALL HAVING sum(leap_days) > 0").fetchall())
     for i in inputs:
         i["leap_days"] = int(leap.get(i["path"], 0))
     # a file this run could not read (or read only in part: a truncated .gz) that the
@@ -50,10 +75,8 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
                            "unparsed": 0, "first_ts": None, "last_ts": None, "skipped": True,
                            "why": why})
     kinds = _kinds(wh)
-    samples = wh.query(f"""SELECT source_file, line_no, raw FROM events
-                           WHERE kind = 'unparsed' ORDER BY source_file, line_no
-                           LIMIT {UNPARSED_SAMPLES}""")
-    span = wh.scalar_row("SELECT min(ts), max(ts) FROM events") or (None, None)
+    samples = _unparsed_samples(wh)
+    span = wh.scalar_row("SELECT min(first_ts), max(last_ts) FROM part_stats") or (None, None)
     lines = int(kinds["lines"].sum()) if kinds.height else 0
     unparsed = kinds.filter(kinds["kind"] == "unparsed")["lines"].sum() if kinds.height else 0
     return {
@@ -73,9 +96,30 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
         "messages": int(wh.scalar("SELECT count(*) FROM logical_messages") or 0),
         "deliveries": int(wh.scalar("SELECT sum(deliveries) FROM logical_messages") or 0),
         "hosts": [r[0] for r in wh.con.execute(
-            "SELECT DISTINCT host FROM messages ORDER BY host").fetchall()],
+            "SELECT DISTINCT host FROM part_stats ORDER BY host").fetchall()],
         "rules": [{"name": r.name, "kind": r.kind, "params": dict(r.values)} for r in rules],
     }
+
+
+def _unparsed_samples(wh: Warehouse) -> pl.DataFrame:
+    """The first unparsed lines by file and line, read from the parts that hold them
+    (of the first files by name, as many as the samples need)."""
+    parts = [r[0] for r in wh.con.execute(f"""
+        WITH f AS (SELECT source_file, sum(lines) AS n FROM part_stats
+                   WHERE kind = 'unparsed' GROUP BY ALL),
+        enough AS (SELECT source_file FROM f
+                   QUALIFY coalesce(sum(n) OVER (ORDER BY source_file ROWS BETWEEN
+                       UNBOUNDED PRECEDING AND 1 PRECEDING), 0) < {UNPARSED_SAMPLES})
+        SELECT DISTINCT part FROM part_stats
+        WHERE kind = 'unparsed' AND source_file IN (SELECT source_file FROM enough)
+        ORDER BY part""").fetchall()]
+    if not parts:
+        return pl.DataFrame(schema={"source_file": pl.String, "line_no": pl.Int64,
+                                    "raw": pl.String})
+    files = ", ".join(sql_string(str(wh.parts_dir / n)) for n in parts)
+    return wh.query(f"""SELECT source_file, line_no, raw FROM read_parquet([{files}])
+                        WHERE kind = 'unparsed' ORDER BY source_file, line_no
+                        LIMIT {UNPARSED_SAMPLES}""")
 
 
 def _kinds(wh: Warehouse) -> pl.DataFrame:
@@ -84,7 +128,8 @@ def _kinds(wh: Warehouse) -> pl.DataFrame:
     names = list(shared.SYSLOG)
     case = " ".join(f"WHEN regexp_matches(k.program, ?) THEN '{n}'" for n in names)
     by_format = wh.query(f"""
-        WITH k AS (SELECT kind, program, source_file, count(*) AS n FROM events GROUP BY ALL)
+        WITH k AS (SELECT kind, program, source_file, sum(lines) AS n FROM part_stats
+                   GROUP BY ALL)
         SELECT k.kind, CASE {case} ELSE f.format END AS format, sum(k.n) AS lines
         FROM k LEFT JOIN files f ON f.path = k.source_file GROUP BY ALL""",
         [f"^(?:{shared.SYSLOG[n].SYSLOG_PROGRAM})$" for n in names])

@@ -47,8 +47,22 @@ _DICTIONARY_COLUMNS = ["host", "source_file", "program", "kind", "status", "dsn"
                        "client", "sender", "orig_to"]
 _STATS_COLUMNS = ["ts", "kind"]
 _PARQUET_VIEW = "parquet_view:"  # meta key of a model table kept as Parquet: + its name
-#: the tombstones of model rows kept as Parquet (see model_part_sql)
-MODEL_DEAD = "model_dead"
+#: the model tables, kept as Parquet parts (one per build), each with the column whose
+#: value names the rows a later build replaces (see model_part_sql) and its SQL type
+MODEL_KEYS: dict[str, tuple[str, str]] = {
+    "messages": ("message_key", "BIGINT"),
+    "expansions": ("message_uid", "VARCHAR"),
+    "list_posts": ("message_id", "VARCHAR"),
+    "deliveries": ("message_key", "BIGINT"),
+    "logical_messages": ("message_uid", "VARCHAR"),
+    "threads": ("thread_id", "VARCHAR"),
+}
+
+
+def dead_table(name: str) -> str:
+    """The table of tombstones of the model table ``name``: (key, build) hides the rows
+    with that key written by builds before ``build``."""
+    return f"model_dead_{name}"
 
 _DUCK_TYPES: dict[pl.DataType, str] = {
     pl.Datetime("us", "UTC"): "TIMESTAMPTZ",
@@ -190,9 +204,9 @@ def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
             for key, file in rows}
 
 
-def has_tombstones(con: duckdb.DuckDBPyConnection) -> bool:
+def has_tombstones(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
-                       "AND table_schema = 'main'", [MODEL_DEAD]).fetchone() is not None
+                       "AND table_schema = 'main'", [dead_table(name)]).fetchone() is not None
 
 
 def parquet_view_paths(con: duckdb.DuckDBPyConnection, db: Path | str
@@ -205,25 +219,24 @@ def parquet_view_paths(con: duckdb.DuckDBPyConnection, db: Path | str
             if found and all(p.is_file() for p in found)}
 
 
-def model_part_sql(paths: list[Path], *, tombstones: bool, source: str | None = None
-                   ) -> str:
-    """SELECT over the parts of a model table kept as Parquet (absolute paths, or the
-    relation ``source`` that reads them): each part is one build's rows (column
-    ``build``), and a message rebuilt later has a tombstone in ``model_dead`` that hides
-    its rows of earlier builds."""
+def model_part_sql(name: str, paths: list[Path], *, tombstones: bool,
+                   source: str | None = None) -> str:
+    """SELECT over the parts of the model table ``name`` (absolute paths, or the relation
+    ``source`` that reads them): each part is one build's rows (column ``build``), and a
+    message rebuilt later has a tombstone that hides its rows of earlier builds."""
     files = source or "read_parquet([" + ", ".join(_sql_path(p) for p in paths) + "])"
     if not tombstones:  # written before builds were incremental: one file, no build column
         return f"SELECT * FROM {files}"
+    key = MODEL_KEYS[name][0]
     return (f"SELECT * EXCLUDE (build) FROM {files} d WHERE NOT EXISTS ("
-            f"SELECT 1 FROM main.{MODEL_DEAD} x "
-            "WHERE x.message_key = d.message_key AND x.build > d.build)")
+            f"SELECT 1 FROM main.{dead_table(name)} x "
+            f"WHERE x.{key} = d.{key} AND x.build > d.build)")
 
 
 def parquet_views_sql(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, str]:
     """View name -> SELECT over its current files; absolute paths, made afresh on every
     open."""
-    tombstones = has_tombstones(con)
-    return {name: model_part_sql(paths, tombstones=tombstones)
+    return {name: model_part_sql(name, paths, tombstones=has_tombstones(con, name))
             for name, paths in parquet_view_paths(con, db).items()}
 
 
@@ -468,24 +481,25 @@ class Warehouse:
                 "warehouse no longer holds every line its ledger counts; move it and its "
                 "Parquet folder aside and run again on the logs to rebuild it")
 
-    def write_model_part(self, name: str, select: str, build: int) -> Path:
+    def write_model_part(self, name: str, select: str, build: int) -> tuple[Path, int]:
         """Write the rows of ``select`` to a new Parquet file beside the events, as build
         ``build``'s part of the model table ``name`` (``set_model_files`` makes it
-        visible). For the model's biggest table: DuckDB writes Parquet a third faster
-        than its own table storage, and a build adds a part rather than rewriting it."""
+        visible); returns it and its row count. DuckDB writes Parquet a third faster than
+        its own table storage, and a build adds a part rather than rewriting a table."""
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
         path = self.parquet_dir / f"{name}-{uuid.uuid4().hex}.parquet"
-        self.con.execute(f"COPY (SELECT *, CAST({int(build)} AS INTEGER) AS build "
-                         f"FROM ({select})) TO {_sql_path(path)} "
-                         "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
-        return path
+        row = self.con.execute(f"COPY (SELECT *, CAST({int(build)} AS INTEGER) AS build "
+                               f"FROM ({select})) TO {_sql_path(path)} "
+                               "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
+                               ).fetchone()
+        return path, int(row[0]) if row else 0
 
     def set_model_files(self, name: str, paths: list[Path]) -> None:
         """Make the view ``name`` read these parts, in the caller's transaction."""
         self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                          [_PARQUET_VIEW + name, ",".join(p.name for p in paths)])
-        self.con.execute(f"CREATE OR REPLACE VIEW main.{name} AS "
-                         f"{model_part_sql(paths, tombstones=has_tombstones(self.con))}")
+        select = model_part_sql(name, paths, tombstones=has_tombstones(self.con, name))
+        self.con.execute(f"CREATE OR REPLACE VIEW main.{name} AS {select}")
 
     def model_files(self, name: str) -> list[Path]:
         """The current parts of the model table ``name`` kept as Parquet."""

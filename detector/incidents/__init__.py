@@ -17,7 +17,14 @@ Everything over messages is set-based SQL; Python only shapes the few resulting 
 from detector.incidents.detect import detect
 from detector.incidents.execute import Scope
 from detector.incidents.model import CONTRACT_FIELDS, STATUSES, Incident
-from detector.incidents.store import SEVERITIES, RunInfo, alerts, record, severity_rank
+from detector.incidents.store import (
+    SEVERITIES,
+    RunInfo,
+    alerts,
+    look_again_from,
+    record,
+    severity_rank,
+)
 
 __all__ = ["CONTRACT_FIELDS", "SEVERITIES", "STATUSES", "Incident", "RunInfo", "Scope",
-           "alerts", "detect", "record", "severity_rank"]
+           "alerts", "detect", "look_again_from", "record", "severity_rank"]

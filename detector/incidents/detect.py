@@ -53,7 +53,7 @@ def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
     incidents.sort(key=lambda i: (i.start, i.id))  # independent of row order
     incidents = store.with_status(wh, incidents, recording=recording, now=now,
                                   window_of={r.name: r.window_seconds or 0 for r in rules})
-    store.store_results(wh, incidents)
+    store.store_results(wh, incidents, since=scope.since if scope else None)
     return incidents
 
 

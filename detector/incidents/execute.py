@@ -6,11 +6,14 @@ A run can be limited to a time range (``--since`` / ``--until``): the rules then
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from detector.rules.compiler import CompiledRule, compile_rule
 from detector.rules.model import Rule
+from detector.sqltext import sql_string
 from detector.warehouse import Warehouse
 
 ALL_MESSAGES = "logical_messages"
@@ -40,6 +43,36 @@ def prepare_scope(wh: Warehouse, scope: Scope | None) -> str:
               AND (CAST(? AS TIMESTAMPTZ) IS NULL OR first_seen < ?)""",
         [scope.since, scope.since, scope.until, scope.until])
     return SCOPED_MESSAGES
+
+
+#: model tables a detection in a scope reads through a window (see scoped_model); a
+#: message answered or relayed up to this long before the scope is still found
+SCOPE_MARGIN = timedelta(days=1)
+_SCOPED = {"logical_messages": "coalesce(last_delivery, last_seen)",
+           "messages": "last_seen", "deliveries": "ts"}
+
+
+@contextmanager
+def scoped_model(wh: Warehouse, since: datetime | None) -> Iterator[None]:
+    """While open, the model tables read by name hold only rows from ``since`` on (less
+    ``SCOPE_MARGIN``): temporary views, which DuckDB finds before the tables, so that a
+    night's detection and report read its days, not every day the warehouse holds (the
+    Parquet parts of older builds are skipped by their time statistics)."""
+    if since is None:
+        yield
+        return
+    # a view takes no parameter: the time, written by us, is a literal
+    start = sql_string((since - SCOPE_MARGIN).isoformat())
+    row = wh.con.execute("SELECT current_database()").fetchone()
+    db = '"' + str(row[0] if row else "memory").replace('"', '""') + '"'
+    for name, column in _SCOPED.items():  # the warehouse's table, not temp's main schema
+        wh.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {db}.main.{name} "
+                       f"WHERE {column} >= CAST({start} AS TIMESTAMPTZ)")
+    try:
+        yield
+    finally:
+        for name in _SCOPED:
+            wh.con.execute(f"DROP VIEW IF EXISTS temp.{name}")
 
 
 def run_rule(wh: Warehouse, rule: Rule, source: str) -> CompiledRule:

@@ -46,6 +46,24 @@ _DDL = [
 ]
 
 
+def look_again_from(wh: Warehouse, rebuilt_from: datetime | None,
+                    window_of: dict[str, int]) -> datetime | None:
+    """Where a run whose model build rebuilt messages from ``rebuilt_from`` on needs to
+    detect again: one rule window before them (a window ending there may now hold more),
+    and from the start of every incident that may still grow (recorded ``ongoing``).
+    Incidents wholly before that stay as detected; None: detect everything. A run that
+    rebuilt nothing looks where the last run looked, so that its report says the same."""
+    ensure_tables(wh)
+    if rebuilt_from is None:
+        row = wh.scalar_row("SELECT since FROM runs ORDER BY run_id DESC LIMIT 1")
+        return row[0] if row else None
+    since = rebuilt_from - timedelta(seconds=max(window_of.values(), default=0))
+    row = wh.scalar_row("SELECT min(start) FROM incident_state WHERE status <> 'ended'")
+    if row and row[0] is not None:
+        since = min(since, row[0])
+    return since
+
+
 def severity_rank(severity: str | None) -> int:
     """0 for info .. 4 for critical; -1 for anything unknown."""
     return SEVERITIES.index(severity) if severity in SEVERITIES else -1
@@ -77,7 +95,7 @@ def _recorded(wh: Warehouse) -> dict[str, dict[str, Any]]:
 
 def data_end(wh: Warehouse) -> datetime | None:
     """The newest time the warehouse holds a line for."""
-    value = wh.scalar("SELECT max(last_seen) FROM logical_messages")
+    value = wh.scalar("SELECT max(last_ts) FROM files")
     return value if isinstance(value, datetime) else None
 
 
@@ -138,9 +156,19 @@ def alerts(incidents: Sequence[Incident], level: str, *, every: bool = False) ->
     return out
 
 
-def store_results(wh: Warehouse, incidents: Sequence[Incident]) -> None:
-    """Replace the ``incidents`` and ``incident_messages`` tables with this detection's."""
+def store_results(wh: Warehouse, incidents: Sequence[Incident],
+                  since: datetime | None = None) -> None:
+    """Replace the ``incidents`` and ``incident_messages`` tables with this detection's;
+    one limited to messages from ``since`` on replaces only the incidents starting then."""
     con = wh.con
+    if since is not None and con.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = 'incidents' "
+            "AND table_schema = 'main'").fetchone():
+        con.execute("DELETE FROM incident_messages WHERE incident_id IN "
+                    "(SELECT id FROM incidents WHERE start >= ?)", [since])
+        con.execute("DELETE FROM incidents WHERE start >= ?", [since])
+        _insert_results(wh, incidents)
+        return
     con.execute("""CREATE OR REPLACE TABLE incidents (
         id VARCHAR PRIMARY KEY, kind VARCHAR, severity VARCHAR, rule VARCHAR, list VARCHAR,
         subject VARCHAR, root_message_id VARCHAR, start TIMESTAMPTZ, "end" TIMESTAMPTZ,
@@ -148,8 +176,17 @@ def store_results(wh: Warehouse, incidents: Sequence[Incident]) -> None:
         status VARCHAR, first_reported TIMESTAMPTZ, headline VARCHAR)""")
     con.execute("""CREATE OR REPLACE TABLE incident_messages (
         incident_id VARCHAR, message_uid VARCHAR, is_root BOOLEAN)""")
+    _insert_results(wh, incidents)
+
+
+def _insert_results(wh: Warehouse, incidents: Sequence[Incident]) -> None:
+    con = wh.con
     if not incidents:
         return
+    con.execute("DELETE FROM incident_messages WHERE incident_id IN (SELECT unnest(?))",
+                [[i.id for i in incidents]])
+    con.execute("DELETE FROM incidents WHERE id IN (SELECT unnest(?))",
+                [[i.id for i in incidents]])
     con.executemany(
         "INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [[i.id, i.kind, i.severity, i.rule, i.list, i.subject, i.root_message_id, i.start,

@@ -29,14 +29,12 @@ from detector.model.subjects import (
     normalize_subject_sql,
 )
 from detector.sqltext import sql_string
-from detector.warehouse import MODEL_DEAD, Warehouse
+from detector.warehouse import MODEL_KEYS, Warehouse, dead_table
 
-MODEL_TABLES = (
-    "messages", "expansions", "list_posts", "deliveries", "logical_messages", "threads",
-)
-#: model tables whose view in model.sql is written to a Parquet file as it is built, and
-#: read from it by the later statements and by analysts (Warehouse.write_model_part)
-PARQUET_TABLES = ("deliveries",)
+#: the model's tables, in the order model.sql and threads.sql make them; each is written
+#: to a Parquet part as it is built and read from it by the later statements and by
+#: analysts (Warehouse.write_model_part)
+MODEL_TABLES = tuple(MODEL_KEYS)
 #: a message's events read again by an incremental build: from this long before the
 #: earliest new line (or its first event, if later)
 LOOKBACK = timedelta(days=10)
@@ -45,7 +43,8 @@ MODEL_VERSION = "1"
 _SCRATCH = "_inc"
 _DDL = [
     "CREATE TABLE IF NOT EXISTS model_parts (part VARCHAR PRIMARY KEY)",
-    f"CREATE TABLE IF NOT EXISTS {MODEL_DEAD} (message_key BIGINT, build INTEGER)",
+    *(f"CREATE TABLE IF NOT EXISTS {dead_table(name)} ({key} {kind}, build INTEGER)"
+      for name, (key, kind) in MODEL_KEYS.items()),
 ]
 
 
@@ -58,7 +57,8 @@ class Built:
     full: bool
     messages: int
     since: datetime | None
-_VIEW = re.compile(r"CREATE OR REPLACE VIEW (\w+) AS", re.IGNORECASE)
+_MADE = re.compile(r"CREATE OR REPLACE (?:TABLE|VIEW) (\w+) AS\s+(.*)",
+                   re.IGNORECASE | re.DOTALL)
 
 
 #: the envelope sender of a list server's own copies: "<list>-bounces@domain" (Mailman),
@@ -113,10 +113,11 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
     events parts added since the last build touch."""
     con = wh.con
     create_macros(con)
-    fresh = not _exists(con, MODEL_DEAD)
-    for name in PARQUET_TABLES:  # warehouses written before they were kept as Parquet
+    fresh = not all(_exists(con, dead_table(name)) for name in MODEL_TABLES)
+    for name in MODEL_TABLES:  # warehouses from before the model was kept as Parquet
         if con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
-                       "AND table_type = 'BASE TABLE'", [name]).fetchone():
+                       "AND table_schema = 'main' AND table_type = 'BASE TABLE'",
+                       [name]).fetchone():
             con.execute(f"DROP TABLE {name}")
             fresh = True
         fresh = fresh or not wh.model_files(name)
@@ -126,30 +127,29 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
     built = {r[0] for r in con.execute("SELECT part FROM model_parts").fetchall()}
     new = sorted(parts - built)
     full = (full or fresh or bool(built - parts)
-            or _meta(con, "model_version") != MODEL_VERSION
-            or not all(_exists(con, t) for t in MODEL_TABLES if t not in PARQUET_TABLES))
+            or _meta(con, "model_version") != MODEL_VERSION)
     dirty = con.execute("SELECT count(*) FROM model_dirty").fetchone()
     if not full and not new and not (dirty and dirty[0]):
         return Built(full=False, messages=0, since=None)
     build = int(_meta(con, "model_build") or 0) + 1
-    written: list[Path] = []
+    written: dict[Path, int] = {}
     try:
-        if full:
-            con.execute("BEGIN TRANSACTION")
-            result = _full(wh, build, written)
-        else:
-            # the messages to rebuild are built in a scratch database in memory (nothing
-            # of it reaches the warehouse file), then replace their rows in one transaction
-            with _scratch(con):
+        # the rows are built in a scratch database in memory (its working tables never
+        # reach the warehouse file) and written as Parquet parts; one transaction then
+        # makes the parts visible and hides the rows they replace
+        with _scratch(con):
+            if full:
+                merge = _full(wh, build, written)
+            else:
                 merge = _incremental(wh, build, written, [wh.parts_dir / n for n in new])
-                con.execute("BEGIN TRANSACTION")
-                result = merge()
-        con.execute("DELETE FROM model_parts")
-        con.execute("INSERT INTO model_parts SELECT part FROM parts")
-        con.execute("DELETE FROM model_dirty")
-        _set_meta(con, "model_build", str(build))
-        _set_meta(con, "model_version", MODEL_VERSION)
-        con.execute("COMMIT")
+            con.execute("BEGIN TRANSACTION")
+            result = merge()
+            con.execute("DELETE FROM model_parts")
+            con.execute("INSERT INTO model_parts SELECT part FROM parts")
+            con.execute("DELETE FROM model_dirty")
+            _set_meta(con, "model_build", str(build))
+            _set_meta(con, "model_version", MODEL_VERSION)
+            con.execute("COMMIT")
     except BaseException:
         # after a failed write (a full disk) DuckDB may refuse the rollback too: the first
         # error is the one that says what happened
@@ -194,81 +194,93 @@ def _database(con: duckdb.DuckDBPyConnection) -> str:
     return '"' + str(row[0] if row else "memory").replace('"', '""') + '"'
 
 
-def _run(wh: Warehouse, script: list[str], build: int, written: list) -> None:
-    """Run model statements; a view kept as Parquet becomes a part of this build."""
+def _run(wh: Warehouse, script: list[str], build: int, written: dict[Path, int]) -> None:
+    """Run model statements in the scratch database; a model table becomes this build's
+    Parquet part, which the later statements read (not the query again)."""
     for statement in script:
-        wh.con.execute(statement)
-        view = _VIEW.match(statement)
-        if view and view.group(1) in PARQUET_TABLES:
-            name = view.group(1)
-            path = wh.write_model_part(name, f"SELECT * FROM {name}", build)
-            written.append(path)
-            # the later statements read the rows written, not the view's query again
-            wh.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * EXCLUDE (build) "
-                           f"FROM read_parquet({_literal(path)})")
+        made = _MADE.match(statement)
+        if not made or made.group(1) not in MODEL_KEYS:
+            wh.con.execute(statement)
+            continue
+        name = made.group(1)
+        path, rows = wh.write_model_part(name, made.group(2), build)
+        written[path] = rows
+        wh.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * EXCLUDE (build) "
+                       f"FROM read_parquet({_literal(path)})")
 
 
 def _literal(path: object) -> str:
     return sql_string(str(path))
 
 
-def _full(wh: Warehouse, build: int, written: list) -> Built:
+def _parts_of(name: str, written: dict[Path, int], *, keep_empty: bool) -> list[Path]:
+    """This build's part of ``name``; an incremental build adds none that is empty (a
+    full build keeps it: a table's only part holds its columns)."""
+    return [p for p, rows in written.items() if p.name.startswith(f"{name}-")
+            and (keep_empty or rows > 0)]
+
+
+def _full(wh: Warehouse, build: int, written: dict[Path, int]) -> Callable[[], Built]:
     con = wh.con
-    con.execute(f"DELETE FROM {MODEL_DEAD}")
-    _run(wh, _script("model.sql") + _script("threads.sql"), build, written)
-    for name in PARQUET_TABLES:
-        wh.set_model_files(name, [p for p in written if p.name.startswith(f"{name}-")])
-    n = con.execute("SELECT count(*), min(first_seen) FROM logical_messages").fetchone()
-    return Built(full=True, messages=int(n[0]) if n else 0, since=n[1] if n else None)
+    with _in_scratch(con):
+        _run(wh, _script("model.sql") + _script("threads.sql"), build, written)
+    n = con.execute(f"SELECT count(*), min(first_seen) FROM {_SCRATCH}.main.logical_messages"
+                    ).fetchone()
+
+    def merge() -> Built:
+        for name in MODEL_TABLES:
+            con.execute(f"DELETE FROM {dead_table(name)}")
+            wh.set_model_files(name, _parts_of(name, written, keep_empty=True))
+        return Built(full=True, messages=int(n[0]) if n else 0, since=n[1] if n else None)
+
+    return merge
 
 
-# Relations that make a message's rows depend on another's, each as SQL over the scratch
-# tables _keys (host, queue_id), _ids (message ids) and the stored model; every round adds
-# what the keys and ids found so far reach, until nothing is added.
+# Relations that make a message's rows depend on another's, each as SQL over the temporary
+# tables _keys (host, queue_id), _ids (message ids), _links (queue id hand-overs), and
+# _rm and _rl (the stored messages and logical messages of the last LOOKBACK); every round
+# adds what the keys and ids found so far reach, until nothing is added.
 _GROW = [
     # every instance of a Message-ID or a logical message, and their queue ids' keys
-    """INSERT INTO _keys SELECT DISTINCT coalesce(m.host, ''), m.queue_id FROM main.messages m
+    """INSERT INTO _keys SELECT DISTINCT m.host, m.queue_id FROM _rm m
        WHERE (m.message_id IN (SELECT id FROM _ids)
-              OR m.message_uid IN (SELECT message_uid FROM main.messages s
-                                   JOIN _keys k ON k.host = coalesce(s.host, '')
-                                       AND k.queue_id = s.queue_id))
-         AND (coalesce(m.host, ''), m.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
+              OR m.message_uid IN (SELECT s.message_uid FROM _rm s JOIN _keys k
+                                   ON k.host = s.host AND k.queue_id = s.queue_id))
+         AND (m.host, m.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
     # hand-overs and notices by queue id, both ways ('queued as', a bounce's new queue id)
     """INSERT INTO _keys SELECT DISTINCT l.host, l.queue_id FROM _links l
        WHERE l.next_queue_id IN (SELECT queue_id FROM _keys)
          AND (l.host, l.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
-    """INSERT INTO _keys SELECT DISTINCT coalesce(m.host, ''), m.queue_id FROM main.messages m
+    """INSERT INTO _keys SELECT DISTINCT m.host, m.queue_id FROM _rm m
        WHERE m.queue_id IN (SELECT l.next_queue_id FROM _links l JOIN _keys k
                             ON k.host = l.host AND k.queue_id = l.queue_id)
-         AND (coalesce(m.host, ''), m.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
+         AND (m.host, m.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
     # the ids of the messages found, the roots of their threads, and the replies whose
     # root they are
     """INSERT INTO _ids SELECT DISTINCT x.id FROM (
-           SELECT m.message_id AS id FROM main.messages m JOIN _keys k
-               ON k.host = coalesce(m.host, '') AND k.queue_id = m.queue_id
+           SELECT m.message_id AS id FROM _rm m JOIN _keys k
+               ON k.host = m.host AND k.queue_id = m.queue_id
            UNION ALL
-           SELECT lm.root_ref FROM main.logical_messages lm
-           WHERE lm.message_uid IN (SELECT m.message_uid FROM main.messages m JOIN _keys k
-               ON k.host = coalesce(m.host, '') AND k.queue_id = m.queue_id)
+           SELECT lm.root_ref FROM _rl lm
+           WHERE lm.message_uid IN (SELECT m.message_uid FROM _rm m JOIN _keys k
+               ON k.host = m.host AND k.queue_id = m.queue_id)
            UNION ALL
-           SELECT lm.message_id FROM main.logical_messages lm
+           SELECT lm.message_id FROM _rl lm
            WHERE lm.root_ref IN (SELECT id FROM _ids)) x
        WHERE x.id IS NOT NULL AND x.id <> '' AND x.id NOT IN (SELECT id FROM _ids)""",
 ]
 
 
-def _incremental(wh: Warehouse, build: int, written: list[Path], new_parts: list[Path]
-                 ) -> Callable[[], Built]:
+def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
+                 new_parts: list[Path]) -> Callable[[], Built]:
     """Build the touched messages' rows in the scratch database; return the step that
-    replaces the old rows by them (in the caller's transaction)."""
+    makes them replace the old rows (in the caller's transaction)."""
     con = wh.con
     main = _database(con)
-    files = "[" + ", ".join(_literal(p) for p in new_parts) + "]" if new_parts else None
-    new_events = (f"SELECT host, queue_id, message_id, refs, in_reply_to, ts "
-                  f"FROM read_parquet({files})" if files else
-                  "SELECT host, queue_id, message_id, refs, in_reply_to, ts FROM events "
-                  "WHERE false")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS {new_events}")
+    columns = "host, queue_id, message_id, refs, in_reply_to, ts"
+    files = "[" + ", ".join(_literal(p) for p in new_parts) + "]"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {columns} FROM "
+                + (f"read_parquet({files})" if new_parts else "events WHERE false"))
     con.execute("""CREATE OR REPLACE TEMP TABLE _keys AS
         SELECT DISTINCT coalesce(host, '') AS host, queue_id FROM _new
         WHERE queue_id IS NOT NULL
@@ -280,14 +292,24 @@ def _incremental(wh: Warehouse, build: int, written: list[Path], new_parts: list
             UNION ALL SELECT in_reply_to FROM _new
             UNION ALL SELECT message_id FROM model_dirty)
         WHERE id IS NOT NULL AND id <> ''""")
-    start = con.execute("SELECT min(ts) FROM _new").fetchone()
-    newest = start[0] if start and start[0] is not None else None
-    # hand-overs and notices by queue id, from a day before the new lines on
-    con.execute("""CREATE OR REPLACE TEMP TABLE _links AS
+    row = con.execute("SELECT min(ts) FROM _new").fetchone()
+    newest: datetime | None = row[0] if row else None
+    since = None if newest is None else newest - LOOKBACK
+    recent = "(CAST(? AS TIMESTAMPTZ) IS NULL OR {0} >= ? OR {0} IS NULL)"
+    # what the new lines can relate to: the model's messages of the last LOOKBACK, and
+    # hand-overs and notices by queue id from a day before the new lines on
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _rm AS
+        SELECT coalesce(host, '') AS host, queue_id, message_key, message_id, message_uid,
+            first_seen
+        FROM main.messages WHERE {recent.format('last_seen')}""", [since, since])
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _rl AS
+        SELECT message_uid, message_id, root_ref, thread_id FROM main.logical_messages
+        WHERE {recent.format('last_seen')}""", [since, since])
+    day = None if newest is None else newest - timedelta(days=1)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _links AS
         SELECT DISTINCT coalesce(host, '') AS host, queue_id, next_queue_id FROM events
         WHERE next_queue_id IS NOT NULL AND queue_id IS NOT NULL
-          AND (ts >= CAST(? AS TIMESTAMPTZ) - INTERVAL 1 DAY OR ts IS NULL
-               OR CAST(? AS TIMESTAMPTZ) IS NULL)""", [newest, newest])
+          AND {recent.format('ts')}""", [day, day])
     before = -1
     while True:
         for statement in _GROW:
@@ -297,15 +319,15 @@ def _incremental(wh: Warehouse, build: int, written: list[Path], new_parts: list
         if size is None or size[0] == before:
             break
         before = size[0]
-    # the old rows the new ones replace
+    # the stored messages rebuilt, and from where their events are read again: their
+    # first events, at most LOOKBACK before the new lines
     con.execute("""CREATE OR REPLACE TEMP TABLE _old AS
-        SELECT m.message_key, m.message_uid, m.first_seen FROM main.messages m
-        JOIN _keys k ON k.host = coalesce(m.host, '') AND k.queue_id = m.queue_id""")
-    # from where their events are read again: their first events, at most LOOKBACK
-    # before the new lines
+        SELECT m.message_key, m.message_uid, m.first_seen FROM _rm m
+        JOIN _keys k ON k.host = m.host AND k.queue_id = m.queue_id""")
     row = con.execute("SELECT min(first_seen) FROM _old").fetchone()
     first = newest if row is None or row[0] is None else min(row[0], newest or row[0])
-    floor = None if newest is None else max(first, newest - LOOKBACK) - timedelta(hours=1)
+    floor = None if newest is None or first is None else (
+        max(first, newest - LOOKBACK) - timedelta(hours=1))
     with _in_scratch(con):
         con.execute(f"""CREATE TABLE events AS
             SELECT e.* FROM {main}.main.events e
@@ -316,40 +338,50 @@ def _incremental(wh: Warehouse, build: int, written: list[Path], new_parts: list
                     [floor, floor])
         _run(wh, _script("model.sql"), build, written)
     s = f"{_SCRATCH}.main"
+    # what the new rows replace (tombstones only for rows stored before: most rebuilt
+    # messages are new, and every read of a table pays for its tombstones): by instance,
+    # by logical message, by list post's id, by thread
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _dead_keys AS
+        SELECT message_key FROM _old UNION SELECT message_key FROM {s}.messages
+        WHERE message_key IN (SELECT message_key FROM _rm)""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _uids AS
         SELECT message_uid FROM _old UNION SELECT message_uid FROM {s}.messages""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE _dead_uids AS
+        SELECT message_uid FROM _uids WHERE message_uid IN (SELECT message_uid FROM _rl)""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _post_ids AS
+        SELECT message_id FROM main.list_posts WHERE message_id IN (
+            SELECT id FROM _ids UNION SELECT message_id FROM {s}.list_posts)""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _threads AS
-        SELECT thread_id FROM main.logical_messages
-        WHERE message_uid IN (SELECT message_uid FROM _uids)
+        SELECT thread_id FROM _rl WHERE message_uid IN (SELECT message_uid FROM _uids)
         UNION SELECT thread_id FROM {s}.logical_messages""")
+    # a thread may be any age: its old row is looked for in the whole table
+    con.execute("""CREATE OR REPLACE TEMP TABLE _dead_threads AS
+        SELECT thread_id FROM main.threads
+        WHERE thread_id IN (SELECT thread_id FROM _threads)""")
     # the threads these messages joined or left, summed again over all their messages:
-    # the old rows of the others and the new rows
-    con.execute(f"ALTER TABLE {s}.logical_messages RENAME TO rebuilt_messages")
+    # the stored rows of the others and the new rows
+    con.execute(f"ALTER VIEW {s}.logical_messages RENAME TO rebuilt_messages")
     with _in_scratch(con):
+        # (a thread no stored row names has only new messages: most of them)
         con.execute(f"""CREATE VIEW logical_messages AS
             SELECT * FROM {main}.main.logical_messages
-            WHERE thread_id IN (SELECT thread_id FROM _threads)
+            WHERE thread_id IN (SELECT thread_id FROM _dead_threads)
               AND message_uid NOT IN (SELECT message_uid FROM _uids)
             UNION ALL SELECT * FROM rebuilt_messages""")
         _run(wh, _script("threads.sql"), build, written)
     n = con.execute(f"SELECT count(*), min(first_seen) FROM {s}.rebuilt_messages").fetchone()
+    replaced = {"messages": "SELECT message_key, ? FROM _dead_keys",
+                "deliveries": "SELECT message_key, ? FROM _dead_keys",
+                "expansions": "SELECT message_uid, ? FROM _dead_uids",
+                "logical_messages": "SELECT message_uid, ? FROM _dead_uids",
+                "list_posts": "SELECT message_id, ? FROM _post_ids",
+                "threads": "SELECT thread_id, ? FROM _dead_threads"}
 
     def merge() -> Built:
-        for table, key, old in (
-                ("messages", "message_key", "SELECT message_key FROM _old"),
-                ("expansions", "message_uid", "SELECT message_uid FROM _uids"),
-                ("list_posts", "message_id", "SELECT id FROM _ids UNION "
-                                             f"SELECT message_id FROM {s}.list_posts"),
-                ("logical_messages", "message_uid", "SELECT message_uid FROM _uids"),
-                ("threads", "thread_id", "SELECT thread_id FROM _threads")):
-            con.execute(f"DELETE FROM main.{table} WHERE {key} IN ({old})")
-            source = "rebuilt_messages" if table == "logical_messages" else table
-            con.execute(f"INSERT INTO main.{table} SELECT * FROM {s}.{source}")
-        con.execute(f"INSERT INTO {MODEL_DEAD} SELECT DISTINCT message_key, ? FROM _old",
-                    [build])
-        for name in PARQUET_TABLES:
+        for name in MODEL_TABLES:
+            con.execute(f"INSERT INTO {dead_table(name)} {replaced[name]}", [build])
             wh.set_model_files(name, wh.model_files(name)
-                               + [p for p in written if p.name.startswith(f"{name}-")])
+                               + _parts_of(name, written, keep_empty=False))
         return Built(full=False, messages=int(n[0]) if n else 0, since=n[1] if n else None)
 
     return merge
