@@ -27,6 +27,7 @@ from detector.errors import MailstormError, UsageError
 from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
 from detector.permissions import parse_umask
 from detector.progress import Console, is_terminal
+from detector.retention import parse_keep
 from detector.rules.loader import check_rules
 from detector.rules.overrides import parse_overrides
 from detector.snapshot import current_snapshot, is_snapshot
@@ -240,13 +241,17 @@ def main() -> None:
 @click.option("--max-line", type=click.IntRange(min=1), default=MAX_LINE, show_default=True,
               metavar="BYTES", help="Cut lines longer than this (counted and reported): a "
               "runaway line must not take the memory of the run.")
+@click.option("--keep", metavar="SPAN", help="Keep this much before the newest line (e.g. "
+              "90d, 12h, 8w) and drop older events and model parts, reclaiming their space "
+              "(default: keep everything). Parts straddling the cut stay until all of them "
+              "is old; files already read are not read again.")
 @click.option("--allow-empty", is_flag=True, help="Exit 0 when no new log line was read "
               "(default: exit 4 and say so, as broken log shipping looks like a quiet night).")
 @rules_options
 @_errors_as_click
 def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         year: int | None, fmt: str | None, skip_unknown: bool, memory_limit: str | None,
-        host: str | None, max_line: int, allow_empty: bool,
+        host: str | None, max_line: int, keep: str | None, allow_empty: bool,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
         until: datetime | None, lock_timeout: float, umask: int | None, quiet: bool) -> None:
@@ -268,7 +273,8 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
             skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
             overrides=parse_overrides(overrides), memory_limit=memory_limit,
             scope=_scope(since, until), progress=progress, host=host,
-            lock_timeout=lock_timeout, max_line=max_line, umask=umask)
+            lock_timeout=lock_timeout, max_line=max_line, umask=umask,
+            keep=parse_keep(keep) if keep else None)
     _finish(result, fail_on, fail_on_any, quiet, allow_empty=allow_empty)
 
 

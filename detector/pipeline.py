@@ -6,7 +6,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from detector import permissions
@@ -18,6 +18,7 @@ from detector.ingest import IngestResult, ingest, sniff_inputs
 from detector.model.build import build_model
 from detector.publish import REPORTS_DIR
 from detector.reports import write_report
+from detector.retention import Dropped, apply_retention
 from detector.rules.loader import load_rules
 from detector.rules.model import Rule
 from detector.rules.overrides import apply_overrides
@@ -111,6 +112,7 @@ def run(
     lock_timeout: float = LOCK_TIMEOUT,
     max_line: int = MAX_LINE,
     umask: int | None = None,
+    keep: timedelta | None = None,
 ) -> RunResult:
     """Ingest logs into the warehouse, rebuild the model, detect, write the report, and
     record in the warehouse what this run reported (for the next run's statuses).
@@ -134,6 +136,7 @@ def run(
             ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, sniffed=sniffed,
                               batch_bytes=batch_bytes_for(memory_limit), progress=progress,
                               host=host, max_line=max_line)
+            dropped = apply_retention(wh, keep) if keep else None
             if progress:
                 progress(f"read {ingested.lines:,} new lines; building the model")
             built = build_model(wh)
@@ -146,7 +149,8 @@ def run(
                                until=scope.until if scope else None,
                                lines_read=ingested.lines)
             result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested,
-                                        progress, scope=scope, run_info=run_info)
+                                        progress, scope=scope, run_info=run_info,
+                                        dropped=dropped)
             if progress:
                 progress("publishing the analysts' snapshot")
             publish_snapshot(wh)  # last: it holds what this run recorded
@@ -183,17 +187,19 @@ def _protect(db: Path, out_dir: Path, mask: int) -> None:
 def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
                        templates_dir: Path | None, ingested: IngestResult | None,
                        progress: Progress | None, *, scope: Scope | None,
-                       run_info: RunInfo | None) -> RunResult:
+                       run_info: RunInfo | None, dropped: Dropped | None = None
+                       ) -> RunResult:
     if progress:
         progress(f"running {len(rules)} rules")
     with scoped_model(wh, scope.since if scope else None):
         return _detect_and_report_in(wh, rules, out_dir, templates_dir, ingested,
-                                     scope=scope, run_info=run_info)
+                                     scope=scope, run_info=run_info, dropped=dropped)
 
 
 def _detect_and_report_in(wh: Warehouse, rules: list[Rule], out_dir: Path,
                           templates_dir: Path | None, ingested: IngestResult | None, *,
-                          scope: Scope | None, run_info: RunInfo | None) -> RunResult:
+                          scope: Scope | None, run_info: RunInfo | None,
+                          dropped: Dropped | None) -> RunResult:
     incidents = detect(wh, rules, scope=scope, recording=run_info is not None,
                        now=run_info.started_at if run_info else None)
     skipped = [(f.path, f.damaged or f.skipped or "")
@@ -205,6 +211,9 @@ def _detect_and_report_in(wh: Warehouse, rules: list[Rule], out_dir: Path,
                             ingested.lines if ingested is not None else None)
     # the incidents, messages and deliveries a limited detection counted start there
     summary["detected_since"] = iso_z(scope.since) if scope and scope.since else None
+    summary["retention"] = None if dropped is None or dropped.cut is None else {
+        "cut": iso_z(dropped.cut), "lines": dropped.event_rows, "bytes": dropped.bytes,
+        "parts": dropped.event_parts + dropped.model_parts}
     path = write_report(out_dir, summary, incidents, templates_dir)
     if run_info is not None:  # after the report: a run that wrote none has reported nothing
         record(wh, incidents, run_info)

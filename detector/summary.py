@@ -24,7 +24,7 @@ _PART_STATS = """CREATE TABLE IF NOT EXISTS part_stats (
     lines BIGINT, first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ, leap_days BIGINT)"""
 
 
-def _count_parts(wh: Warehouse) -> None:
+def count_parts(wh: Warehouse) -> None:
     """Add the counts of the events parts not counted yet; forget removed parts'."""
     con = wh.con
     con.execute(_PART_STATS)
@@ -46,7 +46,7 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
     """Summary dict for the report, from the warehouse (all runs so far) and this run
     (``lines_read``: the lines it read; None when it read no log, as ``report``;
     ``skipped``: (path, why) of the files it skipped, or could read only in part)."""
-    _count_parts(wh)
+    count_parts(wh)
     inputs = [
         {"path": r["path"], "format": r["format"], "host": r["host"], "lines": r["lines"],
          "unparsed": r["unparsed"], "first_ts": iso_z(r["first_ts"]),

@@ -59,6 +59,13 @@ MODEL_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
+#: the time of a model table's row, by which retention (--keep) drops whole parts
+MODEL_TIMES: dict[str, str] = {
+    "messages": "last_seen", "expansions": "ts", "list_posts": "ts", "deliveries": "ts",
+    "logical_messages": "coalesce(last_delivery, last_seen)", "threads": "last_ts",
+}
+
+
 def dead_table(name: str) -> str:
     """The table of tombstones of the model table ``name``: (key, build) hides the rows
     with that key written by builds before ``build``."""
@@ -228,9 +235,12 @@ def model_part_sql(name: str, paths: list[Path], *, tombstones: bool,
     if not tombstones:  # written before builds were incremental: one file, no build column
         return f"SELECT * FROM {files}"
     key = MODEL_KEYS[name][0]
-    return (f"SELECT * EXCLUDE (build) FROM {files} d WHERE NOT EXISTS ("
-            f"SELECT 1 FROM main.{dead_table(name)} x "
-            f"WHERE x.{key} = d.{key} AND x.build > d.build)")
+    # a join on the key alone (the newest tombstone of each), then the build compared: a
+    # correlated NOT EXISTS with the comparison inside ran 20 times slower
+    return (f"SELECT d.* EXCLUDE (build) FROM {files} d "
+            f"LEFT JOIN (SELECT {key}, max(build) AS dead FROM main.{dead_table(name)} "
+            f"GROUP BY {key}) x ON x.{key} = d.{key} "
+            "WHERE x.dead IS NULL OR d.build >= x.dead")
 
 
 def parquet_views_sql(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, str]:
@@ -315,6 +325,9 @@ class Warehouse:
         self.con.execute("SET TimeZone = 'UTC'")
         # no query here relies on row order; keeping it costs memory on big tables
         self.con.execute("SET preserve_insertion_order = false")
+        # the model's tables and the events are many Parquet parts, read by many queries
+        # of one run: their footers are parsed once (parts are never rewritten in place)
+        self.con.execute("SET parquet_metadata_cache = true")
         base = Path(self.path)
         # DuckDB spills what does not fit under the limit to a folder beside the file
         self.con.execute("SET temp_directory = ?",

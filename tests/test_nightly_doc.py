@@ -127,7 +127,8 @@ def test_cron_line_is_a_cron_d_entry_of_the_nightly_command() -> None:
     assert "%" not in command  # cron would turn it into a newline
     head = shlex.split(command.split(" || ")[0])
     assert head[:6] == ["flock", "-w", "3600", "-E", "75", LOCK]
-    assert head[6:] == [MAILSTORM, "run", LOGS, "--out", OUT, "--fail-on", "high", "-q"]
+    assert head[6:] == [MAILSTORM, "run", LOGS, "--out", OUT, "--keep", "90d", "--fail-on",
+                        "high", "-q"]
 
 
 def test_cron_command_runs_quiet_then_alerts_once(site: dict[str, Path]) -> None:
