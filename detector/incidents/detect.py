@@ -45,8 +45,9 @@ def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
         found = merge_repeats(wh, rule, find_spans(wh, compiled))
         members.add(wh, rule, found, source)
         spans += found
-    totals = aggregates.totals(wh)
-    storms = aggregates.storm_messages(wh)
+    # a quiet night's detection reads no model table past the rules
+    totals = aggregates.totals(wh) if spans else {}
+    storms = aggregates.storm_messages(wh) if spans else {}
     incidents = [_incident(span, totals[span.key], storms.get(span.key)) for span in spans]
     incidents = _distinct_ids(incidents)
     incidents = fold_related(wh, incidents)
