@@ -6,9 +6,10 @@ in the model name the messages they touch (their host and queue id), and those g
 every message the model's statements relate them to (same Message-ID, same thread root,
 a hand-over by queue id, one logical message); only their events are read again, the
 model's statements run over them in a scratch schema, and their rows replace the old
-ones. Threads those messages joined or left are summed again. A message's events older
-than ``LOOKBACK`` before the new lines are not read again (a queue keeps mail for five
-days by default).
+ones. Threads those messages joined or left are summed again. Relations by Message-ID and
+thread root are looked for among the messages of the last ``LOOKBACK`` before the new
+lines (a queue keeps mail for five days by default); a queue id's stored messages are
+all rebuilt, however old.
 """
 
 from __future__ import annotations
@@ -319,15 +320,17 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
         if size is None or size[0] == before:
             break
         before = size[0]
-    # the stored messages rebuilt, and from where their events are read again: their
-    # first events, at most LOOKBACK before the new lines
+    # every stored message of those queue ids, however old (a queue id comes back: a
+    # message deferred for days, or reused, which the generations tell apart only when
+    # every removal of it is read), and from where their events are read again: the
+    # first of them (one column pair of the stored messages is read whole for this;
+    # their events only from there)
     con.execute("""CREATE OR REPLACE TEMP TABLE _old AS
-        SELECT m.message_key, m.message_uid, m.first_seen FROM _rm m
-        JOIN _keys k ON k.host = m.host AND k.queue_id = m.queue_id""")
+        SELECT m.message_key, m.message_uid, m.first_seen FROM main.messages m
+        WHERE (coalesce(m.host, ''), m.queue_id) IN (SELECT host, queue_id FROM _keys)""")
     row = con.execute("SELECT min(first_seen) FROM _old").fetchone()
     first = newest if row is None or row[0] is None else min(row[0], newest or row[0])
-    floor = None if newest is None or first is None else (
-        max(first, newest - LOOKBACK) - timedelta(hours=1))
+    floor = None if first is None else first - timedelta(hours=1)
     with _in_scratch(con):
         con.execute(f"""CREATE TABLE events AS
             SELECT e.* FROM {main}.main.events e
@@ -347,7 +350,8 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _uids AS
         SELECT message_uid FROM _old UNION SELECT message_uid FROM {s}.messages""")
     con.execute("""CREATE OR REPLACE TEMP TABLE _dead_uids AS
-        SELECT message_uid FROM _uids WHERE message_uid IN (SELECT message_uid FROM _rl)""")
+        SELECT message_uid FROM _uids WHERE message_uid IN (SELECT message_uid FROM _rl)
+        UNION SELECT message_uid FROM _old WHERE first_seen < ?""", [since])
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _post_ids AS
         SELECT message_id FROM main.list_posts WHERE message_id IN (
             SELECT id FROM _ids UNION SELECT message_id FROM {s}.list_posts)""")
