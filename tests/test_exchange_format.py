@@ -290,6 +290,18 @@ def test_parse_returns_exactly_the_events_schema(lines: list[str | None]) -> Non
     assert sorted(set(out["line_no"])) == list(range(1, len(lines) + 1))
 
 
+def test_a_header_naming_fewer_fields_parses_what_it_names() -> None:
+    """A trimmed #Fields line (found by the CLI's random-input test: date-time, client-ip
+    and event-id only) is no traceback: the columns it lacks are empty."""
+    fields = ["date-time", "client-ip", "event-id"]
+    head = [*HEADER[:4], "#Fields: " + ",".join(fields)]
+    lines = [*head, f"{T},192.0.2.7,RECEIVE"]
+    # the head, as the sniffer hands it over, holds the data line too
+    out = exchange.parse(lines_frame(lines), ParseContext("f.log", head=tuple(lines)))
+    assert out.schema == EVENTS_SCHEMA
+    assert out.filter(pl.col("line_no") == 6)["client"].to_list() in ([None], ["192.0.2.7"])
+
+
 # --- rendered logs: batching --------------------------------------------------------------
 
 

@@ -122,7 +122,11 @@ def table(recs: pl.DataFrame, names: list[str], keep: Collection[str] | None = N
             bad, recs = pl.concat([bad, recs.select("line_no", "raw")]), recs.clear()
     if frame is None:
         frame = pl.DataFrame(schema=dict.fromkeys(kept, pl.String))
-    return frame.with_columns(recs["line_no"], recs["raw"].alias("_raw")), bad
+    # a column the parser reads that this header does not name (a trimmed log
+    # configuration, a hand-made file) is there, null: the parser never fails on it
+    absent = sorted(set(keep or ()) - set(names))
+    return frame.with_columns(recs["line_no"], recs["raw"].alias("_raw"),
+                              *(pl.lit(None, pl.String).alias(n) for n in absent)), bad
 
 
 def directives(head: tuple[str, ...] | list[str]) -> dict[str, str]:
