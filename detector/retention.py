@@ -19,9 +19,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from detector.errors import UsageError
-from detector.sqltext import sql_string
 from detector.summary import count_parts
-from detector.warehouse import MODEL_TIMES, Warehouse
+from detector.warehouse import MODEL_TIMES, Warehouse, sql_path, table_exists
 
 _SPAN = re.compile(r"^\s*(\d{1,5})\s*([hdw])\s*$", re.IGNORECASE)
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -61,7 +60,7 @@ def apply_retention(wh: Warehouse, keep: timedelta) -> Dropped:
         files = wh.model_files(name)
         if len(files) < 2:  # a table's only part holds its columns
             continue
-        listed = ", ".join(sql_string(str(f)) for f in files)
+        listed = ", ".join(sql_path(f) for f in files)
         ends = con.execute(f"""SELECT parse_filename(filename), max({column})
                                FROM read_parquet([{listed}], filename = true)
                                GROUP BY ALL""").fetchall()
@@ -81,8 +80,7 @@ def apply_retention(wh: Warehouse, keep: timedelta) -> Dropped:
         con.execute("DELETE FROM model_parts WHERE part IN (SELECT unnest(?))", [names])
         for name, files in old_model.items():
             wh.set_model_files(name, [f for f in wh.model_files(name) if f not in files])
-        if con.execute("SELECT 1 FROM information_schema.tables "
-                       "WHERE table_name = 'incidents' AND table_schema = 'main'").fetchone():
+        if table_exists(con, "incidents"):
             con.execute("DELETE FROM incident_messages WHERE incident_id IN "
                         """(SELECT id FROM incidents WHERE "end" < ?)""", [cut])
             con.execute("""DELETE FROM incidents WHERE "end" < ?""", [cut])

@@ -11,9 +11,8 @@ from detector.formats import shared
 from detector.formats.finish import LEAP_DAY_SQL
 from detector.ingest import NOT_ERRORS
 from detector.rules.model import Rule
-from detector.sqltext import sql_string
 from detector.times import iso_z
-from detector.warehouse import Warehouse
+from detector.warehouse import Warehouse, sql_path
 
 UNPARSED_SAMPLES = 20
 
@@ -33,7 +32,7 @@ def count_parts(wh: Warehouse) -> None:
         "SELECT part FROM parts WHERE part NOT IN (SELECT part FROM part_stats)").fetchall()]
     if not new:
         return
-    files = ", ".join(sql_string(str(wh.parts_dir / n)) for n in new)
+    files = ", ".join(sql_path(wh.parts_dir / n) for n in new)
     con.execute(f"""INSERT INTO part_stats
         SELECT parse_filename(filename) AS part, source_file, kind, program, host,
             count(*), min(ts), max(ts), count(*) FILTER (WHERE {LEAP_DAY_SQL})
@@ -116,7 +115,7 @@ def _unparsed_samples(wh: Warehouse) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema={"source_file": pl.String, "line_no": pl.Int64,
                                     "raw": pl.String})
-    files = ", ".join(sql_string(str(wh.parts_dir / n)) for n in parts)
+    files = ", ".join(sql_path(wh.parts_dir / n) for n in parts)
     return wh.query(f"""SELECT source_file, line_no, raw FROM read_parquet([{files}])
                         WHERE kind = 'unparsed' ORDER BY source_file, line_no
                         LIMIT {UNPARSED_SAMPLES}""")

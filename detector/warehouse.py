@@ -198,9 +198,25 @@ def _whole_parquet(path: Path) -> bool:
         return False
 
 
-def _sql_path(path: Path) -> str:
+def sql_path(path: Path) -> str:
     """An absolute path as a SQL string literal."""
     return sql_string(str(path.resolve()))
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str, *,
+                 base_table: bool = False) -> bool:
+    """Whether the warehouse's main schema holds ``name`` (a table or view; only a table
+    with ``base_table``)."""
+    kind = " AND table_type = 'BASE TABLE'" if base_table else ""
+    return con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
+                       f"AND table_schema = 'main'{kind}", [name]).fetchone() is not None
+
+
+def database_name(con: duckdb.DuckDBPyConnection) -> str:
+    """The warehouse's database name in SQL (its file's stem, quoted), to name its tables
+    where another schema (temp's, an attached database's) holds the same names."""
+    row = con.execute("SELECT current_database()").fetchone()
+    return '"' + str(row[0] if row else "memory").replace('"', '""') + '"'
 
 
 def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
@@ -212,8 +228,7 @@ def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 
 
 def has_tombstones(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
-                       "AND table_schema = 'main'", [dead_table(name)]).fetchone() is not None
+    return table_exists(con, dead_table(name))
 
 
 def parquet_view_paths(con: duckdb.DuckDBPyConnection, db: Path | str
@@ -231,7 +246,7 @@ def model_part_sql(name: str, paths: list[Path], *, tombstones: bool,
     """SELECT over the parts of the model table ``name`` (absolute paths, or the relation
     ``source`` that reads them): each part is one build's rows (column ``build``), and a
     message rebuilt later has a tombstone that hides its rows of earlier builds."""
-    files = source or "read_parquet([" + ", ".join(_sql_path(p) for p in paths) + "])"
+    files = source or "read_parquet([" + ", ".join(sql_path(p) for p in paths) + "])"
     if not tombstones:  # written before builds were incremental: one file, no build column
         return f"SELECT * FROM {files}"
     key = MODEL_KEYS[name][0]
@@ -257,7 +272,7 @@ def events_view_sql(parts_dir: Path) -> str:
     so every open recreates the view: moving the folder does not break it.
     """
     if parts_dir.is_dir() and any(parts_dir.glob("part-*.parquet")):
-        return f"SELECT * FROM read_parquet({_sql_path(parts_dir / 'part-*.parquet')})"
+        return f"SELECT * FROM read_parquet({sql_path(parts_dir / 'part-*.parquet')})"
     return _empty_events_sql()
 
 
@@ -433,7 +448,7 @@ class Warehouse:
                 con.execute("DELETE FROM parts WHERE source_file = ? AND partial",
                             [previous.path])
                 if stale:  # the model built from them is rebuilt by the next build
-                    files = ", ".join(_sql_path(self.parts_dir / n) for n in stale)
+                    files = ", ".join(sql_path(self.parts_dir / n) for n in stale)
                     con.execute("INSERT INTO model_dirty SELECT host, queue_id, message_id "
                                 f"FROM read_parquet([{files}])")
                 unparsed += previous.unparsed
@@ -502,7 +517,7 @@ class Warehouse:
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
         path = self.parquet_dir / f"{name}-{uuid.uuid4().hex}.parquet"
         row = self.con.execute(f"COPY (SELECT *, CAST({int(build)} AS INTEGER) AS build "
-                               f"FROM ({select})) TO {_sql_path(path)} "
+                               f"FROM ({select})) TO {sql_path(path)} "
                                "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
                                ).fetchone()
         return path, int(row[0]) if row else 0

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from detector.rules.compiler import CompiledRule, compile_rule
 from detector.rules.model import Rule
 from detector.sqltext import sql_string
-from detector.warehouse import Warehouse
+from detector.warehouse import Warehouse, database_name
 
 ALL_MESSAGES = "logical_messages"
 SCOPED_MESSAGES = "_scope"
@@ -63,8 +63,7 @@ def scoped_model(wh: Warehouse, since: datetime | None) -> Iterator[None]:
         return
     # a view takes no parameter: the time, written by us, is a literal
     start = sql_string((since - SCOPE_MARGIN).isoformat())
-    row = wh.con.execute("SELECT current_database()").fetchone()
-    db = '"' + str(row[0] if row else "memory").replace('"', '""') + '"'
+    db = database_name(wh.con)
     for name, column in _SCOPED.items():  # the warehouse's table, not temp's main schema
         wh.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {db}.main.{name} "
                        f"WHERE {column} >= CAST({start} AS TIMESTAMPTZ)")

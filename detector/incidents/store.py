@@ -25,7 +25,7 @@ from typing import Any
 
 from detector.incidents.model import Incident, Status
 from detector.rules.vocabulary import LEVELS
-from detector.warehouse import Warehouse
+from detector.warehouse import Warehouse, table_exists
 
 #: least to most severe
 SEVERITIES: tuple[str, ...] = tuple(reversed(LEVELS))
@@ -161,9 +161,7 @@ def store_results(wh: Warehouse, incidents: Sequence[Incident],
     """Replace the ``incidents`` and ``incident_messages`` tables with this detection's;
     one limited to messages from ``since`` on replaces only the incidents starting then."""
     con = wh.con
-    if since is not None and con.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_name = 'incidents' "
-            "AND table_schema = 'main'").fetchone():
+    if since is not None and table_exists(con, "incidents"):
         con.execute("DELETE FROM incident_messages WHERE incident_id IN "
                     "(SELECT id FROM incidents WHERE start >= ?)", [since])
         con.execute("DELETE FROM incidents WHERE start >= ?", [since])

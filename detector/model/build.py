@@ -30,7 +30,14 @@ from detector.model.subjects import (
     normalize_subject_sql,
 )
 from detector.sqltext import sql_string
-from detector.warehouse import MODEL_KEYS, Warehouse, dead_table
+from detector.warehouse import (
+    MODEL_KEYS,
+    Warehouse,
+    database_name,
+    dead_table,
+    sql_path,
+    table_exists,
+)
 
 #: the model's tables, in the order model.sql and threads.sql make them; each is written
 #: to a Parquet part as it is built and read from it by the later statements and by
@@ -103,22 +110,15 @@ def _set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
 
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
-                       "AND table_schema = 'main'", [table]).fetchone() is not None
-
-
 def build_model(wh: Warehouse, *, full: bool = False) -> Built:
     """Bring the model tables up to date with the events, in one transaction: all of them
     (``full``, a first build, or a warehouse whose events lost parts) or the messages the
     events parts added since the last build touch."""
     con = wh.con
     create_macros(con)
-    fresh = not all(_exists(con, dead_table(name)) for name in MODEL_TABLES)
+    fresh = not all(table_exists(con, dead_table(name)) for name in MODEL_TABLES)
     for name in MODEL_TABLES:  # warehouses from before the model was kept as Parquet
-        if con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
-                       "AND table_schema = 'main' AND table_type = 'BASE TABLE'",
-                       [name]).fetchone():
+        if table_exists(con, name, base_table=True):
             con.execute(f"DROP TABLE {name}")
             fresh = True
         fresh = fresh or not wh.model_files(name)
@@ -166,7 +166,7 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
 @contextlib.contextmanager
 def _scratch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """An in-memory database ``_inc`` attached for the scratch tables; detached after."""
-    main = _database(con)
+    main = database_name(con)
     con.execute(f"ATTACH ':memory:' AS {_SCRATCH}")
     try:
         yield
@@ -179,7 +179,7 @@ def _scratch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 @contextlib.contextmanager
 def _in_scratch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Statements create in the scratch database and read it first, then the warehouse."""
-    main = _database(con)
+    main = database_name(con)
     con.execute(f"USE {_SCRATCH}")
     con.execute(f"SET search_path = '{_SCRATCH}.main,{main}.main'")
     try:
@@ -187,12 +187,6 @@ def _in_scratch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     finally:
         con.execute(f"USE {main}")
         con.execute("RESET search_path")
-
-
-def _database(con: duckdb.DuckDBPyConnection) -> str:
-    """The warehouse's database name in SQL (its file's stem, quoted)."""
-    row = con.execute("SELECT current_database()").fetchone()
-    return '"' + str(row[0] if row else "memory").replace('"', '""') + '"'
 
 
 def _run(wh: Warehouse, script: list[str], build: int, written: dict[Path, int]) -> None:
@@ -207,11 +201,7 @@ def _run(wh: Warehouse, script: list[str], build: int, written: dict[Path, int])
         path, rows = wh.write_model_part(name, made.group(2), build)
         written[path] = rows
         wh.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * EXCLUDE (build) "
-                       f"FROM read_parquet({_literal(path)})")
-
-
-def _literal(path: object) -> str:
-    return sql_string(str(path))
+                       f"FROM read_parquet({sql_path(path)})")
 
 
 def _parts_of(name: str, written: dict[Path, int], *, keep_empty: bool) -> list[Path]:
@@ -277,9 +267,9 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     """Build the touched messages' rows in the scratch database; return the step that
     makes them replace the old rows (in the caller's transaction)."""
     con = wh.con
-    main = _database(con)
+    main = database_name(con)
     columns = "host, queue_id, message_id, refs, in_reply_to, ts"
-    files = "[" + ", ".join(_literal(p) for p in new_parts) + "]"
+    files = "[" + ", ".join(sql_path(p) for p in new_parts) + "]"
     con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {columns} FROM "
                 + (f"read_parquet({files})" if new_parts else "events WHERE false"))
     con.execute("""CREATE OR REPLACE TEMP TABLE _keys AS
