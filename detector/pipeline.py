@@ -208,9 +208,12 @@ def _detect_and_report_in(wh: Warehouse, rules: list[Rule], out_dir: Path,
     # what this run read: a run that read nothing new says so, or broken log shipping
     # would look like a quiet night
     summary = build_summary(wh, rules, skipped,
-                            ingested.lines if ingested is not None else None)
-    # the incidents, messages and deliveries a limited detection counted start there
+                            ingested.lines if ingested is not None else None,
+                            since=scope.since if scope else None,
+                            until=scope.until if scope else None)
+    # the incidents, messages and deliveries a limited detection counted are of that span
     summary["detected_since"] = iso_z(scope.since) if scope and scope.since else None
+    summary["detected_until"] = iso_z(scope.until) if scope and scope.until else None
     summary["retention"] = None if dropped is None or dropped.cut is None else {
         "cut": iso_z(dropped.cut), "lines": dropped.event_rows, "bytes": dropped.bytes,
         "parts": dropped.event_parts + dropped.model_parts}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from detector.errors import UsageError
 from detector.summary import count_parts
-from detector.warehouse import MODEL_TIMES, Warehouse, sql_path, table_exists
+from detector.warehouse import MODEL_PARTS, Warehouse, sql_path, table_exists
 
 _SPAN = re.compile(r"^\s*(\d{1,5})\s*([hdw])\s*$", re.IGNORECASE)
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -56,12 +56,12 @@ def apply_retention(wh: Warehouse, keep: timedelta) -> Dropped:
                          HAVING max(last_ts) < ? ORDER BY part""", [cut]).fetchall()
     old_events = [wh.parts_dir / name for name, _ in old]
     old_model: dict[str, list[Path]] = {}
-    for name, column in MODEL_TIMES.items():
+    for name, part in MODEL_PARTS.items():
         files = wh.model_files(name)
         if len(files) < 2:  # a table's only part holds its columns
             continue
         listed = ", ".join(sql_path(f) for f in files)
-        ends = con.execute(f"""SELECT parse_filename(filename), max({column})
+        ends = con.execute(f"""SELECT parse_filename(filename), max({part.time})
                                FROM read_parquet([{listed}], filename = true)
                                GROUP BY ALL""").fetchall()
         gone = {n for n, end in ends if end is not None and end < cut}

@@ -58,6 +58,7 @@ def publish_snapshot(wh: Warehouse) -> Path:
     """Publish a snapshot of the warehouse ``wh`` (open for writing, so nothing changes
     it meanwhile); return its DuckDB file."""
     db = Path(wh.path)
+    wh.drop_temp_tables()
     wh.con.execute("CHECKPOINT")  # everything in the file, nothing left in its WAL
 
     def write(folder: Path, previous: Path | None) -> None:

@@ -41,10 +41,13 @@ def count_parts(wh: Warehouse) -> None:
 
 
 def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str]],
-                  lines_read: int | None = None) -> dict:
+                  lines_read: int | None = None, since: datetime | None = None,
+                  until: datetime | None = None) -> dict:
     """Summary dict for the report, from the warehouse (all runs so far) and this run
     (``lines_read``: the lines it read; None when it read no log, as ``report``;
-    ``skipped``: (path, why) of the files it skipped, or could read only in part)."""
+    ``skipped``: (path, why) of the files it skipped, or could read only in part); its
+    messages and deliveries are those first seen in [``since``, ``until``), the span a
+    limited detection looked at."""
     count_parts(wh)
     inputs = [
         {"path": r["path"], "format": r["format"], "host": r["host"], "lines": r["lines"],
@@ -77,6 +80,11 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
     samples = _unparsed_samples(wh)
     span = wh.scalar_row("SELECT min(first_ts), max(last_ts) FROM part_stats") or (None, None)
     lines = int(kinds["lines"].sum()) if kinds.height else 0
+    totals = wh.scalar_row(
+        "SELECT count(*), sum(deliveries) FROM logical_messages "
+        "WHERE (CAST(? AS TIMESTAMPTZ) IS NULL OR first_seen >= ?) "
+        "AND (CAST(? AS TIMESTAMPTZ) IS NULL OR first_seen < ?)",
+        [since, since, until, until]) or (0, 0)
     unparsed = kinds.filter(kinds["kind"] == "unparsed")["lines"].sum() if kinds.height else 0
     return {
         "generated_at": iso_z(datetime.now(UTC).replace(microsecond=0)),
@@ -92,8 +100,8 @@ def build_summary(wh: Warehouse, rules: list[Rule], skipped: list[tuple[str, str
         "unparsed": int(unparsed or 0),
         "unparsed_samples": samples.to_dicts(),
         "time_span": {"start": iso_z(span[0]), "end": iso_z(span[1])},
-        "messages": int(wh.scalar("SELECT count(*) FROM logical_messages") or 0),
-        "deliveries": int(wh.scalar("SELECT sum(deliveries) FROM logical_messages") or 0),
+        "messages": int(totals[0] or 0),
+        "deliveries": int(totals[1] or 0),
         "hosts": [r[0] for r in wh.con.execute(
             "SELECT DISTINCT host FROM part_stats ORDER BY host").fetchall()],
         "rules": [{"name": r.name, "kind": r.kind, "params": dict(r.values)} for r in rules],

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import polars as pl
@@ -46,23 +46,30 @@ HEAD_BYTES = 65536
 _DICTIONARY_COLUMNS = ["host", "source_file", "program", "kind", "status", "dsn", "relay",
                        "client", "sender", "orig_to"]
 _STATS_COLUMNS = ["ts", "kind"]
+#: the file of a model table's part (write_model_part): the table's name, a uuid
+_MODEL_PART_FILE = re.compile(r"([a-z_]+)-[0-9a-f]{32}\.parquet")
 _PARQUET_VIEW = "parquet_view:"  # meta key of a model table kept as Parquet: + its name
-#: the model tables, kept as Parquet parts (one per build), each with the column whose
-#: value names the rows a later build replaces (see model_part_sql) and its SQL type
-MODEL_KEYS: dict[str, tuple[str, str]] = {
-    "messages": ("message_key", "BIGINT"),
-    "expansions": ("message_uid", "VARCHAR"),
-    "list_posts": ("message_id", "VARCHAR"),
-    "deliveries": ("message_key", "BIGINT"),
-    "logical_messages": ("message_uid", "VARCHAR"),
-    "threads": ("thread_id", "VARCHAR"),
-}
+class ModelPart(NamedTuple):
+    """How a model table kept as Parquet parts is maintained: ``key`` (of SQL type
+    ``kind``) names the rows a later build replaces (see model_part_sql), ``time`` is the
+    time of a row, by which retention (--keep) drops whole parts."""
+
+    key: str
+    kind: str
+    time: str
 
 
-#: the time of a model table's row, by which retention (--keep) drops whole parts
-MODEL_TIMES: dict[str, str] = {
-    "messages": "last_seen", "expansions": "ts", "list_posts": "ts", "deliveries": "ts",
-    "logical_messages": "coalesce(last_delivery, last_seen)", "threads": "last_ts",
+#: the model tables kept as Parquet parts (one per build), in the order model.sql makes
+#: them (``threads`` is a view summing ``logical_messages``: threads.sql)
+MODEL_PARTS: dict[str, ModelPart] = {
+    "messages": ModelPart("message_key", "BIGINT", "last_seen"),
+    "expansions": ModelPart("message_uid", "VARCHAR", "ts"),
+    "list_posts": ModelPart("message_id", "VARCHAR", "ts"),
+    "deliveries": ModelPart("message_key", "BIGINT", "ts"),
+    "logical_messages": ModelPart("message_uid", "VARCHAR",
+                                  "coalesce(last_delivery, last_seen)"),
+    # not for analysts: the hashes an incremental build follows (model.sql, stage 6)
+    "_relations": ModelPart("message_key", "BIGINT", "last_seen"),
 }
 
 
@@ -236,7 +243,8 @@ def parquet_view_paths(con: duckdb.DuckDBPyConnection, db: Path | str
     """View name -> its files, for the model tables kept as Parquet (see
     ``Warehouse.write_model_part``) whose files are all there."""
     paths = {name: [parquet_dir_of(db) / f for f in files]
-             for name, files in _parquet_view_files(con).items()}
+             for name, files in _parquet_view_files(con).items()
+             if name in MODEL_PARTS}  # not a table an older model kept (build drops it)
     return {name: found for name, found in paths.items()
             if found and all(p.is_file() for p in found)}
 
@@ -249,7 +257,7 @@ def model_part_sql(name: str, paths: list[Path], *, tombstones: bool,
     files = source or "read_parquet([" + ", ".join(sql_path(p) for p in paths) + "])"
     if not tombstones:  # written before builds were incremental: one file, no build column
         return f"SELECT * FROM {files}"
-    key = MODEL_KEYS[name][0]
+    key = MODEL_PARTS[name].key
     # a join on the key alone (the newest tombstone of each), then the build compared: a
     # correlated NOT EXISTS with the comparison inside ran 20 times slower
     return (f"SELECT d.* EXCLUDE (build) FROM {files} d "
@@ -524,10 +532,17 @@ class Warehouse:
 
     def set_model_files(self, name: str, paths: list[Path]) -> None:
         """Make the view ``name`` read these parts, in the caller's transaction."""
+        if not paths:  # the table is no longer kept
+            self.con.execute("DELETE FROM meta WHERE key = ?", [_PARQUET_VIEW + name])
+            return
         self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                          [_PARQUET_VIEW + name, ",".join(p.name for p in paths)])
         select = model_part_sql(name, paths, tombstones=has_tombstones(self.con, name))
         self.con.execute(f"CREATE OR REPLACE VIEW main.{name} AS {select}")
+
+    def parquet_tables(self) -> list[str]:
+        """The model tables this warehouse keeps as Parquet parts."""
+        return sorted(_parquet_view_files(self.con))
 
     def model_files(self, name: str) -> list[Path]:
         """The current parts of the model table ``name`` kept as Parquet."""
@@ -536,10 +551,17 @@ class Warehouse:
     def tidy_parquet_views(self) -> None:
         """Remove the files of model tables no view reads (replaced, or left by a crash)."""
         files = _parquet_view_files(self.con)
-        for name, current in files.items():
-            for path in self.parquet_dir.glob(f"{name}-*.parquet"):
-                if path.name not in current:
-                    path.unlink(missing_ok=True)
+        for path in self.parquet_dir.glob("*-*.parquet"):
+            part = _MODEL_PART_FILE.fullmatch(path.name)
+            if part and path.name not in files.get(part.group(1), ()):
+                path.unlink(missing_ok=True)
+
+    def drop_temp_tables(self) -> None:
+        """Drop this session's temporary tables (a build's or a detection's working
+        tables): their memory is freed, and a checkpoint no longer pays for them."""
+        for (name,) in self.con.execute("SELECT table_name FROM duckdb_tables() "
+                                        "WHERE temporary").fetchall():
+            self.con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
 
     def refresh_events_view(self) -> None:
         """The events view over every committed part (a typed empty view when none)."""

@@ -215,3 +215,23 @@ def test_nights_read_one_by_one_report_what_one_run_over_all_finds(tmp_path: Pat
     got = sorted(tuple(i.get(f) for f in fields) for i in incidents(tmp_path / "all"))
     want = sorted(tuple(i.get(f) for f in fields) for i in incidents(once))
     assert got == want and any(i[1] == "reply_storm" for i in want)
+
+
+def test_a_nightly_run_counts_the_messages_of_the_span_it_looked_at(tmp_path: Path) -> None:
+    from detector.pipeline import run
+
+    out = tmp_path / "out"
+    run([str(REPO / "sample_logs" / "mail.log.1.gz")], out, year=2016)  # the day before
+    night = run([str(SAMPLE)], out, year=2016)
+    since = night.summary["detected_since"]
+    assert since is not None  # the second night looked only from its own messages on
+    con = duckdb.connect(str(out / "mailstorm.duckdb"), read_only=True)
+    total, = con.execute("SELECT count(*) FROM logical_messages").fetchone() or (0,)
+    scoped, deliveries = con.execute(
+        "SELECT count(*), sum(deliveries) FROM logical_messages WHERE first_seen >= ?",
+        [datetime.fromisoformat(since)]).fetchone() or (0, 0)
+    con.close()
+    assert night.summary["messages"] == scoped < total
+    assert night.summary["deliveries"] == deliveries
+    page = (out / "index.html").read_text()
+    assert f"{scoped:,} messages, {deliveries:,} deliveries from {since} on" in page

@@ -270,6 +270,26 @@ def test_deliveries_view_follows_the_folder_and_old_tables_are_replaced(tmp_path
         assert w.scalar("SELECT count(*) FROM deliveries") == 1
 
 
+def test_threads_kept_as_parquet_by_an_older_model_become_a_view(tmp_path: Path) -> None:
+    wh = _model(tmp_path, ("mail.log", _message("mx1", "10:00:00", "AAAAAA1", "m1@x",
+                                                [("b@y", None), ("c@y", None)])))
+    # model version 1 kept threads as Parquet parts with tombstones, as a view over them
+    old = wh.parquet_dir / f"threads-{'0' * 32}.parquet"
+    wh.con.execute(f"COPY (SELECT *, 1 AS build FROM threads) TO '{old}' (FORMAT parquet)")
+    wh.con.execute("INSERT INTO meta VALUES ('parquet_view:threads', ?)", [old.name])
+    wh.con.execute(f"CREATE OR REPLACE VIEW threads AS SELECT * FROM '{old}'")
+    wh.con.execute("CREATE TABLE model_dead_threads (thread_id VARCHAR, build INTEGER)")
+    wh.con.execute("UPDATE meta SET value = '1' WHERE key = 'model_version'")
+    wh.close()
+    with Warehouse(tmp_path / "w.duckdb") as w:
+        assert build_model(w).full
+        assert not old.exists()
+        assert not w.scalar("SELECT count(*) FROM duckdb_tables() "
+                            "WHERE table_name = 'model_dead_threads'")
+        assert w.query("SELECT messages, deliveries, root_message_id FROM threads").rows() == [
+            (1, 2, "m1@x")]
+
+
 def test_ties_are_broken_the_same_way_on_every_run(tmp_path: Path) -> None:
     # two lists reach one recipient each; two hosts log the message in the same second
     # with different envelope senders (mx1 hands it to a forwarder on mx2, which rewrites

@@ -7,6 +7,7 @@ table equal, row for row, to building it afresh from all the events at once.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from datetime import timedelta
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from detector.ingest import ingest
-from detector.model.build import MODEL_TABLES, build_model
+from detector.model.build import MODEL_TABLES, MODEL_VIEWS, build_model
 from detector.simulate.day import Options, build_day, write_day
 from detector.sources import discover
 from detector.warehouse import Warehouse
@@ -25,7 +26,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "sample_logs"
 
 def _tables(wh: Warehouse) -> dict[str, list[tuple]]:
     out = {}
-    for table in MODEL_TABLES:
+    for table in MODEL_TABLES + MODEL_VIEWS:
         rows = wh.con.execute(f"SELECT * FROM {table}").fetchall()
         out[table] = sorted(rows, key=repr)
     return out
@@ -84,7 +85,17 @@ def test_the_sample_storm_read_in_pieces(tmp_path: Path) -> None:
     n = len(lines)
     # cut in the storm's first minutes, in its middle, and in the delivery tail
     tables = _grow_and_build(tmp_path, lines, [n // 3, n // 2, 9 * n // 10])
-    assert tables["threads"]
+    # the storm's thread, summed over its messages, is what the storm's truth file says:
+    # its messages and the out-of-office answers (each to one person) to them
+    truth = json.loads((SAMPLES / "truth.json").read_text("utf-8"))[0]
+    (thread,) = [t for t in tables["threads"] if t[3] == truth["root_message_id"]]
+    _, lst, subject, _, _, _, messages, replies, senders, deliveries = thread
+    auto = truth["auto_replies"]
+    assert (lst, subject, messages, replies, deliveries) == (
+        truth["list"], truth["subject"], truth["messages"] + auto, truth["replies"] + auto,
+        truth["deliveries"] + auto)
+    people = len({truth["root_sender"], *truth["replier_addresses"]})
+    assert people <= senders <= people + auto
 
 
 def _corpus_files() -> list[Path]:

@@ -6,10 +6,10 @@ in the model name the messages they touch (their host and queue id), and those g
 every message the model's statements relate them to (same Message-ID, same thread root,
 a hand-over by queue id, one logical message); only their events are read again, the
 model's statements run over them in a scratch schema, and their rows replace the old
-ones. Threads those messages joined or left are summed again. Relations by Message-ID and
-thread root are looked for among the messages of the last ``LOOKBACK`` before the new
-lines (a queue keeps mail for five days by default); a queue id's stored messages are
-all rebuilt, however old.
+ones. Relations by Message-ID and thread root are looked for among the messages of the
+last ``LOOKBACK`` before the new lines (a queue keeps mail for five days by default); a
+queue id's stored messages are all rebuilt, however old. ``threads`` is a view: a thread
+is summed when it is read.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from detector.model.subjects import (
 )
 from detector.sqltext import sql_string
 from detector.warehouse import (
-    MODEL_KEYS,
+    MODEL_PARTS,
     Warehouse,
     database_name,
     dead_table,
@@ -39,20 +39,22 @@ from detector.warehouse import (
     table_exists,
 )
 
-#: the model's tables, in the order model.sql and threads.sql make them; each is written
-#: to a Parquet part as it is built and read from it by the later statements and by
-#: analysts (Warehouse.write_model_part)
-MODEL_TABLES = tuple(MODEL_KEYS)
+#: the model's tables, in the order model.sql makes them; each is written to a Parquet
+#: part as it is built and read from it by the later statements and by analysts
+#: (Warehouse.write_model_part)
+MODEL_TABLES = tuple(MODEL_PARTS)
+#: the model's views over those tables (threads.sql)
+MODEL_VIEWS = ("threads",)
 #: a message's events read again by an incremental build: from this long before the
 #: earliest new line (or its first event, if later)
 LOOKBACK = timedelta(days=10)
 #: the model's meaning of its rows; a build by another version starts afresh
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 _SCRATCH = "_inc"
 _DDL = [
     "CREATE TABLE IF NOT EXISTS model_parts (part VARCHAR PRIMARY KEY)",
-    *(f"CREATE TABLE IF NOT EXISTS {dead_table(name)} ({key} {kind}, build INTEGER)"
-      for name, (key, kind) in MODEL_KEYS.items()),
+    *(f"CREATE TABLE IF NOT EXISTS {dead_table(name)} ({part.key} {part.kind}, "
+      "build INTEGER)" for name, part in MODEL_PARTS.items()),
 ]
 
 
@@ -144,7 +146,11 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
             else:
                 merge = _incremental(wh, build, written, [wh.parts_dir / n for n in new])
             con.execute("BEGIN TRANSACTION")
+            if full:
+                _drop_retired(wh)
             result = merge()
+            for statement in _script("threads.sql"):  # the views over the new tables
+                con.execute(statement)
             con.execute("DELETE FROM model_parts")
             con.execute("INSERT INTO model_parts SELECT part FROM parts")
             con.execute("DELETE FROM model_dirty")
@@ -159,8 +165,21 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
         for path in written:
             path.unlink(missing_ok=True)
         raise
+    finally:
+        with contextlib.suppress(duckdb.Error):  # (after a failure, its error is the one)
+            wh.drop_temp_tables()
     wh.tidy_parquet_views()
     return result
+
+
+def _drop_retired(wh: Warehouse) -> None:
+    """Forget the Parquet tables an older model version kept and this one does not (their
+    files go with the next tidy)."""
+    for name in wh.parquet_tables():
+        if name not in MODEL_PARTS:
+            wh.set_model_files(name, [])
+            wh.con.execute(f"DROP VIEW IF EXISTS main.{name}")
+            wh.con.execute(f"DROP TABLE IF EXISTS {dead_table(name)}")
 
 
 @contextlib.contextmanager
@@ -194,7 +213,7 @@ def _run(wh: Warehouse, script: list[str], build: int, written: dict[Path, int])
     Parquet part, which the later statements read (not the query again)."""
     for statement in script:
         made = _MADE.match(statement)
-        if not made or made.group(1) not in MODEL_KEYS:
+        if not made or made.group(1) not in MODEL_PARTS:
             wh.con.execute(statement)
             continue
         name = made.group(1)
@@ -214,7 +233,7 @@ def _parts_of(name: str, written: dict[Path, int], *, keep_empty: bool) -> list[
 def _full(wh: Warehouse, build: int, written: dict[Path, int]) -> Callable[[], Built]:
     con = wh.con
     with _in_scratch(con):
-        _run(wh, _script("model.sql") + _script("threads.sql"), build, written)
+        _run(wh, _script("model.sql"), build, written)
     n = con.execute(f"SELECT count(*), min(first_seen) FROM {_SCRATCH}.main.logical_messages"
                     ).fetchone()
 
@@ -227,38 +246,37 @@ def _full(wh: Warehouse, build: int, written: dict[Path, int]) -> Callable[[], B
     return merge
 
 
-# Relations that make a message's rows depend on another's, each as SQL over the temporary
-# tables _keys (host, queue_id), _ids (message ids), _links (queue id hand-overs), and
-# _rm and _rl (the stored messages and logical messages of the last LOOKBACK); every round
-# adds what the keys and ids found so far reach, until nothing is added.
+# Relations that make a message's rows depend on another's, each as SQL over temporary
+# tables of hashes (model.sql's _relations): _keys (queue_key of a host's queue id, and
+# queue_hash of the queue id alone), _ids (id_hash of Message-IDs), _links (queue id
+# hand-overs) and _rel (the stored messages of the last LOOKBACK); every round adds what
+# the keys and ids found so far reach, until nothing is added.
 _GROW = [
     # every instance of a Message-ID or a logical message, and their queue ids' keys
-    """INSERT INTO _keys SELECT DISTINCT m.host, m.queue_id FROM _rm m
-       WHERE (m.message_id IN (SELECT id FROM _ids)
-              OR m.message_uid IN (SELECT s.message_uid FROM _rm s JOIN _keys k
-                                   ON k.host = s.host AND k.queue_id = s.queue_id))
-         AND (m.host, m.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
+    """INSERT INTO _keys SELECT DISTINCT r.queue_key, r.queue_hash FROM _rel r
+       WHERE (r.id_hash IN (SELECT id_hash FROM _ids)
+              OR r.uid_hash IN (SELECT s.uid_hash FROM _rel s
+                                WHERE s.queue_key IN (SELECT queue_key FROM _keys)))
+         AND r.queue_key NOT IN (SELECT queue_key FROM _keys)""",
     # hand-overs and notices by queue id, both ways ('queued as', a bounce's new queue id)
-    """INSERT INTO _keys SELECT DISTINCT l.host, l.queue_id FROM _links l
-       WHERE l.next_queue_id IN (SELECT queue_id FROM _keys)
-         AND (l.host, l.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
-    """INSERT INTO _keys SELECT DISTINCT m.host, m.queue_id FROM _rm m
-       WHERE m.queue_id IN (SELECT l.next_queue_id FROM _links l JOIN _keys k
-                            ON k.host = l.host AND k.queue_id = l.queue_id)
-         AND (m.host, m.queue_id) NOT IN (SELECT host, queue_id FROM _keys)""",
+    """INSERT INTO _keys SELECT DISTINCT l.queue_key, l.queue_hash FROM _links l
+       WHERE l.next_hash IN (SELECT queue_hash FROM _keys)
+         AND l.queue_key NOT IN (SELECT queue_key FROM _keys)""",
+    """INSERT INTO _keys SELECT DISTINCT r.queue_key, r.queue_hash FROM _rel r
+       WHERE r.queue_hash IN (SELECT l.next_hash FROM _links l
+                              WHERE l.queue_key IN (SELECT queue_key FROM _keys))
+         AND r.queue_key NOT IN (SELECT queue_key FROM _keys)""",
     # the ids of the messages found, the roots of their threads, and the replies whose
     # root they are
-    """INSERT INTO _ids SELECT DISTINCT x.id FROM (
-           SELECT m.message_id AS id FROM _rm m JOIN _keys k
-               ON k.host = m.host AND k.queue_id = m.queue_id
+    """INSERT INTO _ids SELECT DISTINCT x.id_hash FROM (
+           SELECT r.id_hash FROM _rel r WHERE r.queue_key IN (SELECT queue_key FROM _keys)
            UNION ALL
-           SELECT lm.root_ref FROM _rl lm
-           WHERE lm.message_uid IN (SELECT m.message_uid FROM _rm m JOIN _keys k
-               ON k.host = m.host AND k.queue_id = m.queue_id)
+           SELECT r.root_hash FROM _rel r WHERE r.uid_hash IN (
+               SELECT s.uid_hash FROM _rel s
+               WHERE s.queue_key IN (SELECT queue_key FROM _keys))
            UNION ALL
-           SELECT lm.message_id FROM _rl lm
-           WHERE lm.root_ref IN (SELECT id FROM _ids)) x
-       WHERE x.id IS NOT NULL AND x.id <> '' AND x.id NOT IN (SELECT id FROM _ids)""",
+           SELECT r.id_hash FROM _rel r WHERE r.root_hash IN (SELECT id_hash FROM _ids)) x
+       WHERE x.id_hash IS NOT NULL AND x.id_hash NOT IN (SELECT id_hash FROM _ids)""",
 ]
 
 
@@ -273,11 +291,13 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {columns} FROM "
                 + (f"read_parquet({files})" if new_parts else "events WHERE false"))
     con.execute("""CREATE OR REPLACE TEMP TABLE _keys AS
-        SELECT DISTINCT coalesce(host, '') AS host, queue_id FROM _new
-        WHERE queue_id IS NOT NULL
-        UNION SELECT coalesce(host, ''), queue_id FROM model_dirty WHERE queue_id IS NOT NULL""")
+        SELECT DISTINCT hash(coalesce(host, ''), queue_id) AS queue_key,
+            hash(queue_id) AS queue_hash
+        FROM (SELECT host, queue_id FROM _new
+              UNION ALL SELECT host, queue_id FROM model_dirty)
+        WHERE queue_id IS NOT NULL""")
     con.execute("""CREATE OR REPLACE TEMP TABLE _ids AS
-        SELECT DISTINCT id FROM (
+        SELECT DISTINCT hash(id) AS id_hash FROM (
             SELECT message_id AS id FROM _new
             UNION ALL SELECT root_ref(refs, in_reply_to) FROM _new
             UNION ALL SELECT in_reply_to FROM _new
@@ -289,16 +309,14 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     recent = "(CAST(? AS TIMESTAMPTZ) IS NULL OR {0} >= ? OR {0} IS NULL)"
     # what the new lines can relate to: the model's messages of the last LOOKBACK, and
     # hand-overs and notices by queue id from a day before the new lines on
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _rm AS
-        SELECT coalesce(host, '') AS host, queue_id, message_key, message_id, message_uid,
-            first_seen
-        FROM main.messages WHERE {recent.format('last_seen')}""", [since, since])
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _rl AS
-        SELECT message_uid, message_id, root_ref, thread_id FROM main.logical_messages
-        WHERE {recent.format('last_seen')}""", [since, since])
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _rel AS
+        SELECT message_key, queue_key, queue_hash, id_hash, uid_hash, root_hash
+        FROM main._relations WHERE {recent.format('last_seen')}""", [since, since])
     day = None if newest is None else newest - timedelta(days=1)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _links AS
-        SELECT DISTINCT coalesce(host, '') AS host, queue_id, next_queue_id FROM events
+        SELECT DISTINCT hash(coalesce(host, ''), queue_id) AS queue_key,
+            hash(queue_id) AS queue_hash, hash(next_queue_id) AS next_hash
+        FROM events
         WHERE next_queue_id IS NOT NULL AND queue_id IS NOT NULL
           AND {recent.format('ts')}""", [day, day])
     before = -1
@@ -313,63 +331,65 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     # every stored message of those queue ids, however old (a queue id comes back: a
     # message deferred for days, or reused, which the generations tell apart only when
     # every removal of it is read), and from where their events are read again: the
-    # first of them (one column pair of the stored messages is read whole for this;
-    # their events only from there)
+    # first of them
     con.execute("""CREATE OR REPLACE TEMP TABLE _old AS
-        SELECT m.message_key, m.message_uid, m.first_seen FROM main.messages m
-        WHERE (coalesce(m.host, ''), m.queue_id) IN (SELECT host, queue_id FROM _keys)""")
+        SELECT message_key, uid_hash, first_seen FROM main._relations
+        WHERE queue_key IN (SELECT queue_key FROM _keys)""")
     row = con.execute("SELECT min(first_seen) FROM _old").fetchone()
     first = newest if row is None or row[0] is None else min(row[0], newest or row[0])
     floor = None if first is None else first - timedelta(hours=1)
+    # the events of those messages: every keyed line of the new parts (their keys and ids
+    # began the closure), read where they lie, as a full build reads them, and the lines
+    # of older parts the closure reached, copied
+    earlier = sorted(set(wh.parts_dir.glob("part-*.parquet")) - set(new_parts))
+    keyed = "(queue_id IS NOT NULL OR kind = 'list_post')"
     with _in_scratch(con):
-        con.execute(f"""CREATE TABLE events AS
-            SELECT e.* FROM {main}.main.events e
-            WHERE (CAST(? AS TIMESTAMPTZ) IS NULL OR e.ts >= ? OR e.ts IS NULL)
-              AND ((e.queue_id IS NOT NULL AND (coalesce(e.host, ''), e.queue_id) IN
-                    (SELECT host, queue_id FROM _keys))
-                   OR (e.kind = 'list_post' AND e.message_id IN (SELECT id FROM _ids)))""",
-                    [floor, floor])
+        if earlier:
+            listed = "[" + ", ".join(sql_path(p) for p in earlier) + "]"
+            con.execute(f"""CREATE TABLE _earlier AS
+                SELECT * FROM read_parquet({listed})
+                WHERE (CAST(? AS TIMESTAMPTZ) IS NULL OR ts >= ? OR ts IS NULL)
+                  AND ((queue_id IS NOT NULL AND hash(coalesce(host, ''), queue_id) IN
+                        (SELECT queue_key FROM _keys))
+                       OR (kind = 'list_post'
+                           AND hash(message_id) IN (SELECT id_hash FROM _ids)))""",
+                        [floor, floor])
+        con.execute("CREATE VIEW events AS " + " UNION ALL ".join(
+            ([f"SELECT * FROM read_parquet({files}) WHERE {keyed}"] if new_parts else [])
+            + (["SELECT * FROM _earlier"] if earlier else [])
+            or [f"SELECT * FROM {main}.main.events WHERE false"]))
         _run(wh, _script("model.sql"), build, written)
     s = f"{_SCRATCH}.main"
     # what the new rows replace (tombstones only for rows stored before: most rebuilt
     # messages are new, and every read of a table pays for its tombstones): by instance,
-    # by logical message, by list post's id, by thread
+    # by logical message, by list post's id
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _dead_keys AS
         SELECT message_key FROM _old UNION SELECT message_key FROM {s}.messages
-        WHERE message_key IN (SELECT message_key FROM _rm)""")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _uids AS
-        SELECT message_uid FROM _old UNION SELECT message_uid FROM {s}.messages""")
-    con.execute("""CREATE OR REPLACE TEMP TABLE _dead_uids AS
-        SELECT message_uid FROM _uids WHERE message_uid IN (SELECT message_uid FROM _rl)
-        UNION SELECT message_uid FROM _old WHERE first_seen < ?""", [since])
+        WHERE message_key IN (SELECT message_key FROM _rel)""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _dead_uids AS
+        SELECT message_uid FROM {s}.logical_messages
+        WHERE hash(message_uid) IN (SELECT uid_hash FROM _rel
+                                    UNION ALL SELECT uid_hash FROM _old)""")
+    # a stored logical message the rebuild did not make again (its instances now make
+    # another): its id is read from the table, where the hashes cannot give it
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _lost AS
+        SELECT DISTINCT uid_hash FROM _old WHERE uid_hash NOT IN
+            (SELECT hash(message_uid) FROM {s}.logical_messages)""")
+    if (con.execute("SELECT count(*) FROM _lost").fetchone() or (0,))[0]:
+        con.execute("""INSERT INTO _dead_uids SELECT DISTINCT message_uid
+            FROM main.logical_messages
+            WHERE hash(message_uid) IN (SELECT uid_hash FROM _lost)""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _post_ids AS
-        SELECT message_id FROM main.list_posts WHERE message_id IN (
-            SELECT id FROM _ids UNION SELECT message_id FROM {s}.list_posts)""")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _threads AS
-        SELECT thread_id FROM _rl WHERE message_uid IN (SELECT message_uid FROM _uids)
-        UNION SELECT thread_id FROM {s}.logical_messages""")
-    # a thread may be any age: its old row is looked for in the whole table
-    con.execute("""CREATE OR REPLACE TEMP TABLE _dead_threads AS
-        SELECT thread_id FROM main.threads
-        WHERE thread_id IN (SELECT thread_id FROM _threads)""")
-    # the threads these messages joined or left, summed again over all their messages:
-    # the stored rows of the others and the new rows
-    con.execute(f"ALTER VIEW {s}.logical_messages RENAME TO rebuilt_messages")
-    with _in_scratch(con):
-        # (a thread no stored row names has only new messages: most of them)
-        con.execute(f"""CREATE VIEW logical_messages AS
-            SELECT * FROM {main}.main.logical_messages
-            WHERE thread_id IN (SELECT thread_id FROM _dead_threads)
-              AND message_uid NOT IN (SELECT message_uid FROM _uids)
-            UNION ALL SELECT * FROM rebuilt_messages""")
-        _run(wh, _script("threads.sql"), build, written)
-    n = con.execute(f"SELECT count(*), min(first_seen) FROM {s}.rebuilt_messages").fetchone()
+        SELECT message_id FROM main.list_posts
+        WHERE hash(message_id) IN (SELECT id_hash FROM _ids)
+           OR message_id IN (SELECT message_id FROM {s}.list_posts)""")
+    n = con.execute(f"SELECT count(*), min(first_seen) FROM {s}.logical_messages").fetchone()
     replaced = {"messages": "SELECT message_key, ? FROM _dead_keys",
                 "deliveries": "SELECT message_key, ? FROM _dead_keys",
                 "expansions": "SELECT message_uid, ? FROM _dead_uids",
                 "logical_messages": "SELECT message_uid, ? FROM _dead_uids",
                 "list_posts": "SELECT message_id, ? FROM _post_ids",
-                "threads": "SELECT thread_id, ? FROM _dead_threads"}
+                "_relations": "SELECT message_key, ? FROM _dead_keys"}
 
     def merge() -> Built:
         for name in MODEL_TABLES:

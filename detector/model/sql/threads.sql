@@ -1,7 +1,8 @@
--- Stage 6 of the model (after model.sql): threads, one row per thread of logical
--- messages. Its own script, as an incremental build (build.py) runs it again over the
--- threads that new messages joined or left, not over the whole table.
-CREATE OR REPLACE TABLE threads AS
+-- Threads, one row per thread of logical messages: a view summed when read, not a table
+-- kept. A thread is a list and a subject and may last for months; a table of its sums
+-- would be summed again over all its messages whenever one message joined it, so that a
+-- night would cost what the warehouse holds, not what it read.
+CREATE OR REPLACE VIEW threads AS
 SELECT
     thread_id,
     arg_min(list, (first_seen, message_uid)) AS list,
@@ -15,4 +16,3 @@ SELECT
     CAST(sum(deliveries) AS BIGINT) AS deliveries
 FROM logical_messages
 GROUP BY thread_id;
-
