@@ -124,3 +124,55 @@ def test_real_logs_read_in_pieces(corpus_dir: Path, tmp_path: Path, path: Path,
     after = range(len(lines) // 2, len(lines))
     cuts = random.Random(path.name).sample(after, min(3, len(after)))
     _grow_and_build(tmp_path, lines, cuts, name=path.name)
+
+
+def _postfix(day: str, qid: str, mid: str, rcpt: str) -> list[bytes]:
+    """One message through a Postfix host, as it logs it: arrival, delivery, removal."""
+    return [line.encode() + b"\n" for line in (
+        f"{day} 10:00:00 mx1 postfix/smtpd[100]: {qid}: client=a.example[192.0.2.1]",
+        f"{day} 10:00:00 mx1 postfix/cleanup[101]: {qid}: message-id=<{mid}>",
+        f"{day} 10:00:00 mx1 postfix/qmgr[102]: {qid}: from=<a@x.example>, size=900, "
+        "nrcpt=1 (queue active)",
+        f"{day} 10:00:01 mx1 postfix/smtp[103]: {qid}: to=<{rcpt}>, relay=y[192.0.2.2]:25, "
+        "delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)",
+        f"{day} 10:00:01 mx1 postfix/qmgr[102]: {qid}: removed")]
+
+
+def test_a_queue_id_used_again_weeks_later_leaves_its_first_use_alone(
+        tmp_path: Path) -> None:
+    """Postfix's short queue ids come back on a busy host. A night that reuses one read
+    every earlier use of it again, and looked for incidents from there: a month's
+    history for one line. The first use, long gone from the queue, is now kept as stored,
+    and the new use is numbered after it, as a full build numbers it."""
+    days = [_postfix("Nov  1", "3F2A81C0D4", "first@x.example", "b@y.example"),
+            _postfix("Nov 20", "3F2A81C0D4", "second@x.example", "c@y.example"),
+            _postfix("Nov 21", "3F2A81C0D4", "third@x.example", "d@y.example")]
+    log = tmp_path / "mail.log"
+    log.write_bytes(b"")
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        built = []
+        for lines in days:
+            with log.open("ab") as f:
+                f.writelines(lines)
+            ingest(wh, discover([str(log)]), year=2016)
+            built.append(build_model(wh))
+        # the nights after read their own use of the queue id, and the 21st the use of
+        # the day before (within LOOKBACK, where every use is read again), never the 1st
+        assert [b.since.day if b.since else None for b in built] == [1, 20, 20]
+        assert wh.query("SELECT message_id, generation, removed_at IS NOT NULL "
+                        "FROM messages ORDER BY first_seen").rows() == [
+            ("first@x.example", 0, True), ("second@x.example", 1, True),
+            ("third@x.example", 2, True)]
+        incremental = _tables(wh)
+        assert build_model(wh, full=True).full
+        _assert_same(incremental, _tables(wh))
+
+
+def test_a_message_back_under_its_queue_id_weeks_later_is_read_whole(
+        tmp_path: Path) -> None:
+    """The same Message-ID under the same queue id (a message logged again, or a copy of
+    the log pasted a year on): its first use is read again, and the two make the one
+    message a full build makes."""
+    lines = (_postfix("Nov  1", "3F2A81C0D4", "same@x.example", "b@y.example")
+             + _postfix("Nov 20", "3F2A81C0D4", "same@x.example", "b@y.example"))
+    _grow_and_build(tmp_path, lines, [5])

@@ -49,7 +49,7 @@ MODEL_VIEWS = ("threads",)
 #: earliest new line (or its first event, if later)
 LOOKBACK = timedelta(days=10)
 #: the model's meaning of its rows; a build by another version starts afresh
-MODEL_VERSION = "2"
+MODEL_VERSION = "3"
 _SCRATCH = "_inc"
 _DDL = [
     "CREATE TABLE IF NOT EXISTS model_parts (part VARCHAR PRIMARY KEY)",
@@ -67,6 +67,9 @@ class Built:
     full: bool
     messages: int
     since: datetime | None
+#: a full build numbers every queue id's generations from its first use
+_NO_SETTLED = ("CREATE TABLE _settled (host VARCHAR, queue_id VARCHAR, "
+               "first_generation BIGINT)")
 _MADE = re.compile(r"CREATE OR REPLACE (?:TABLE|VIEW) (\w+) AS\s+(.*)",
                    re.IGNORECASE | re.DOTALL)
 
@@ -233,6 +236,7 @@ def _parts_of(name: str, written: dict[Path, int], *, keep_empty: bool) -> list[
 def _full(wh: Warehouse, build: int, written: dict[Path, int]) -> Callable[[], Built]:
     con = wh.con
     with _in_scratch(con):
+        con.execute(_NO_SETTLED)
         _run(wh, _script("model.sql"), build, written)
     n = con.execute(f"SELECT count(*), min(first_seen) FROM {_SCRATCH}.main.logical_messages"
                     ).fetchone()
@@ -328,13 +332,30 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
         if size is None or size[0] == before:
             break
         before = size[0]
-    # every stored message of those queue ids, however old (a queue id comes back: a
-    # message deferred for days, or reused, which the generations tell apart only when
-    # every removal of it is read), and from where their events are read again: the
-    # first of them
+    # every stored message of those queue ids is rebuilt, however old (a message deferred
+    # for days), but for the uses of a reused queue id that left the queue long before
+    # the new lines of its key (and before LOOKBACK), sharing no Message-ID with them:
+    # the generations after the last of those are read from its removal on and numbered
+    # from the one after it (model.sql's _settled). Postfix's short queue ids come back
+    # within days on a busy host; reading every earlier use again would make a night
+    # cost its history.
+    con.execute("""CREATE OR REPLACE TEMP TABLE _stored AS
+        SELECT message_key, queue_key, id_hash, uid_hash, generation, removed_at, first_seen
+        FROM main._relations WHERE queue_key IN (SELECT queue_key FROM _keys)""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE _settled_keys AS
+        SELECT s.queue_key, max(s.generation) AS generation,
+            arg_max(s.removed_at, s.generation) AS removed_at
+        FROM _stored s
+        LEFT JOIN (SELECT hash(coalesce(host, ''), queue_id) AS queue_key, min(ts) AS t
+                   FROM _new WHERE queue_id IS NOT NULL GROUP BY ALL) n USING (queue_key)
+        WHERE s.removed_at < least(coalesce(n.t, ?), ?) - INTERVAL 1 HOUR
+          AND (s.id_hash IS NULL OR s.id_hash NOT IN (SELECT id_hash FROM _ids))
+        GROUP BY s.queue_key""", [since, since])
+    # the stored messages rebuilt, and from where their events are read again: the first
     con.execute("""CREATE OR REPLACE TEMP TABLE _old AS
-        SELECT message_key, uid_hash, first_seen FROM main._relations
-        WHERE queue_key IN (SELECT queue_key FROM _keys)""")
+        SELECT s.message_key, s.uid_hash, s.first_seen FROM _stored s
+        LEFT JOIN _settled_keys x USING (queue_key)
+        WHERE x.generation IS NULL OR s.generation > x.generation""")
     row = con.execute("SELECT min(first_seen) FROM _old").fetchone()
     first = newest if row is None or row[0] is None else min(row[0], newest or row[0])
     floor = None if first is None else first - timedelta(hours=1)
@@ -347,17 +368,25 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
         if earlier:
             listed = "[" + ", ".join(sql_path(p) for p in earlier) + "]"
             con.execute(f"""CREATE TABLE _earlier AS
-                SELECT * FROM read_parquet({listed})
-                WHERE (CAST(? AS TIMESTAMPTZ) IS NULL OR ts >= ? OR ts IS NULL)
-                  AND ((queue_id IS NOT NULL AND hash(coalesce(host, ''), queue_id) IN
-                        (SELECT queue_key FROM _keys))
-                       OR (kind = 'list_post'
-                           AND hash(message_id) IN (SELECT id_hash FROM _ids)))""",
+                SELECT e.* FROM read_parquet({listed}) e
+                LEFT JOIN _settled_keys x
+                    ON x.queue_key = hash(coalesce(e.host, ''), e.queue_id)
+                WHERE (CAST(? AS TIMESTAMPTZ) IS NULL OR e.ts >= ? OR e.ts IS NULL)
+                  AND ((e.queue_id IS NOT NULL AND hash(coalesce(e.host, ''), e.queue_id)
+                        IN (SELECT queue_key FROM _keys))
+                       OR (e.kind = 'list_post'
+                           AND hash(e.message_id) IN (SELECT id_hash FROM _ids)))
+                  AND (x.removed_at IS NULL OR e.ts > x.removed_at OR e.ts IS NULL)""",
                         [floor, floor])
         con.execute("CREATE VIEW events AS " + " UNION ALL ".join(
             ([f"SELECT * FROM read_parquet({files}) WHERE {keyed}"] if new_parts else [])
             + (["SELECT * FROM _earlier"] if earlier else [])
             or [f"SELECT * FROM {main}.main.events WHERE false"]))
+        con.execute("""CREATE TABLE _settled AS
+            SELECT DISTINCT e.host, e.queue_id, x.generation + 1 AS first_generation
+            FROM events e
+            JOIN _settled_keys x ON x.queue_key = hash(coalesce(e.host, ''), e.queue_id)
+            WHERE e.host IS NOT NULL AND e.queue_id IS NOT NULL""")
         _run(wh, _script("model.sql"), build, written)
     s = f"{_SCRATCH}.main"
     # what the new rows replace (tombstones only for rows stored before: most rebuilt

@@ -26,19 +26,27 @@ SELECT e.source_file, e.line_no,
 FROM events e
 JOIN _removals r ON r.host = e.host AND r.queue_id = e.queue_id AND r.removals > 1;
 
+-- _settled (host, queue_id, first_generation) is made by build.py: an incremental build
+-- reads a reused queue id's events from after its last use it keeps as stored (removed
+-- long before the new lines), and numbers the generations it reads from the one after;
+-- a full build's is empty.
 CREATE OR REPLACE VIEW _qev AS
 SELECT
     e.*,
     -- the key is a 64-bit hash: joins and groups on it are far cheaper than on text
-    CAST(hash(e.host, e.queue_id, CASE
+    CAST(hash(e.host, e.queue_id, generation) >> 1 AS BIGINT) AS message_key
+FROM (
+    SELECT e.*, coalesce(s.first_generation, 0) + CASE
         WHEN g.generation IS NOT NULL THEN g.generation
         WHEN r.removals IS NULL OR e.ts <= r.removed_at THEN 0
         ELSE 1
-    END) >> 1 AS BIGINT) AS message_key
-FROM events e
-LEFT JOIN _removals r ON r.host = e.host AND r.queue_id = e.queue_id
-LEFT JOIN _generations g ON g.source_file = e.source_file AND g.line_no = e.line_no
-WHERE e.queue_id IS NOT NULL;
+    END AS generation
+    FROM events e
+    LEFT JOIN _removals r ON r.host = e.host AND r.queue_id = e.queue_id
+    LEFT JOIN _generations g ON g.source_file = e.source_file AND g.line_no = e.line_no
+    LEFT JOIN _settled s ON s.host = e.host AND s.queue_id = e.queue_id
+    WHERE e.queue_id IS NOT NULL
+) e;
 
 -- Stage 2. One row per message per host. Postfix spreads a message's facts over several
 -- lines (cleanup, qmgr, header_checks, smtpd); other formats log them on one 'received'
@@ -68,6 +76,9 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
         max(nrcpt) FILTER (WHERE kind IN ('qmgr_from', 'received')) AS nrcpt,
         min(ts) AS first_seen,
         max(ts) AS last_seen,
+        -- the how-manieth use of its queue id on its host, and when it left the queue
+        CAST(max(generation) AS BIGINT) AS generation,
+        max(ts) FILTER (WHERE kind = 'queue_removed') AS removed_at,
         max(client) FILTER (WHERE kind IN ('smtpd_client', 'received')) AS client,
         -- its arrival is in the log (Postfix logs qmgr from= again at every retry of a
         -- deferred message: that alone is no arrival)
@@ -541,6 +552,9 @@ SELECT
     CASE WHEN m.message_id <> '' THEN hash(m.message_id) END AS id_hash,
     hash(m.message_uid) AS uid_hash,
     CASE WHEN l.root_ref <> '' THEN hash(l.root_ref) END AS root_hash,
+    m.generation,
+    -- (a queue id logged without a host is never told apart by its removals)
+    CASE WHEN m.host IS NOT NULL THEN m.removed_at END AS removed_at,
     m.first_seen,
     greatest(m.last_seen, l.last_seen) AS last_seen
 FROM messages m
