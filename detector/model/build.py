@@ -18,7 +18,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -284,6 +284,40 @@ _GROW = [
 ]
 
 
+#: at most this many spans of time are read from older parts; more are read as one
+_MAX_SPANS = 16
+#: the far end of the span of the new lines
+_OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _spans(con: duckdb.DuckDBPyConnection, newest: datetime | None
+           ) -> list[tuple[datetime, datetime]]:
+    """The spans of time whose lines an incremental build reads from older parts: each
+    stored message rebuilt (_old) from an hour before its first line to an hour after its
+    last, and the new lines from an hour before the first on; overlapping ones merged."""
+    rows = con.execute("""
+        WITH r AS (
+            SELECT first_seen - INTERVAL 1 HOUR AS a,
+                coalesce(last_seen, first_seen) + INTERVAL 1 HOUR AS b
+            FROM _old WHERE first_seen IS NOT NULL
+            UNION ALL
+            SELECT CAST(? AS TIMESTAMPTZ) - INTERVAL 1 HOUR, CAST(? AS TIMESTAMPTZ)
+            WHERE CAST(? AS TIMESTAMPTZ) IS NOT NULL
+        ), reach AS (
+            SELECT a, b, max(b) OVER (ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING
+                                      AND 1 PRECEDING) AS before FROM r
+        ), islands AS (
+            SELECT a, b, sum(CASE WHEN before IS NULL OR a > before THEN 1 ELSE 0 END)
+                OVER (ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island FROM reach
+        )
+        SELECT min(a), max(b) FROM islands GROUP BY island ORDER BY 1""",
+                       [newest, _OPEN_END, newest]).fetchall()
+    spans = [(a, b) for a, b in rows]
+    if len(spans) > _MAX_SPANS:
+        spans = [(spans[0][0], max(b for _, b in spans))]
+    return spans
+
+
 def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
                  new_parts: list[Path]) -> Callable[[], Built]:
     """Build the touched messages' rows in the scratch database; return the step that
@@ -340,7 +374,8 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     # within days on a busy host; reading every earlier use again would make a night
     # cost its history.
     con.execute("""CREATE OR REPLACE TEMP TABLE _stored AS
-        SELECT message_key, queue_key, id_hash, uid_hash, generation, removed_at, first_seen
+        SELECT message_key, queue_key, id_hash, uid_hash, generation, removed_at, first_seen,
+            last_seen
         FROM main._relations WHERE queue_key IN (SELECT queue_key FROM _keys)""")
     con.execute("""CREATE OR REPLACE TEMP TABLE _settled_keys AS
         SELECT s.queue_key, max(s.generation) AS generation,
@@ -351,14 +386,11 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
         WHERE s.removed_at < least(coalesce(n.t, ?), ?) - INTERVAL 1 HOUR
           AND (s.id_hash IS NULL OR s.id_hash NOT IN (SELECT id_hash FROM _ids))
         GROUP BY s.queue_key""", [since, since])
-    # the stored messages rebuilt, and from where their events are read again: the first
+    # the stored messages rebuilt
     con.execute("""CREATE OR REPLACE TEMP TABLE _old AS
-        SELECT s.message_key, s.uid_hash, s.first_seen FROM _stored s
+        SELECT s.message_key, s.uid_hash, s.first_seen, s.last_seen FROM _stored s
         LEFT JOIN _settled_keys x USING (queue_key)
         WHERE x.generation IS NULL OR s.generation > x.generation""")
-    row = con.execute("SELECT min(first_seen) FROM _old").fetchone()
-    first = newest if row is None or row[0] is None else min(row[0], newest or row[0])
-    floor = None if first is None else first - timedelta(hours=1)
     # the events of those messages: every keyed line of the new parts (their keys and ids
     # began the closure), read where they lie, as a full build reads them, and the lines
     # of older parts the closure reached, copied
@@ -367,17 +399,22 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     with _in_scratch(con):
         if earlier:
             listed = "[" + ", ".join(sql_path(p) for p in earlier) + "]"
-            con.execute(f"""CREATE TABLE _earlier AS
+            # the stored messages' own spans of time, and the hour before the new lines:
+            # a span each, so that a part's row groups outside them are never read (a
+            # queue id used again reaches back days, to one message)
+            spans: list[tuple[str, list[datetime]]] = [("e.ts IS NULL", [])] + [
+                ("e.ts BETWEEN ? AND ?", [a, b]) for a, b in _spans(con, newest)]
+            con.execute("CREATE TABLE _earlier AS " + " UNION ALL ".join(f"""
                 SELECT e.* FROM read_parquet({listed}) e
                 LEFT JOIN _settled_keys x
                     ON x.queue_key = hash(coalesce(e.host, ''), e.queue_id)
-                WHERE (CAST(? AS TIMESTAMPTZ) IS NULL OR e.ts >= ? OR e.ts IS NULL)
+                WHERE ({span})
                   AND ((e.queue_id IS NOT NULL AND hash(coalesce(e.host, ''), e.queue_id)
                         IN (SELECT queue_key FROM _keys))
                        OR (e.kind = 'list_post'
                            AND hash(e.message_id) IN (SELECT id_hash FROM _ids)))
-                  AND (x.removed_at IS NULL OR e.ts > x.removed_at OR e.ts IS NULL)""",
-                        [floor, floor])
+                  AND (x.removed_at IS NULL OR e.ts > x.removed_at OR e.ts IS NULL)"""
+                for span, _ in spans), [v for _, values in spans for v in values])
         con.execute("CREATE VIEW events AS " + " UNION ALL ".join(
             ([f"SELECT * FROM read_parquet({files}) WHERE {keyed}"] if new_parts else [])
             + (["SELECT * FROM _earlier"] if earlier else [])
@@ -413,6 +450,25 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
         WHERE hash(message_id) IN (SELECT id_hash FROM _ids)
            OR message_id IN (SELECT message_id FROM {s}.list_posts)""")
     n = con.execute(f"SELECT count(*), min(first_seen) FROM {s}.logical_messages").fetchone()
+    # detection looks again from the first message that changed: a stored message read
+    # again (its queue id used again, a relation) whose row came out the same changes
+    # no incident, and may be days older than the new lines
+    changed = con.execute(f"""
+        WITH again AS (
+            SELECT * FROM {s}.logical_messages
+            WHERE message_uid IN (SELECT message_uid FROM _dead_uids))
+        SELECT min(first_seen) FROM (
+            SELECT first_seen FROM {s}.logical_messages
+            WHERE message_uid NOT IN (SELECT message_uid FROM _dead_uids)
+            UNION ALL
+            SELECT first_seen FROM (
+                SELECT * FROM again
+                EXCEPT
+                SELECT * FROM main.logical_messages
+                WHERE first_seen >= (SELECT min(first_seen) FROM again)
+                  AND message_uid IN (SELECT message_uid FROM _dead_uids)))""").fetchone()
+    if n and changed and changed[0] is not None:
+        n = (n[0], changed[0])
     replaced = {"messages": "SELECT message_key, ? FROM _dead_keys",
                 "deliveries": "SELECT message_key, ? FROM _dead_keys",
                 "expansions": "SELECT message_uid, ? FROM _dead_uids",
