@@ -20,7 +20,7 @@ from pathlib import Path
 
 from detector.errors import UsageError
 from detector.summary import count_parts
-from detector.warehouse import MODEL_PARTS, Warehouse, sql_path, table_exists
+from detector.warehouse import MODEL_PARTS, Warehouse, table_exists
 
 _SPAN = re.compile(r"^\s*(\d{1,5})\s*([hdw])\s*$", re.IGNORECASE)
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -56,14 +56,17 @@ def apply_retention(wh: Warehouse, keep: timedelta) -> Dropped:
                          HAVING max(last_ts) < ? ORDER BY part""", [cut]).fetchall()
     old_events = [wh.parts_dir / name for name, _ in old]
     old_model: dict[str, list[Path]] = {}
-    for name, part in MODEL_PARTS.items():
+    for name in MODEL_PARTS:
         files = wh.model_files(name)
         if len(files) < 2:  # a table's only part holds its columns
             continue
-        listed = ", ".join(sql_path(f) for f in files)
-        ends = con.execute(f"""SELECT parse_filename(filename), max({part.time})
-                               FROM read_parquet([{listed}], filename = true)
-                               GROUP BY ALL""").fetchall()
+        names = [f.name for f in files]
+        known = dict(con.execute("SELECT part, last_ts FROM model_part_times "
+                                 "WHERE part IN (SELECT unnest(?))", [names]).fetchall())
+        # parts written before their times were recorded: read once, then recorded
+        wh.record_part_times(name, [f for f in files if f.name not in known])
+        ends = con.execute("SELECT part, last_ts FROM model_part_times "
+                           "WHERE part IN (SELECT unnest(?))", [names]).fetchall()
         gone = {n for n, end in ends if end is not None and end < cut}
         keep_files = [f for f in files if f.name not in gone]
         if gone and keep_files:
@@ -80,6 +83,8 @@ def apply_retention(wh: Warehouse, keep: timedelta) -> Dropped:
         con.execute("DELETE FROM model_parts WHERE part IN (SELECT unnest(?))", [names])
         for name, files in old_model.items():
             wh.set_model_files(name, [f for f in wh.model_files(name) if f not in files])
+            con.execute("DELETE FROM model_part_times WHERE part IN (SELECT unnest(?))",
+                        [[f.name for f in files]])
         if table_exists(con, "incidents"):
             con.execute("DELETE FROM incident_messages WHERE incident_id IN "
                         """(SELECT id FROM incidents WHERE "end" < ?)""", [cut])

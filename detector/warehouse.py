@@ -101,6 +101,10 @@ _DDL = [
     # line superseded): the next build reads them again (detector/model/build.py)
     "CREATE TABLE IF NOT EXISTS model_dirty (host VARCHAR, queue_id VARCHAR, "
     "message_id VARCHAR)",
+    # the newest row time of each model part (ModelPart.time), recorded as it is written,
+    # by which retention drops whole parts without reading them
+    "CREATE TABLE IF NOT EXISTS model_part_times (part VARCHAR PRIMARY KEY, "
+    "last_ts TIMESTAMPTZ)",
 ]
 
 
@@ -346,6 +350,9 @@ class Warehouse:
         self.path = str(path)
         self.con = _connect_waiting(self.path, lock_timeout)
         self.con.execute("SET TimeZone = 'UTC'")
+        #: this warehouse's database in SQL, for statements run while another is in use
+        #: (the model build's scratch database)
+        self.catalog = database_name(self.con)
         # no query here relies on row order; keeping it costs memory on big tables
         self.con.execute("SET preserve_insertion_order = false")
         # the model's tables and the events are many Parquet parts, read by many queries
@@ -528,7 +535,20 @@ class Warehouse:
                                f"FROM ({select})) TO {sql_path(path)} "
                                "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
                                ).fetchone()
+        self.record_part_times(name, [path])
         return path, int(row[0]) if row else 0
+
+    def record_part_times(self, name: str, paths: list[Path]) -> None:
+        """Record the newest row time of these parts of the model table ``name``."""
+        if not paths:
+            return
+        listed = ", ".join(sql_path(p) for p in paths)
+        self.con.execute(f"""INSERT OR REPLACE INTO {self.catalog}.main.model_part_times
+            SELECT parse_filename(filename), max({MODEL_PARTS[name].time})
+            FROM read_parquet([{listed}], filename = true) GROUP BY ALL""")
+        # a part without rows has no time: recorded as such, not read again
+        self.con.execute(f"INSERT OR IGNORE INTO {self.catalog}.main.model_part_times "
+                         "SELECT unnest(?), NULL", [[p.name for p in paths]])
 
     def set_model_files(self, name: str, paths: list[Path]) -> None:
         """Make the view ``name`` read these parts, in the caller's transaction."""
@@ -551,6 +571,9 @@ class Warehouse:
     def tidy_parquet_views(self) -> None:
         """Remove the files of model tables no view reads (replaced, or left by a crash)."""
         files = _parquet_view_files(self.con)
+        current = [f for names in files.values() for f in names]
+        self.con.execute("DELETE FROM model_part_times WHERE part NOT IN (SELECT unnest(?))",
+                         [current])
         for path in self.parquet_dir.glob("*-*.parquet"):
             part = _MODEL_PART_FILE.fullmatch(path.name)
             if part and path.name not in files.get(part.group(1), ()):

@@ -90,3 +90,29 @@ def test_keep_drops_the_older_day_and_reads_nothing_twice(tmp_path: Path) -> Non
               if i["kind"] == "reply_storm"]
     assert len(storms) == 1
     assert _run(logs, "--out", out, "--keep", "12h", *RUN) == 4
+
+
+def test_each_model_part_s_newest_time_is_recorded_as_it_is_written(tmp_path: Path) -> None:
+    """Retention drops a model part by the newest time recorded when it was written, so
+    that it never reads every part again: the record must be that part's newest row."""
+    from detector.warehouse import MODEL_PARTS
+
+    out = tmp_path / "out"
+    assert _run(SAMPLES / "mail.log.1.gz", "--out", out, *RUN) == 0
+    assert _run(SAMPLES / "mail.log", "--out", out, *RUN) == 0
+    con = duckdb.connect(str(out / "mailstorm.duckdb"), read_only=True)
+    try:
+        recorded = dict(con.execute("SELECT part, last_ts FROM model_part_times").fetchall())
+        files = {row[0].removeprefix("parquet_view:"): row[1].split(",") for row in
+                 con.execute("SELECT key, value FROM meta WHERE key LIKE 'parquet_view:%'")
+                 .fetchall()}
+        assert set(files) == set(MODEL_PARTS)
+        assert set(recorded) == {f for names in files.values() for f in names}
+        for name, names in files.items():
+            for part in names:  # read from the file itself, as retention used to
+                (newest,) = con.execute(
+                    f"SELECT max({MODEL_PARTS[name].time}) FROM read_parquet(?)",
+                    [str(out / "mailstorm.parquet" / part)]).fetchone() or (None,)
+                assert recorded[part] == newest, (name, part)
+    finally:
+        con.close()
