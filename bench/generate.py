@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timestamps", choices=("rfc3164", "rfc3339"), default="rfc3164")
     ap.add_argument("--tz", default=None, help="zoneinfo name for local time (default UTC)")
     ap.add_argument("--long-queue-ids", action="store_true")
+    ap.add_argument("--inodes", type=int, default=0xEFFFF,
+                    help="short queue ids' inode numbers drawn from this many (a busy "
+                         "queue reuses a few thousand: ids come back days later)")
     ap.add_argument("--date", type=date.fromisoformat, default=DAY.date(),
                     help="the day (UTC) to simulate; the site stays that of --seed")
     args = ap.parse_args(argv)
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     render_seed = args.seed if args.date == DAY.date() else args.seed * 100_000 + \
         args.date.toordinal()
     renderer = PostfixRenderer(site, seed=render_seed, timestamps=args.timestamps, tz=args.tz,
-                               long_queue_ids=args.long_queue_ids)
+                               long_queue_ids=args.long_queue_ids, inodes=args.inodes)
     n = write_lines(out, renderer.chunks(messages), args.compresslevel)
     t2 = time.perf_counter()
     Path(f"{out}.truth.json").write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")

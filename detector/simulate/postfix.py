@@ -37,7 +37,8 @@ class PostfixRenderer:
 
     def __init__(self, site: Site, *, seed: int = 0, hosts: tuple[str, ...] = ("mx1",),
                  timestamps: str = "rfc3164", tz: str | None = None,
-                 long_queue_ids: bool = False, headers: bool = True) -> None:
+                 long_queue_ids: bool = False, headers: bool = True,
+                 inodes: int = 0xEFFFF) -> None:
         if not 1 <= len(hosts) <= 2:
             raise ValueError("hosts: one MTA, or an edge MX and a list server")
         self.site = site
@@ -51,7 +52,7 @@ class PostfixRenderer:
         self.ip = {h: f"10.1.0.{2 + 7 * i}" for i, h in enumerate(hosts)}
         self.qmgr = {h: 1100 + 13 * i for i, h in enumerate(hosts)}
         self.dkim = {h: 812 + 5 * i for i, h in enumerate(hosts)}
-        self.qids = QueueIds(self.rng, long_queue_ids)
+        self.qids = QueueIds(self.rng, long_queue_ids, inodes)
         self.pids = Pids(self.rng)
         self.stamper = Stamper(timestamps, tz)
         self.delay = pt.DelayText()

@@ -13,8 +13,11 @@ PID_MAX = 32_768  # Linux default in 2016: pids wrap around
 class QueueIds:
     """Unique queue ids; short ones are usec + inode hex, long ones base-52 time + inode."""
 
-    def __init__(self, rng: random.Random, long: bool = False) -> None:
-        self.rng, self.long = rng, long
+    def __init__(self, rng: random.Random, long: bool = False, inodes: int = 0xEFFFF) -> None:
+        # inodes: how many queue files' inode numbers the ids draw from. A busy queue
+        # reuses a few thousand, so a short id comes back days later (never while its
+        # message is queued: an id is unique within the day rendered here)
+        self.rng, self.long, self.inodes = rng, long, inodes
         self.used: set[str] = set()
 
     def new(self, t_us: int) -> str:
@@ -24,7 +27,7 @@ class QueueIds:
             if self.long:
                 qid = f"{b52(sec, 6)}{b52(usec, 4)}z{b51(51**3 + int(rand() * 6_632_550))}"
             else:  # 5 hex digits of microseconds, then the queue file's inode number
-                qid = f"{usec:05X}{0x10000 + int(rand() * 0xEFFFF):05X}"
+                qid = f"{usec:05X}{0x10000 + int(rand() * self.inodes):05X}"
             if qid not in self.used:
                 self.used.add(qid)
                 return qid
