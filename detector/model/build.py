@@ -348,43 +348,82 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     # what the new lines can relate to: the model's messages of the last LOOKBACK, and
     # hand-overs and notices by queue id from a day before the new lines on
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _rel AS
-        SELECT message_key, queue_key, queue_hash, id_hash, uid_hash, root_hash
+        SELECT message_key, queue_key, queue_hash, id_hash, uid_hash, root_hash, removed_at
         FROM main._relations WHERE {recent.format('last_seen')}""", [since, since])
+    # a use of a queue id that left the queue an hour before the new lines of its key is
+    # over: it is set aside, and followed only if what the new lines reach relates to it
+    # (below). Postfix's short queue ids come back within days on a busy host.
+    con.execute("""CREATE OR REPLACE TEMP TABLE _knew AS
+        SELECT hash(coalesce(host, ''), queue_id) AS queue_key, min(ts) AS t
+        FROM _new WHERE queue_id IS NOT NULL GROUP BY ALL""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE _over AS
+        SELECT r.* FROM _rel r JOIN _knew n USING (queue_key)
+        WHERE r.removed_at < n.t - INTERVAL 1 HOUR""")
+    con.execute("DELETE FROM _rel WHERE message_key IN (SELECT message_key FROM _over)")
     day = None if newest is None else newest - timedelta(days=1)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _links AS
         SELECT DISTINCT hash(coalesce(host, ''), queue_id) AS queue_key,
-            hash(queue_id) AS queue_hash, hash(next_queue_id) AS next_hash
+            hash(queue_id) AS queue_hash, hash(next_queue_id) AS next_hash, ts
         FROM events
         WHERE next_queue_id IS NOT NULL AND queue_id IS NOT NULL
           AND {recent.format('ts')}""", [day, day])
-    before = -1
     while True:
-        for statement in _GROW:
-            con.execute(statement)
-        size = con.execute("SELECT (SELECT count(*) FROM _keys) + "
-                           "(SELECT count(*) FROM _ids)").fetchone()
-        if size is None or size[0] == before:
+        before = -1
+        while True:
+            for statement in _GROW:
+                con.execute(statement)
+            size = con.execute("SELECT (SELECT count(*) FROM _keys) + "
+                               "(SELECT count(*) FROM _ids)").fetchone()
+            if size is None or size[0] == before:
+                break
+            before = size[0]
+        # a use set aside that the closure reaches after all (by its Message-ID, its
+        # logical message, or its thread's root) is followed as any other
+        con.execute("""CREATE OR REPLACE TEMP TABLE _back AS SELECT * FROM _over
+            WHERE id_hash IN (SELECT id_hash FROM _ids)
+               OR root_hash IN (SELECT id_hash FROM _ids)
+               OR uid_hash IN (SELECT s.uid_hash FROM _rel s
+                               WHERE s.queue_key IN (SELECT queue_key FROM _keys))
+               -- a hand-over or notice by queue id, to or from it, before it was removed
+               OR message_key IN (
+                   SELECT o.message_key FROM _over o
+                   JOIN _links l ON l.queue_key = o.queue_key AND l.ts <= o.removed_at
+                   WHERE l.next_hash IN (SELECT queue_hash FROM _keys)
+                   UNION ALL
+                   SELECT o.message_key FROM _over o
+                   JOIN _links l ON l.next_hash = o.queue_hash AND l.ts <= o.removed_at
+                   WHERE l.queue_key IN (SELECT queue_key FROM _keys))""")
+        if not (con.execute("SELECT count(*) FROM _back").fetchone() or (0,))[0]:
             break
-        before = size[0]
+        con.execute("INSERT INTO _rel SELECT * FROM _back")
+        con.execute("DELETE FROM _over WHERE message_key IN (SELECT message_key FROM _back)")
     # every stored message of those queue ids is rebuilt, however old (a message deferred
-    # for days), but for the uses of a reused queue id that left the queue long before
-    # the new lines of its key (and before LOOKBACK), sharing no Message-ID with them:
-    # the generations after the last of those are read from its removal on and numbered
-    # from the one after it (model.sql's _settled). Postfix's short queue ids come back
-    # within days on a busy host; reading every earlier use again would make a night
-    # cost its history.
+    # for days), but for the uses of a queue id that are over: set aside above, or left
+    # the queue before LOOKBACK and before the new lines of their key, sharing no
+    # Message-ID with what the closure reached. The generations after the last of those
+    # are read from its removal on and numbered from the one after it (model.sql's
+    # _settled): a night does not read a queue id's history again.
     con.execute("""CREATE OR REPLACE TEMP TABLE _stored AS
         SELECT message_key, queue_key, id_hash, uid_hash, generation, removed_at, first_seen,
             last_seen
         FROM main._relations WHERE queue_key IN (SELECT queue_key FROM _keys)""")
     con.execute("""CREATE OR REPLACE TEMP TABLE _settled_keys AS
+        WITH s AS (
+            SELECT s.queue_key, s.generation, s.removed_at,
+                coalesce(s.message_key IN (SELECT message_key FROM _over)
+                    OR (s.message_key NOT IN (SELECT message_key FROM _rel)
+                        AND s.removed_at < least(coalesce(n.t, ?), ?) - INTERVAL 1 HOUR
+                        AND (s.id_hash IS NULL
+                             OR s.id_hash NOT IN (SELECT id_hash FROM _ids))), false) AS over
+            FROM _stored s LEFT JOIN _knew n USING (queue_key)
+        ), open AS (  -- the first use not over: none before it is followed
+            SELECT queue_key, min(generation) FILTER (WHERE NOT over) AS generation
+            FROM s GROUP BY queue_key
+        )
         SELECT s.queue_key, max(s.generation) AS generation,
             arg_max(s.removed_at, s.generation) AS removed_at
-        FROM _stored s
-        LEFT JOIN (SELECT hash(coalesce(host, ''), queue_id) AS queue_key, min(ts) AS t
-                   FROM _new WHERE queue_id IS NOT NULL GROUP BY ALL) n USING (queue_key)
-        WHERE s.removed_at < least(coalesce(n.t, ?), ?) - INTERVAL 1 HOUR
-          AND (s.id_hash IS NULL OR s.id_hash NOT IN (SELECT id_hash FROM _ids))
+        FROM s JOIN open o USING (queue_key)
+        WHERE s.over AND (o.generation IS NULL OR s.generation < o.generation)
         GROUP BY s.queue_key""", [since, since])
     # the stored messages rebuilt
     con.execute("""CREATE OR REPLACE TEMP TABLE _old AS
