@@ -13,7 +13,9 @@ from detector import permissions
 from detector.assets import builtin_rules_dir
 from detector.errors import UsageError
 from detector.incidents import Incident, RunInfo, Scope, detect, look_again_from, record
+from detector.incidents.details import Details, incident_details
 from detector.incidents.execute import scoped_model
+from detector.incidents.exports import Writer, csv_writers
 from detector.ingest import IngestResult, ingest, sniff_inputs
 from detector.model.build import build_model
 from detector.publish import REPORTS_DIR
@@ -217,7 +219,17 @@ def _detect_and_report_in(wh: Warehouse, rules: list[Rule], out_dir: Path,
     summary["retention"] = None if dropped is None or dropped.cut is None else {
         "cut": iso_z(dropped.cut), "lines": dropped.event_rows, "bytes": dropped.bytes,
         "parts": dropped.event_parts + dropped.model_parts}
-    path = write_report(out_dir, summary, incidents, templates_dir)
+    path = write_report(out_dir, summary, incidents, templates_dir,
+                        *_incident_pages(wh, incidents))
     if run_info is not None:  # after the report: a run that wrote none has reported nothing
         record(wh, incidents, run_info)
     return RunResult(incidents=incidents, summary=summary, report=path, ingested=ingested)
+
+
+def _incident_pages(wh: Warehouse, incidents: list[Incident]
+                    ) -> tuple[dict[str, Details], dict[str, Writer]]:
+    """What each incident's page shows beyond the incident (its messages, repliers,
+    failures, service impact, related incidents) and its CSVs, read from the warehouse
+    the detection just wrote; ``mailstorm run`` and ``report`` both come here."""
+    details = incident_details(wh, incidents)
+    return details, csv_writers(wh, list(details))
