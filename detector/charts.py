@@ -5,7 +5,7 @@ carry subjects or addresses taken from logs, which an attacker controls. There i
 ``xmlns`` attribute on purpose: inline SVG in HTML does not need one, and the reports
 must contain no URLs at all. The output is also well-formed XML, so tests can parse it.
 
-Readable on any screen: the drawing is 540 units wide with 14-unit text, so shrunk to a
+Readable on any screen: the drawing is 500 units wide with 14-unit text, so shrunk to a
 phone's 370 px its text stays above 10 px; every colour meets WCAG AA against the white
 background (text 4.5:1, bars and lines 3:1); both axes have ticks and gridlines. When an
 incident's deliveries trail on long after its last message (retries draining), the
@@ -23,7 +23,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT, DELAY_HEIGHT = 540, 270, 220
+WIDTH, HEIGHT, DELAY_HEIGHT = 500, 270, 220
 # Plot margins: the legend above, y labels left and right, time ticks below.
 _LEFT, _RIGHT, _TOP, _BOTTOM = 58, 44, 62, 44
 _TICK_STEPS_MIN = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
