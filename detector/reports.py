@@ -23,6 +23,9 @@ from markupsafe import Markup
 
 from detector import __version__, assets
 from detector.charts import timeline_svg
+from detector.daychart import traffic_svg
+from detector.dayview import hours_of
+from detector.display import Display
 from detector.incidents import SEVERITIES, Incident, severity_rank
 from detector.publish import PAGES_DIR, publish_files
 from detector.times import GUESSED_YEAR, iso_z
@@ -61,8 +64,15 @@ def write_report(
     summary: dict[str, Any],
     incidents: Sequence[Incident],
     templates_dir: Path | None = None,
+    *,
+    day: dict[str, Any] | None = None,
+    display: Display | None = None,
 ) -> Path:
     """Write index.html, incidents/<id>.html and incidents.json; return index.html's path.
+
+    ``day`` (``dayview.day_overview``) adds the day overview, ``day.html``; ``display``
+    says the zone the pages show times in and whether addresses are redacted
+    (default: UTC, not redacted).
 
     ``templates_dir`` holds user templates that override the built-in ones by file name.
     Everything is rendered before anything is written (a bad id or template writes
@@ -78,27 +88,49 @@ def write_report(
     if duplicated:
         raise ValueError(f"duplicate incident ids: {', '.join(duplicated)}")
 
+    display = display or Display()
+    records = display.redacted(records)
     env = make_environment(templates_dir)
+    display.install(env)
     views = [_incident_view(r) for r in records]
     common = {
-        "summary": _summary_view(summary),
-        "generated_at": _plain(summary["generated_at"]),
+        "summary": display.summary(_summary_view(display.redacted(summary))),
+        "generated_at": display.time(_plain(summary["generated_at"])),
         "version": summary.get("version") or __version__,
+        "day_page": day is not None,
     }
     page_tpl = env.get_template("incident.html.j2")
     pages = {
-        v["id"]: page_tpl.render(incident=v, chart=_chart(v), root="../", **common) for v in views
+        v["id"]: page_tpl.render(incident=display.incident(v), chart=_chart(v), root="../",
+                                 **common) for v in views
     }
+    shown = [display.incident(v) for v in views]
     index = env.get_template("index.html.j2").render(
-        incidents=views, severity_counts=_severity_counts(views), root="", **common
+        incidents=shown, severity_counts=_severity_counts(views), root="", **common
     )
-    doc = {"generated_at": common["generated_at"], "incidents": records}
+    doc = {"generated_at": _plain(summary["generated_at"]), "incidents": records}
+    extra = {} if day is None else {
+        "day.html": _day_page(env, display.redacted(day), views, display, common)}
 
     return publish_files(Path(out_dir), {
         **{f"{PAGES_DIR}/{incident_id}.html": html for incident_id, html in pages.items()},
         "incidents.json": json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+        **extra,
         "index.html": index,  # last: it links to the pages above
     })
+
+
+def _day_page(env: Environment, day: dict[str, Any], incidents: list[dict[str, Any]],
+              display: Display, common: dict[str, Any]) -> str:
+    """The day overview: its chart (incidents shaded), and each bucket's incidents
+    (``incidents``: the views, whose times are still ISO)."""
+    traffic = day["traffic"]
+    active = [hours_of(r["start"], r["end"], incidents) for r in traffic]
+    chart = traffic_svg(traffic, [bool(a) for a in active], display.zone,
+                        bucket=day["bucket"])
+    return env.get_template("day.html.j2").render(
+        day=day, traffic=list(zip(traffic, active, strict=True)), chart=chart, root="",
+        **common)
 
 
 def make_environment(templates_dir: Path | None = None) -> Environment:
