@@ -40,8 +40,9 @@ REPORTS_DIR = ".reports"
 PAGES_DIR = "incidents"
 #: the pointer to the current output in a root
 CURRENT = "current"
-#: OUT's entries that lead through the pointer to the current report
-ENTRIES = ("index.html", "incidents.json", PAGES_DIR)
+#: OUT's entries that lead through the pointer to the current report (``day.html``, the
+#: day overview, only when the report has one)
+ENTRIES = ("index.html", "incidents.json", PAGES_DIR, "day.html")
 _HALF = ".half-"
 _NAME_RE = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")
 #: temporaries named as _symlink_atomic (and versions before 0.2 writing files) name them
@@ -192,6 +193,10 @@ def _link_entries(out_dir: Path) -> None:
     for entry in ENTRIES:
         path = out_dir / entry
         target = f"{REPORTS_DIR}/{CURRENT}/{entry}"
+        if not (out_dir / target).exists():  # this report has none: no dangling link
+            if path.is_symlink():
+                path.unlink()
+            continue
         if path.is_symlink() and os.readlink(path) == target:
             continue
         if path.is_dir() and not path.is_symlink():
