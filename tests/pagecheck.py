@@ -122,9 +122,9 @@ def _print(page: Any, found: Page, pdf_path: Path) -> None:
     page.set_viewport_size({"width": round(PRINT_WIDTH_PX), "height": VIEWPORT_HEIGHT})
     found.print_height_px = page.evaluate(
         "document.documentElement.getBoundingClientRect().height")
-    page.emulate_media(media="screen")
     margin = dict.fromkeys(("top", "right", "bottom", "left"), PRINT_MARGIN)
     pdf = page.pdf(format="A4", margin=margin, print_background=True)
+    page.emulate_media(media="screen")  # after: page.pdf() prints the emulated media
     pdf_path.write_bytes(pdf)
     found.pdf_pages = pdf_page_count(pdf)
 
