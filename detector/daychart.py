@@ -55,8 +55,10 @@ def traffic_svg(rows: Sequence[dict[str, Any]], marks: Sequence[bool], zone: tzi
            f"<title>{escape(label)}</title><desc>{escape(desc)}</desc>"]
     for i, on in enumerate(marks):  # incident bands first, under everything
         if on:
-            out.append(f'<rect class="incident" x="{x0 + i * slot:.1f}" y="{y0}" '
-                       f'width="{slot:.1f}" height="{y1 - y0}" fill="{_BAND}"/>')
+            # a light band behind the bars: the hours' incidents are in the table and the
+            # description too, so it is decoration to assistive technology
+            out.append(f'<rect class="incident" aria-hidden="true" x="{x0 + i * slot:.1f}" '
+                       f'y="{y0}" width="{slot:.1f}" height="{y1 - y0}" fill="{_BAND}"/>')
     v = 0
     while v <= top:  # y gridlines and labels
         out.append(f'<line x1="{x0}" y1="{y_at(v):.1f}" x2="{x1}" y2="{y_at(v):.1f}" '
@@ -93,8 +95,8 @@ def traffic_svg(rows: Sequence[dict[str, Any]], marks: Sequence[bool], zone: tzi
         out.append(_text(x + 16, 19, name, "start"))
         x += 24 + 8 * len(name)
     if any(marks):
-        out.append(f'<rect x="{x:.1f}" y="8" width="12" height="12" fill="{_BAND}" '
-                   f'stroke="{_BAND_TEXT}"/>')
+        out.append(f'<rect aria-hidden="true" x="{x:.1f}" y="8" width="12" height="12" '
+                   f'fill="{_BAND}" stroke="{_BAND_TEXT}"/>')
         out.append(_text(x + 16, 19, "incident", "start", _BAND_TEXT))
     out.append(_text(WIDTH - _RIGHT, HEIGHT - 2, f"time ({_zone_names(rows, zone)})", "end"))
     out.append("</svg>")

@@ -175,6 +175,7 @@ def make_environment(templates_dir: Path | None = None) -> Environment:
     )
     env.globals.update(LISTED_HOSTS=LISTED_HOSTS)
     env.globals.update(timeline_svg=timeline_svg, SEVERITIES=SEVERITIES)
+    env.globals.update(display_zone="UTC")  # Display.install names the zone shown
     return env
 
 

@@ -135,12 +135,6 @@ def test_chart_text_is_at_least_10_px_on_screen(
     assert not found, f"chart text under 10 px at {width} px:\n" + _report(found, artefacts)
 
 
-# charts.py on main draws bars at 2.75:1 and its axis title at 3.04:1; the issue-13 chart
-# work (branch i13-incident) replaces those colours: drop this marker when it is merged
-# (strict, so the merge itself says so by failing with XPASS).
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="detector/charts.py colours below WCAG AA until the issue-13 chart "
-                   "colours are merged")
 @pytest.mark.parametrize("report", REPORTS)
 def test_chart_colours_meet_wcag_aa_contrast(
         report: str, built: dict[str, Path], crawled: dict[str, list[Page]],

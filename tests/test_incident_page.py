@@ -77,7 +77,8 @@ def raw() -> dict[str, Any]:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The README's demo, once for the module."""
     out = tmp_path_factory.mktemp("demo")
-    res = invoke("run", str(SAMPLES), "--year", "2016", "--tz", "UTC", "--out", str(out), "-q")
+    res = invoke("run", str(SAMPLES), "--year", "2016", "--tz", "UTC", "--display-tz", "UTC",
+                 "--out", str(out), "-q")
     assert res.exit_code == 0, res.output
     return out
 
@@ -134,7 +135,7 @@ def test_storm_duration_apart_from_the_delivery_tail(page: str, incident: dict[s
     drained = max(d["ts"] for d in raw["storm"])  # the storm's last delivery line
     facts = text_of(section(page, "facts"))
     assert f"Storm (first to last message) {minutes} min {seconds} s" in facts
-    assert f"Deliveries drained until (UTC) {drained:%Y-%m-%dT%H:%M:%SZ}" in facts
+    assert f"Deliveries drained until (UTC) {drained:%Y-%m-%d %H:%M:%S} UTC" in facts
     assert incident["end"] == f"{drained:%Y-%m-%dT%H:%M:%SZ}"  # the contract field as before
     assert "Duration 3 h" not in facts
 
@@ -307,7 +308,8 @@ def test_storm_window_is_zoomed_and_the_tail_compressed(incident: dict[str, Any]
 
 def test_report_shows_what_run_showed(demo: Path, incident: dict[str, Any],
                                       tmp_path: Path) -> None:
-    res = invoke("report", "--db", str(demo / "mailstorm.duckdb"), "--out", str(tmp_path), "-q")
+    res = invoke("report", "--db", str(demo / "mailstorm.duckdb"), "--out", str(tmp_path),
+                 "--display-tz", "UTC", "-q")
     assert res.exit_code == 0, res.output
     for suffix in (".html", "-messages.csv", "-deliveries.csv"):
         again = (tmp_path / "incidents" / f"{incident['id']}{suffix}").read_text()
