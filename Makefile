@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean chromium browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed; on Debian: apt-get install python3-venv" >&2; exit 1; }
@@ -25,6 +25,24 @@ test: $(STAMP)
 	$(BIN)/ruff check detector tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# Debian's Chromium for the browser tests (tests/test_browser.py). Playwright drives it and
+# never downloads a browser of its own. Installs as root only; otherwise it says what to
+# run, and the browser tests skip saying why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then \
+	  echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; \
+	else \
+	  echo "chromium is missing and this is not root: run 'sudo apt-get install chromium'" \
+	    "(the browser tests skip until then)" >&2; \
+	fi
+
+# The reports in a real browser; screenshots and PDFs are kept in out/browser/.
+browser: $(STAMP) chromium
+	MAILSTORM_ARTEFACTS=out/browser $(BIN)/pytest -m browser tests/test_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

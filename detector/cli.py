@@ -23,6 +23,8 @@ import click
 import duckdb
 
 from detector import __version__, pipeline
+from detector.digest import text_summary
+from detector.display import DisplayOptions
 from detector.errors import MailstormError, UsageError
 from detector.incidents import SEVERITIES, Scope, alerts, severity_rank
 from detector.permissions import parse_umask
@@ -34,6 +36,7 @@ from detector.snapshot import current_snapshot, is_snapshot
 from detector.sources import MAX_LINE
 from detector.sqlshell import _allowed as check_allowed
 from detector.sqlshell import run_query
+from detector.times import display_zone
 from detector.warehouse import LOCK_TIMEOUT
 
 EXIT_FAIL_ON = 3
@@ -177,6 +180,48 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def display_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--display-tz, --redact and --summary: how run and report show what they found."""
+    for option in reversed([
+        click.option("--display-tz", "display_tz", metavar="ZONE",
+                     help="Show times in the HTML pages and the text summary in this IANA "
+                          "zone, with its abbreviation (BST, GMT...), e.g. Europe/London "
+                          "(default: this machine's zone; the pages say which). Stored "
+                          "data and incidents.json stay UTC."),
+        click.option("--redact", is_flag=True,
+                     help="Replace the local part of every address in the report, "
+                          "incidents.json and the text summary by a short hash, the same "
+                          "for the same address (keyed by the warehouse), keeping domains "
+                          "and counts: a report for people who may not see names."),
+        click.option("--summary", "summary_format", type=click.Choice(["text"]),
+                     help="Also write to stdout the run's headline and one line per "
+                          "incident new or changed since the previous run, for cron mail "
+                          "(... --summary text | mail -s mailstorm postmaster). Nothing "
+                          "else goes to stdout; exit statuses are unchanged."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _display(display_tz: str | None, redact: bool) -> DisplayOptions:
+    """The display zone, checked before anything is read (a typo is a usage error); the
+    machine's own when none is given, or UTC when its TZ names no IANA zone ("UTC0")."""
+    if display_tz is None:
+        try:
+            display_tz = _local_zone()
+            display_zone(display_tz)
+        except UsageError:
+            display_tz = "UTC"
+    display_zone(display_tz)
+    return DisplayOptions(zone=display_tz, redact=redact)
+
+
+def _print_summary(result: pipeline.RunResult, summary_format: str | None) -> None:
+    if summary_format == "text" and result.display is not None:
+        click.echo(text_summary(result.incidents, result.summary, result.report,
+                                result.display), nl=False)
+
+
 def _finish(result: pipeline.RunResult, fail_on: str | None, fail_on_any: bool,
             quiet: bool, *, allow_empty: bool = True) -> None:
     if not quiet and is_terminal(sys.stderr):  # no one reads it in cron's mail or a pipe
@@ -248,13 +293,15 @@ def main() -> None:
 @click.option("--allow-empty", is_flag=True, help="Exit 0 when no new log line was read "
               "(default: exit 4 and say so, as broken log shipping looks like a quiet night).")
 @rules_options
+@display_options
 @_errors_as_click
 def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         year: int | None, fmt: str | None, skip_unknown: bool, memory_limit: str | None,
         host: str | None, max_line: int, keep: str | None, allow_empty: bool,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
-        until: datetime | None, lock_timeout: float, umask: int | None, quiet: bool) -> None:
+        until: datetime | None, lock_timeout: float, umask: int | None, quiet: bool,
+        display_tz: str | None, redact: bool, summary_format: str | None) -> None:
     """Read LOGS (files, folders, globs, '-' for stdin; .gz/.bz2/.xz too), detect, report.
 
     Exit status: 0 done, 1 error, 2 usage error, 3 --fail-on found a new or grown
@@ -266,7 +313,10 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
     Example:
       mailstorm run /var/log/mail.log /var/log/mail.log.1 /var/log/mail.log.*.gz \\
           --out report/ --fail-on high
+      mailstorm run /var/log/mail.log --out report/ -q --display-tz Europe/London \\
+          --summary text | mail -s "mailstorm $(hostname)" postmaster
     """
+    display = _display(display_tz, redact)
     with _progress(quiet) as progress:  # its last stage line ends before any other
         result = pipeline.run(
             logs, out_dir, db=db, tz=tz or _local_zone(), year=year, fmt=fmt,
@@ -274,7 +324,8 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
             overrides=parse_overrides(overrides), memory_limit=memory_limit,
             scope=_scope(since, until), progress=progress, host=host,
             lock_timeout=lock_timeout, max_line=max_line, umask=umask,
-            keep=parse_keep(keep) if keep else None)
+            keep=parse_keep(keep) if keep else None, display=display)
+    _print_summary(result, summary_format)
     _finish(result, fail_on, fail_on_any, quiet, allow_empty=allow_empty)
 
 
@@ -286,11 +337,13 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
 @click.option("--memory-limit", help="Memory for the warehouse engine (DuckDB), e.g. 2GB; "
               "default a quarter of RAM, at most 1GB. It spills to disk beyond that.")
 @rules_options
+@display_options
 @_errors_as_click
 def report(db: Path, out_dir: Path, memory_limit: str | None, rules_dir: Path | None,
            templates_dir: Path | None, overrides: tuple[str, ...], fail_on: str | None,
            fail_on_any: bool, since: datetime | None, until: datetime | None,
-           lock_timeout: float, umask: int | None, quiet: bool) -> None:
+           lock_timeout: float, umask: int | None, quiet: bool, display_tz: str | None,
+           redact: bool, summary_format: str | None) -> None:
     """Detect and write the report again from a warehouse, without reading logs.
 
     Statuses (new, grown, ongoing, ended) are relative to what the last 'mailstorm run'
@@ -301,12 +354,15 @@ def report(db: Path, out_dir: Path, memory_limit: str | None, rules_dir: Path | 
       mailstorm report --db report/mailstorm.duckdb --out report/ \\
           --set reply_storm.min_senders=5
     """
+    display = _display(display_tz, redact)
     with _progress(quiet) as progress:
         result = pipeline.report(db, out_dir, rules_dir=rules_dir,
                                  templates_dir=templates_dir,
                                  overrides=parse_overrides(overrides),
                                  memory_limit=memory_limit, scope=_scope(since, until),
-                                 progress=progress, lock_timeout=lock_timeout, umask=umask)
+                                 progress=progress, lock_timeout=lock_timeout, umask=umask,
+                                 display=display)
+    _print_summary(result, summary_format)
     _finish(result, fail_on, fail_on_any, quiet)
 
 

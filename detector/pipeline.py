@@ -8,12 +8,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from detector import permissions
 from detector.assets import builtin_rules_dir
+from detector.dayview import day_overview
+from detector.display import Display, DisplayOptions, display_for
 from detector.errors import UsageError
 from detector.incidents import Incident, RunInfo, Scope, detect, look_again_from, record
+from detector.incidents.details import Details, incident_details
 from detector.incidents.execute import scoped_model
+from detector.incidents.exports import Writer, csv_writers
 from detector.ingest import IngestResult, ingest, sniff_inputs
 from detector.model.build import build_model
 from detector.publish import REPORTS_DIR
@@ -37,6 +42,8 @@ class RunResult:
     summary: dict[str, object]
     report: Path
     ingested: IngestResult | None = None
+    #: how the report showed times and addresses (the text summary shows them alike)
+    display: Display | None = None
 
 
 def batch_bytes_for(memory_limit: str | None) -> int:
@@ -113,6 +120,7 @@ def run(
     max_line: int = MAX_LINE,
     umask: int | None = None,
     keep: timedelta | None = None,
+    display: DisplayOptions | None = None,
 ) -> RunResult:
     """Ingest logs into the warehouse, rebuild the model, detect, write the report, and
     record in the warehouse what this run reported (for the next run's statuses).
@@ -150,7 +158,7 @@ def run(
                                lines_read=ingested.lines)
             result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested,
                                         progress, scope=scope, run_info=run_info,
-                                        dropped=dropped)
+                                        dropped=dropped, display=display)
             if progress:
                 progress("publishing the analysts' snapshot")
             publish_snapshot(wh)  # last: it holds what this run recorded
@@ -161,7 +169,7 @@ def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
            templates_dir: Path | None = None, overrides: Mapping[str, str] | None = None,
            memory_limit: str | None = None, scope: Scope | None = None,
            progress: Progress | None = None, lock_timeout: float = LOCK_TIMEOUT,
-           umask: int | None = None) -> RunResult:
+           umask: int | None = None, display: DisplayOptions | None = None) -> RunResult:
     """Detect and report again from an existing warehouse (no log is read). Statuses are
     relative to what the last ``run`` recorded; nothing is recorded. The report is
     readable by no more people than the warehouse is, or as ``umask`` says."""
@@ -174,7 +182,7 @@ def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
         _protect(db, out_dir, mask)
         with Warehouse(db, memory_limit, lock_timeout=lock_timeout) as wh:
             return _detect_and_report(wh, rules, out_dir, templates_dir, None, progress,
-                                      scope=scope, run_info=None)
+                                      scope=scope, run_info=None, display=display)
 
 
 def _protect(db: Path, out_dir: Path, mask: int) -> None:
@@ -187,19 +195,21 @@ def _protect(db: Path, out_dir: Path, mask: int) -> None:
 def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
                        templates_dir: Path | None, ingested: IngestResult | None,
                        progress: Progress | None, *, scope: Scope | None,
-                       run_info: RunInfo | None, dropped: Dropped | None = None
-                       ) -> RunResult:
+                       run_info: RunInfo | None, dropped: Dropped | None = None,
+                       display: DisplayOptions | None = None) -> RunResult:
     if progress:
         progress(f"running {len(rules)} rules")
     with scoped_model(wh, scope.since if scope else None):
         return _detect_and_report_in(wh, rules, out_dir, templates_dir, ingested,
-                                     scope=scope, run_info=run_info, dropped=dropped)
+                                     scope=scope, run_info=run_info, dropped=dropped,
+                                     display=display)
 
 
 def _detect_and_report_in(wh: Warehouse, rules: list[Rule], out_dir: Path,
                           templates_dir: Path | None, ingested: IngestResult | None, *,
                           scope: Scope | None, run_info: RunInfo | None,
-                          dropped: Dropped | None) -> RunResult:
+                          dropped: Dropped | None,
+                          display: DisplayOptions | None = None) -> RunResult:
     incidents = detect(wh, rules, scope=scope, recording=run_info is not None,
                        now=run_info.started_at if run_info else None)
     skipped = [(f.path, f.damaged or f.skipped or "")
@@ -217,7 +227,28 @@ def _detect_and_report_in(wh: Warehouse, rules: list[Rule], out_dir: Path,
     summary["retention"] = None if dropped is None or dropped.cut is None else {
         "cut": iso_z(dropped.cut), "lines": dropped.event_rows, "bytes": dropped.bytes,
         "parts": dropped.event_parts + dropped.model_parts}
-    path = write_report(out_dir, summary, incidents, templates_dir)
+    shown = _day_and_display(wh, scope, display)
+    path = write_report(out_dir, summary, incidents, templates_dir,
+                        *_incident_pages(wh, incidents), **shown)
     if run_info is not None:  # after the report: a run that wrote none has reported nothing
         record(wh, incidents, run_info)
-    return RunResult(incidents=incidents, summary=summary, report=path, ingested=ingested)
+    return RunResult(incidents=incidents, summary=summary, report=path, ingested=ingested,
+                     display=shown["display"])
+
+
+def _incident_pages(wh: Warehouse, incidents: list[Incident]
+                    ) -> tuple[dict[str, Details], dict[str, Writer]]:
+    """What each incident's page shows beyond the incident (its messages, repliers,
+    failures, service impact, related incidents) and its CSVs, read from the warehouse
+    the detection just wrote; ``mailstorm run`` and ``report`` both come here."""
+    details = incident_details(wh, incidents)
+    return details, csv_writers(wh, list(details))
+
+
+def _day_and_display(wh: Warehouse, scope: Scope | None,
+                     display: DisplayOptions | None) -> dict[str, Any]:
+    """The report's day overview, over the span this detection looked at, and how the
+    pages show times and addresses (``write_report``'s keywords)."""
+    return {"day": day_overview(wh, scope.since if scope else None,
+                                scope.until if scope else None),
+            "display": display_for(wh, display)}

@@ -40,14 +40,16 @@ REPORTS_DIR = ".reports"
 PAGES_DIR = "incidents"
 #: the pointer to the current output in a root
 CURRENT = "current"
-#: OUT's entries that lead through the pointer to the current report
-ENTRIES = ("index.html", "incidents.json", PAGES_DIR)
+#: OUT's entries that lead through the pointer to the current report (``day.html``, the
+#: day overview, only when the report has one)
+ENTRIES = ("index.html", "incidents.json", PAGES_DIR, "day.html")
 _HALF = ".half-"
 _NAME_RE = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")
 #: temporaries named as _symlink_atomic (and versions before 0.2 writing files) name them
 TMP_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
-#: a page mailstorm writes (any other file among the pages is a reader's, carried on)
-_PAGE_RE = re.compile(r"[a-z_]+-[0-9a-f]{12}\.html")
+#: a file mailstorm writes among the pages, an incident's page or CSVs (any other file
+#: there is a reader's, carried on to the next report)
+_PAGE_RE = re.compile(r"[a-z_]+-[0-9a-f]{12}(\.html|-messages\.csv|-deliveries\.csv)")
 #: a temporary file an older version (which took no lock) left in OUT is removed once
 #: this old (one being written now is seconds old)
 STALE_TMP_SECONDS = 600
@@ -56,6 +58,9 @@ _PAUSE_ENV = "_MAILSTORM_TEST_PAUSE_REPORT"
 
 #: fills a half-made folder, given the folder of the output before it (if any)
 Writer = Callable[[Path, Path | None], None]
+#: a report's file: its text, or a function writing it to the path given (a file too
+#: large to hold as text: an incident's deliveries)
+FileContent = str | Callable[[Path], None]
 
 
 def pause(step: str) -> None:
@@ -141,15 +146,18 @@ def publish(root: Path, write: Writer, after_swap: Callable[[], None] | None = N
     return root / name
 
 
-def publish_files(out_dir: Path, files: dict[str, str]) -> Path:
-    """The report: ``files`` (path relative to OUT -> text, in the order to write them)
-    as one folder under ``OUT/.reports/``, swapped in whole, with OUT's entries linking
-    through the pointer; return OUT/index.html."""
+def publish_files(out_dir: Path, files: dict[str, FileContent]) -> Path:
+    """The report: ``files`` (path relative to OUT -> text or writer, in the order to
+    write them) as one folder under ``OUT/.reports/``, swapped in whole, with OUT's
+    entries linking through the pointer; return OUT/index.html."""
 
     def write(folder: Path, previous: Path | None) -> None:
         (folder / PAGES_DIR).mkdir()
-        for count, (rel, text) in enumerate(files.items()):
-            _write(folder / rel, text)
+        for count, (rel, content) in enumerate(files.items()):
+            if isinstance(content, str):
+                _write(folder / rel, content)
+            else:
+                content(folder / rel)
             if count == 0:
                 pause("pages")
             if rel == "incidents.json":
@@ -185,6 +193,10 @@ def _link_entries(out_dir: Path) -> None:
     for entry in ENTRIES:
         path = out_dir / entry
         target = f"{REPORTS_DIR}/{CURRENT}/{entry}"
+        if not (out_dir / target).exists():  # this report has none: no dangling link
+            if path.is_symlink():
+                path.unlink()
+            continue
         if path.is_symlink() and os.readlink(path) == target:
             continue
         if path.is_dir() and not path.is_symlink():

@@ -13,7 +13,8 @@ import math
 import numbers
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,16 @@ from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, Stri
 from markupsafe import Markup
 
 from detector import __version__, assets
-from detector.charts import timeline_svg
+from detector.charts import delay_svg, timeline_svg
+from detector.daychart import traffic_svg
+from detector.dayview import hours_of
+from detector.display import Display
 from detector.incidents import SEVERITIES, Incident, severity_rank
-from detector.publish import PAGES_DIR, publish_files
+from detector.incidents.advice import next_steps
+from detector.incidents.details import Details
+from detector.incidents.exports import DELIVERIES_CSV, MESSAGES_CSV, Writer
+from detector.incidents.impact import format_seconds
+from detector.publish import PAGES_DIR, FileContent, publish_files
 from detector.times import GUESSED_YEAR, iso_z
 
 # Ids become file names: allow nothing that could climb out of the pages folder.
@@ -61,10 +69,22 @@ def write_report(
     summary: dict[str, Any],
     incidents: Sequence[Incident],
     templates_dir: Path | None = None,
+    details: Mapping[str, Details] | None = None,
+    exports: Mapping[str, Writer] | None = None,
+    *,
+    day: dict[str, Any] | None = None,
+    display: Display | None = None,
 ) -> Path:
     """Write index.html, incidents/<id>.html and incidents.json; return index.html's path.
 
+    ``day`` (``dayview.day_overview``) adds the day overview, ``day.html``; ``display``
+    says the zone the pages show times in and whether addresses are redacted
+    (default: UTC, not redacted).
+
     ``templates_dir`` holds user templates that override the built-in ones by file name.
+    ``details`` (read from the warehouse, ``incidents.details``) and ``exports`` (CSV
+    writers by file name, ``incidents.exports``) add to each incident's page; a report
+    without them shows what the incidents themselves hold.
     Everything is rendered before anything is written (a bad id or template writes
     nothing), then published as one folder (``publish.publish_files``): no reader sees
     half a file or parts of two reports.
@@ -78,27 +98,58 @@ def write_report(
     if duplicated:
         raise ValueError(f"duplicate incident ids: {', '.join(duplicated)}")
 
+    display = display or Display()
+    records = display.redacted(records)
     env = make_environment(templates_dir)
+    display.install(env)
     views = [_incident_view(r) for r in records]
     common = {
-        "summary": _summary_view(summary),
-        "generated_at": _plain(summary["generated_at"]),
+        "summary": display.summary(_summary_view(display.redacted(summary))),
+        "generated_at": display.time(_plain(summary["generated_at"])),
         "version": summary.get("version") or __version__,
+        "day_page": day is not None,
     }
     page_tpl = env.get_template("incident.html.j2")
+    by_id = {i.id: i for i in ordered}
     pages = {
-        v["id"]: page_tpl.render(incident=v, chart=_chart(v), root="../", **common) for v in views
+        v["id"]: page_tpl.render(incident=display.incident(v), chart=_chart(v), root="../",
+                                 **_page_extras(by_id[v["id"]], (details or {}).get(v["id"]),
+                                                exports or {}, display),
+                                 **common)
+        for v in views
     }
+    shown = [display.incident(v) for v in views]
     index = env.get_template("index.html.j2").render(
-        incidents=views, severity_counts=_severity_counts(views), root="", **common
+        incidents=shown, severity_counts=_severity_counts(views), root="", **common
     )
-    doc = {"generated_at": common["generated_at"], "incidents": records}
+    doc = {"generated_at": _plain(summary["generated_at"]), "incidents": records}
+    extra = {} if day is None else {
+        "day.html": _day_page(env, display.redacted(day), views, display, common)}
 
-    return publish_files(Path(out_dir), {
-        **{f"{PAGES_DIR}/{incident_id}.html": html for incident_id, html in pages.items()},
-        "incidents.json": json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
-        "index.html": index,  # last: it links to the pages above
-    })
+    files: dict[str, FileContent] = {
+        f"{PAGES_DIR}/{incident_id}.html": html for incident_id, html in pages.items()}
+    # an incident's CSVs (named <id>-<what>.csv) beside its page; none in a redacted
+    # report: DuckDB writes them from the warehouse, where the addresses are whole
+    if display.redactor is None:
+        files.update({f"{PAGES_DIR}/{name}": write for name, write in (exports or {}).items()
+                      if name.rsplit("-", 1)[0] in pages})
+    files["incidents.json"] = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    files.update(extra)
+    files["index.html"] = index  # last: it links to the pages above
+    return publish_files(Path(out_dir), files)
+
+
+def _day_page(env: Environment, day: dict[str, Any], incidents: list[dict[str, Any]],
+              display: Display, common: dict[str, Any]) -> str:
+    """The day overview: its chart (incidents shaded), and each bucket's incidents
+    (``incidents``: the views, whose times are still ISO)."""
+    traffic = day["traffic"]
+    active = [hours_of(r["start"], r["end"], incidents) for r in traffic]
+    chart = traffic_svg(traffic, [bool(a) for a in active], display.zone,
+                        bucket=day["bucket"])
+    return env.get_template("day.html.j2").render(
+        day=day, traffic=list(zip(traffic, active, strict=True)), chart=chart, root="",
+        **common)
 
 
 def make_environment(templates_dir: Path | None = None) -> Environment:
@@ -120,10 +171,11 @@ def make_environment(templates_dir: Path | None = None) -> Environment:
     )
     env.filters.update(
         num=format_number, pct=format_percent, severity_class=severity_class, visible=visible,
-        clip=clip,
+        clip=clip, clock=clock, seconds=format_seconds,
     )
     env.globals.update(LISTED_HOSTS=LISTED_HOSTS)
     env.globals.update(timeline_svg=timeline_svg, SEVERITIES=SEVERITIES)
+    env.globals.update(display_zone="UTC")  # Display.install names the zone shown
     return env
 
 
@@ -253,6 +305,8 @@ def _incident_view(record: dict[str, Any]) -> dict[str, Any]:
     view = dict(record)
     view["page"] = f"{PAGES_DIR}/{view['id']}.html"
     view["duration"] = _duration(view["start"], view["end"])
+    # the storm itself (first to last message), apart from its deliveries draining after
+    view["storm_duration"] = _duration(view["start"], view.get("last_message") or view["end"])
     view["why"] = _condition_rows(view["conditions"], view["measures"])
     return view
 
@@ -291,8 +345,37 @@ def _duration(start: Any, end: Any) -> str | None:
 def _chart(view: dict[str, Any]) -> Any:
     about = view["subject"] or view["list"] or view["id"]
     return timeline_svg(
-        view["timeline"], title=f"Deliveries and messages per minute: {about}", peak=view["peak"]
+        view["timeline"], title=f"Deliveries and messages per minute: {about}", peak=view["peak"],
+        storm_end=view.get("last_message"),
     )
+
+
+def _page_extras(incident: Incident, details: Details | None,
+                 exports: Mapping[str, Writer], display: Display) -> dict[str, Any]:
+    """What an incident's page shows beyond its record: its details read from the
+    warehouse (None without them), the next steps, the delay chart, its CSVs' names
+    (none when redacting: see write_report); addresses redacted as ``display`` says."""
+    csv = {kind: incident.id + suffix for kind, suffix in
+           (("messages", MESSAGES_CSV), ("deliveries", DELIVERIES_CSV))
+           if incident.id + suffix in exports and display.redactor is None}
+    view = display.redacted(_plain(asdict(details))) if details is not None else None
+    delay_chart = None
+    if details is not None and details.impact is not None and details.impact.minutes:
+        delay_chart = delay_svg(view["impact"]["minutes"] if view else [],
+                                title="Delivery delay per minute (95th percentile)",
+                                storm_end=incident.last_message)
+    return {"details": view,
+            "steps": display.redacted([asdict(s) for s in next_steps(incident, details)]),
+            "csv": csv, "delay_chart": delay_chart}
+
+
+def clock(value: Any, date_too: bool = False) -> str:
+    """An ISO time as ``HH:MM:SS`` (``YYYY-MM-DD HH:MM:SS`` with ``date_too``)."""
+    try:
+        t = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value) if value is not None else "—"
+    return t.strftime("%Y-%m-%d %H:%M:%S" if date_too else "%H:%M:%S")
 
 
 def _severity_counts(views: list[dict[str, Any]]) -> list[tuple[str, int]]:

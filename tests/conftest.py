@@ -1,9 +1,13 @@
-"""Shared fixtures: the real-log corpus beside the repository, and small parse helpers."""
+"""Shared fixtures: the real-log corpus beside the repository, small parse helpers, and
+one headless Chromium for the whole test session."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -13,6 +17,37 @@ from detector.formats.syslog import YearState
 
 # /work/main (or a CI clone) has a ``shared/`` folder beside it holding the corpus.
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, driven by Playwright: one browser for the whole session.
+
+    Skips, saying what is missing, where Playwright's Python package or Chromium is
+    absent; with ``MAILSTORM_BROWSER=required`` (CI, ``make browser``) that is a failure.
+    ``MAILSTORM_CHROMIUM`` names another Chromium binary.
+    """
+    required = os.environ.get("MAILSTORM_BROWSER") == "required"
+
+    def missing(why: str) -> None:
+        (pytest.fail if required else pytest.skip)(why)
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("browser tests need Playwright's Python package: pip install -e '.[dev]'")
+    exe = (os.environ.get("MAILSTORM_CHROMIUM") or shutil.which("chromium")
+           or shutil.which("chromium-browser"))
+    if not exe:
+        missing("browser tests need Chromium: `make chromium` (apt-get install chromium) "
+                "or MAILSTORM_CHROMIUM=/path/to/chromium")
+    with sync_playwright() as driver:
+        # Playwright never downloads a browser of its own here: it drives the system's.
+        browser = driver.chromium.launch(executable_path=exe, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,9 @@ The stages, each in its own module, in the order ``detect`` runs them:
 6. ``store``: status against what earlier runs reported, the result tables, the record.
 
 ``model`` holds the ``Incident`` type; ``evidence`` and ``narrative`` its words.
+After detection, for the report: ``details`` (its messages, senders, subjects, failures,
+related incidents) and ``impact`` (delivery delays) read from the warehouse, ``advice``
+(what to do next) and ``exports`` (its CSVs).
 Everything over messages is set-based SQL; Python only shapes the few resulting rows.
 """
 

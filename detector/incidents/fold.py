@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from detector.incidents.model import Incident
+from detector.incidents.model import FoldedIncident, Incident
 from detector.warehouse import Warehouse
 
 #: when two incidents share messages, the one whose kind comes first is the incident and
@@ -58,11 +58,15 @@ def fold_related(wh: Warehouse, incidents: Sequence[Incident]) -> list[Incident]
             continue
         related = list(inc.related)
         evidence = list(inc.evidence)
+        kept_in = list(inc.folded)
         for rule, found in sorted(folded.get(inc.key, {}).items()):
             related += [f.id for f in found]
+            kept_in += [FoldedIncident(f.id, f.kind, f.rule, f.headline, f.root_message_id)
+                        for f in found]
             evidence.append(
                 f"Also found by the {rule} rule: {found[0].headline}" if len(found) == 1
                 else f"{len(found)} of its messages were also found by the {rule} rule "
                      f"({found[0].kind}); reported here, not apart.")
-        out.append(replace(inc, related=tuple(sorted(related)), evidence=tuple(evidence)))
+        out.append(replace(inc, related=tuple(sorted(related)), evidence=tuple(evidence),
+                           folded=tuple(sorted(kept_in, key=lambda f: f.id))))
     return out

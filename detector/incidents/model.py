@@ -80,6 +80,18 @@ class ConditionResult:
 
 
 @dataclass(frozen=True)
+class FoldedIncident:
+    """An incident of a lower kind whose root is one of this incident's messages: reported
+    inside it (``fold.py``), not apart."""
+
+    id: str
+    kind: str
+    rule: str
+    headline: str
+    root_message_id: str | None
+
+
+@dataclass(frozen=True)
 class Incident:
     # the incidents.json contract (see DESIGN.md)
     id: str
@@ -118,6 +130,7 @@ class Incident:
     headline: str = ""
     evidence: tuple[str, ...] = ()
     related: tuple[str, ...] = ()
+    folded: tuple[FoldedIncident, ...] = ()
     # memory across runs (see store.py)
     first_reported: datetime | None = None
     previous_severity: str | None = None
