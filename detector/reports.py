@@ -19,7 +19,15 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+from jinja2 import (
+    BaseLoader,
+    BytecodeCache,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+)
+from jinja2.bccache import Bucket
 from markupsafe import Markup
 
 from detector import __version__, assets
@@ -152,6 +160,26 @@ def _day_page(env: Environment, day: dict[str, Any], incidents: list[dict[str, A
         **common)
 
 
+class _CompiledTemplates(BytecodeCache):
+    """Compiled templates kept for the life of the process, by name and source checksum:
+    a second report in one process (the test suite, a caller reporting again) does not
+    compile them again; an edited template is compiled afresh."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED = _CompiledTemplates()
+
+
 def make_environment(templates_dir: Path | None = None) -> Environment:
     """Jinja environment over the user's templates (if any) then the built-in ones."""
     loaders: list[BaseLoader] = [FileSystemLoader(assets.builtin_templates_dir())]
@@ -168,6 +196,7 @@ def make_environment(templates_dir: Path | None = None) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         finalize=_shown,
+        bytecode_cache=_COMPILED,
     )
     env.filters.update(
         num=format_number, pct=format_percent, severity_class=severity_class, visible=visible,

@@ -234,4 +234,4 @@ def test_a_nightly_run_counts_the_messages_of_the_span_it_looked_at(tmp_path: Pa
     assert night.summary["messages"] == scoped < total
     assert night.summary["deliveries"] == deliveries
     page = (out / "index.html").read_text()
-    assert f"{scoped:,} messages, {deliveries:,} deliveries from {since} on" in page
+    assert f"{scoped:,} messages, {deliveries:,} deliveries from " in page
