@@ -395,7 +395,9 @@ def _page_extras(incident: Incident, details: Details | None,
                                 storm_end=incident.last_message)
     return {"details": view,
             "steps": display.redacted([asdict(s) for s in next_steps(incident, details)]),
-            "csv": csv, "delay_chart": delay_chart}
+            "csv": csv, "delay_chart": delay_chart,
+            "csv_withheld": display.redactor is not None and any(
+                incident.id + suffix in exports for suffix in (MESSAGES_CSV, DELIVERIES_CSV))}
 
 
 def clock(value: Any, date_too: bool = False) -> str:
