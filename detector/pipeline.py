@@ -22,6 +22,7 @@ from detector.incidents.exports import Writer, csv_writers
 from detector.ingest import IngestResult, ingest, sniff_inputs
 from detector.model.build import build_model
 from detector.publish import REPORTS_DIR
+from detector.redact import Redactor
 from detector.reports import write_report
 from detector.retention import Dropped, apply_retention
 from detector.rules.loader import load_rules
@@ -229,20 +230,20 @@ def _detect_and_report_in(wh: Warehouse, rules: list[Rule], out_dir: Path,
         "parts": dropped.event_parts + dropped.model_parts}
     shown = _day_and_display(wh, scope, display)
     path = write_report(out_dir, summary, incidents, templates_dir,
-                        *_incident_pages(wh, incidents), **shown)
+                        *_incident_pages(wh, incidents, shown["display"].redactor), **shown)
     if run_info is not None:  # after the report: a run that wrote none has reported nothing
         record(wh, incidents, run_info)
     return RunResult(incidents=incidents, summary=summary, report=path, ingested=ingested,
                      display=shown["display"])
 
 
-def _incident_pages(wh: Warehouse, incidents: list[Incident]
+def _incident_pages(wh: Warehouse, incidents: list[Incident], redactor: Redactor | None
                     ) -> tuple[dict[str, Details], dict[str, Writer]]:
     """What each incident's page shows beyond the incident (its messages, repliers,
     failures, service impact, related incidents) and its CSVs, read from the warehouse
     the detection just wrote; ``mailstorm run`` and ``report`` both come here."""
     details = incident_details(wh, incidents)
-    return details, csv_writers(wh, list(details))
+    return details, csv_writers(wh, list(details), redactor)
 
 
 def _day_and_display(wh: Warehouse, scope: Scope | None,

@@ -136,11 +136,9 @@ def write_report(
 
     files: dict[str, FileContent] = {
         f"{PAGES_DIR}/{incident_id}.html": html for incident_id, html in pages.items()}
-    # an incident's CSVs (named <id>-<what>.csv) beside its page; none in a redacted
-    # report: DuckDB writes them from the warehouse, where the addresses are whole
-    if display.redactor is None:
-        files.update({f"{PAGES_DIR}/{name}": write for name, write in (exports or {}).items()
-                      if name.rsplit("-", 1)[0] in pages})
+    # an incident's CSVs (named <id>-<what>.csv) beside its page (redacted as it is)
+    files.update({f"{PAGES_DIR}/{name}": write for name, write in (exports or {}).items()
+                  if name.rsplit("-", 1)[0] in pages})
     files["incidents.json"] = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     files.update(extra)
     files["index.html"] = index  # last: it links to the pages above
@@ -382,11 +380,11 @@ def _chart(view: dict[str, Any]) -> Any:
 def _page_extras(incident: Incident, details: Details | None,
                  exports: Mapping[str, Writer], display: Display) -> dict[str, Any]:
     """What an incident's page shows beyond its record: its details read from the
-    warehouse (None without them), the next steps, the delay chart, its CSVs' names
-    (none when redacting: see write_report); addresses redacted as ``display`` says."""
+    warehouse (None without them), the next steps, the delay chart, its CSVs' names;
+    addresses redacted as ``display`` says."""
     csv = {kind: incident.id + suffix for kind, suffix in
            (("messages", MESSAGES_CSV), ("deliveries", DELIVERIES_CSV))
-           if incident.id + suffix in exports and display.redactor is None}
+           if incident.id + suffix in exports}
     view = display.redacted(_plain(asdict(details))) if details is not None else None
     delay_chart = None
     if details is not None and details.impact is not None and details.impact.minutes:
@@ -395,9 +393,7 @@ def _page_extras(incident: Incident, details: Details | None,
                                 storm_end=incident.last_message)
     return {"details": view,
             "steps": display.redacted([asdict(s) for s in next_steps(incident, details)]),
-            "csv": csv, "delay_chart": delay_chart,
-            "csv_withheld": display.redactor is not None and any(
-                incident.id + suffix in exports for suffix in (MESSAGES_CSV, DELIVERIES_CSV))}
+            "csv": csv, "delay_chart": delay_chart}
 
 
 def clock(value: Any, date_too: bool = False) -> str:

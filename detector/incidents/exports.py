@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pyarrow as pa
+
 from detector.incidents.details import model_tables
+from detector.redact import Redactor
 from detector.warehouse import Warehouse, sql_path
 
 #: file name endings of the CSVs of an incident, after its id
@@ -60,24 +63,52 @@ WHERE k.incident_id = ? AND NOT dl.is_hop
 """
 
 
-def csv_writers(wh: Warehouse, incident_ids: Sequence[str]) -> dict[str, Writer]:
+#: the columns of each CSV that hold log text with addresses in it
+_MESSAGES_TEXT = ("message_id", "sender", "subject")
+_DELIVERIES_TEXT = (*_MESSAGES_TEXT, "recipient", "list")
+
+
+def csv_writers(wh: Warehouse, incident_ids: Sequence[str],
+                redactor: Redactor | None = None) -> dict[str, Writer]:
     """``<id>-messages.csv`` and ``<id>-deliveries.csv`` -> a function writing it to the
     path given, for each incident whose details were read (``details.incident_details``,
-    whose temporary tables they read: call them before the next detection)."""
+    whose temporary tables they read: call them before the next detection); with a
+    ``redactor`` (``--redact``), its addresses' local parts replaced as in the pages."""
     names = model_tables(wh)
     out: dict[str, Writer] = {}
     for incident_id in incident_ids:
-        out[incident_id + MESSAGES_CSV] = _writer(wh, MESSAGES, incident_id)
+        out[incident_id + MESSAGES_CSV] = _writer(wh, MESSAGES, _MESSAGES_TEXT, incident_id,
+                                                  redactor)
         out[incident_id + DELIVERIES_CSV] = _writer(wh, DELIVERIES.format(**names),
-                                                    incident_id)
+                                                    _DELIVERIES_TEXT, incident_id, redactor)
     return out
 
 
-def _writer(wh: Warehouse, select: str, incident_id: str) -> Writer:
+def _writer(wh: Warehouse, select: str, text: tuple[str, ...], incident_id: str,
+            redactor: Redactor | None) -> Writer:
     def write(path: Path) -> None:
         # the path is the report's own, made by us: the only literal in the statement.
         # The deliveries are in no set order (a table to sort: sorting a storm's million
         # rows here would cost several times writing them)
-        wh.con.execute(f"COPY ({select}) TO {sql_path(path)} (FORMAT csv, HEADER true)",
+        rows = _redacted(wh, select, text, incident_id, redactor) if redactor else select
+        wh.con.execute(f"COPY ({rows}) TO {sql_path(path)} (FORMAT csv, HEADER true)",
                        [incident_id])
     return write
+
+
+def _redacted(wh: Warehouse, select: str, columns: tuple[str, ...], incident_id: str,
+              redactor: Redactor) -> str:
+    """``select`` with its text columns redacted: each distinct value (an incident's
+    messages, its recipients: not a row per delivery) is rewritten once by the redactor
+    and joined back in SQL."""
+    values = wh.con.execute(
+        f"SELECT DISTINCT v FROM (SELECT unnest([{', '.join(columns)}]) AS v "
+        f"FROM ({select})) WHERE v IS NOT NULL", [incident_id]).fetchall()
+    plain = [v for (v,) in values]
+    wh.con.register("_redacted_text", pa.table(
+        {"v": pa.array(plain, pa.string()),
+         "r": pa.array([redactor.text(v) for v in plain], pa.string())}))
+    joins = " ".join(f"LEFT JOIN _redacted_text r{i} ON r{i}.v = s.{c}"
+                     for i, c in enumerate(columns))
+    replaced = ", ".join(f"coalesce(r{i}.r, s.{c}) AS {c}" for i, c in enumerate(columns))
+    return f"SELECT s.* REPLACE ({replaced}) FROM ({select}) s {joins}"
