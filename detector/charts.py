@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -79,6 +79,8 @@ def timeline_svg(
     title: str | None = None,
     peak: str | datetime | None = None,
     storm_end: str | datetime | None = None,
+    zone: tzinfo = UTC,
+    zone_name: str = "UTC",
 ) -> Markup:
     """Deliveries per minute (bars, left scale) and messages per minute (line, right scale).
 
@@ -92,6 +94,9 @@ def timeline_svg(
     if not points:
         return _no_data(width, label)
     slots, span, ticks, t0 = _layout(points)
+    if t0 is not None and zone is not UTC:  # labelled in the display zone (times compare
+        t0 = t0.astimezone(zone)           # the same: they are aware)
+        ticks = _time_ticks(t0, span)
     x0, x1, y0, y1 = _LEFT, width - _RIGHT, _TOP, height - _BOTTOM
     scale = _XScale(x0, x1, span, _cut(t0, span, storm_end))
     d_max = max(max(d for d, _ in slots.values()), 1)
@@ -106,7 +111,7 @@ def timeline_svg(
     peak_d, peak_m = slots[peak_slot]
     desc = (
         f"{len(slots)} minutes with traffic between {_slot_label(0, t0)} and "
-        f"{_slot_label(max(slots), t0)} UTC; peak at {_slot_label(peak_slot, t0)} with "
+        f"{_slot_label(max(slots), t0)} {zone_name}; peak at {_slot_label(peak_slot, t0)} with "
         f"{_fmt(peak_d)} deliveries and {_fmt(peak_m)} messages; "
         f"at most {_fmt(d_max)} deliveries and {_fmt(m_max)} messages in one minute."
         + _zoom_desc(scale, t0))
@@ -115,7 +120,7 @@ def timeline_svg(
                             ("line", "messages per minute (right scale)")]))
     out += _y_grid(d_ticks, lambda v: y_at(v, d_top), x0, x1, COLOURS["bar_peak"])
     out += _y_labels(m_ticks, lambda v: y_at(v, m_top), x1, COLOURS["line"])
-    out += _x_axis(scale, ticks, t0, y0, y1, height)
+    out += _x_axis(scale, ticks, t0, y0, y1, height, zone_name)
     # Bars centred in their minute, with a gap when wide, capped so one minute is no slab.
     for slot, (d, _) in sorted(slots.items()):
         slot_w = scale.width(slot)
@@ -147,6 +152,8 @@ def delay_svg(
     *,
     title: str | None = None,
     storm_end: str | datetime | None = None,
+    zone: tzinfo = UTC,
+    zone_name: str = "UTC",
 ) -> Markup:
     """The 95th-percentile delivery delay per minute of the incident's mail (line) and of
     the other mail of the same minutes (second line), on the timeline's time axis.
@@ -160,7 +167,7 @@ def delay_svg(
     times = [_to_utc(p["minute"]) for p in points]
     if any(t is None for t in times):
         return _no_data(width, label)
-    t0 = min(t for t in times if t is not None)
+    t0 = min(t for t in times if t is not None).astimezone(zone)
     span = int((max(t for t in times if t is not None) - t0).total_seconds() // 60) + 1
     x0, x1, y0, y1 = _LEFT, width - _RIGHT, _TOP, height - _BOTTOM
     scale = _XScale(x0, x1, span, _cut(t0, span, storm_end))
@@ -177,14 +184,14 @@ def delay_svg(
             if p[key] is not None:
                 series[key][slot] = float(p[key])
     worst = max(series["a"].values(), default=None)
-    desc = (f"95th-percentile delay per minute from {_slot_label(0, t0)} UTC: this "
+    desc = (f"95th-percentile delay per minute from {_slot_label(0, t0)} {zone_name}: this "
             f"incident's deliveries at most {_duration(worst)}, other mail at most "
             f"{_duration(max(series['b'].values(), default=None))}." + _zoom_desc(scale, t0))
     out = _open(width, height, label, desc)
     out.append(_legend(x0, [("bar_peak", "this incident's mail"), ("other", "other mail")],
                        lines=True))
     out += _y_grid(ticks_s, y_at, x0, x1, COLOURS["axis"], unit=_duration)
-    out += _x_axis(scale, _time_ticks(t0, span), t0, y0, y1, height)
+    out += _x_axis(scale, _time_ticks(t0, span), t0, y0, y1, height, zone_name)
     for key, colour in (("a", COLOURS["bar_peak"]), ("b", COLOURS["other"])):
         out.append(_series_line(series[key], scale, y_at, colour))
     out.append("</svg>")
@@ -261,7 +268,7 @@ def _y_labels(ticks: list[float], y_at: Callable[[float], float], x1: float,
 
 
 def _x_axis(scale: _XScale, ticks: list[tuple[int, str]], t0: datetime | None, y0: float,
-            y1: float, height: int) -> list[str]:
+            y1: float, height: int, zone_name: str = "UTC") -> list[str]:
     """Time ticks with vertical gridlines; with a compressed tail, the storm's own ticks,
     a break at the cut and the tail's last minute."""
     out = []
@@ -291,7 +298,7 @@ def _x_axis(scale: _XScale, ticks: list[tuple[int, str]], t0: datetime | None, y
             out.append(_text(x + (4 if anchor == "end" else 0), y1 + 19, tick, anchor,
                              COLOURS["axis"]))
             last_x = x
-    out.append(_text(scale.x1, height - 4, "time (UTC)", "end", COLOURS["muted"]))
+    out.append(_text(scale.x1, height - 4, f"time ({zone_name})", "end", COLOURS["muted"]))
     return out
 
 

@@ -120,7 +120,7 @@ def write_report(
     page_tpl = env.get_template("incident.html.j2")
     by_id = {i.id: i for i in ordered}
     pages = {
-        v["id"]: page_tpl.render(incident=display.incident(v), chart=_chart(v), root="../",
+        v["id"]: page_tpl.render(incident=display.incident(v), chart=_chart(v, display), root="../",
                                  **_page_extras(by_id[v["id"]], (details or {}).get(v["id"]),
                                                 exports or {}, display),
                                  **common)
@@ -369,11 +369,11 @@ def _duration(start: Any, end: Any) -> str | None:
     return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
-def _chart(view: dict[str, Any]) -> Any:
+def _chart(view: dict[str, Any], display: Display) -> Any:
     about = view["subject"] or view["list"] or view["id"]
     return timeline_svg(
         view["timeline"], title=f"Deliveries and messages per minute: {about}", peak=view["peak"],
-        storm_end=view.get("last_message"),
+        storm_end=view.get("last_message"), zone=display.zone, zone_name=display.name,
     )
 
 
@@ -390,7 +390,8 @@ def _page_extras(incident: Incident, details: Details | None,
     if details is not None and details.impact is not None and details.impact.minutes:
         delay_chart = delay_svg(view["impact"]["minutes"] if view else [],
                                 title="Delivery delay per minute (95th percentile)",
-                                storm_end=incident.last_message)
+                                storm_end=incident.last_message, zone=display.zone,
+                                zone_name=display.name)
     return {"details": view,
             "steps": display.redacted([asdict(s) for s in next_steps(incident, details)]),
             "csv": csv, "delay_chart": delay_chart}

@@ -343,3 +343,16 @@ def test_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
     page = (tmp_path / "out" / "incidents" / f"{inc['id']}.html").read_text()
     # a log of one day: nothing to compare with, and the page says so
     assert "no data for the day before" in text_of(section(page, "impact"))
+
+
+def test_charts_are_drawn_in_the_display_zone(demo: Path, incident: dict[str, Any],
+                                              tmp_path: Path) -> None:
+    """The storm began at 09:58 UTC (truth.json): 18:58 in Tokyo, on the chart's axis and
+    in its text alternative, as on the rest of the page."""
+    res = invoke("report", "--db", str(demo / "mailstorm.duckdb"), "--out", str(tmp_path),
+                 "--display-tz", "Asia/Tokyo", "-q")
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "incidents" / f"{incident['id']}.html").read_text()
+    start = datetime.fromisoformat(TRUTH["start"]) + timedelta(hours=9)
+    assert "time (Asia/Tokyo)" in page and "time (UTC)" not in page
+    assert f"between {start:%Y-%m-%d %H:%M} and" in page
