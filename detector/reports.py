@@ -198,7 +198,7 @@ def make_environment(templates_dir: Path | None = None) -> Environment:
     )
     env.filters.update(
         num=format_number, pct=format_percent, severity_class=severity_class, visible=visible,
-        clip=clip, clock=clock, seconds=format_seconds,
+        clip=clip, clock=Display().clock, seconds=format_seconds,
     )
     env.globals.update(LISTED_HOSTS=LISTED_HOSTS)
     env.globals.update(timeline_svg=timeline_svg, SEVERITIES=SEVERITIES)
@@ -395,15 +395,6 @@ def _page_extras(incident: Incident, details: Details | None,
     return {"details": view,
             "steps": display.redacted([asdict(s) for s in next_steps(incident, details)]),
             "csv": csv, "delay_chart": delay_chart}
-
-
-def clock(value: Any, date_too: bool = False) -> str:
-    """An ISO time as ``HH:MM:SS`` (``YYYY-MM-DD HH:MM:SS`` with ``date_too``)."""
-    try:
-        t = datetime.fromisoformat(str(value))
-    except ValueError:
-        return str(value) if value is not None else "—"
-    return t.strftime("%Y-%m-%d %H:%M:%S" if date_too else "%H:%M:%S")
 
 
 def _severity_counts(views: list[dict[str, Any]]) -> list[tuple[str, int]]:
