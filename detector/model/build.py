@@ -328,11 +328,14 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     files = "[" + ", ".join(sql_path(p) for p in new_parts) + "]"
     con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {columns} FROM "
                 + (f"read_parquet({files})" if new_parts else "events WHERE false"))
+    # each new key and the time of its first new line (see _over below)
+    con.execute("""CREATE OR REPLACE TEMP TABLE _knew AS
+        SELECT hash(coalesce(host, ''), queue_id) AS queue_key, hash(queue_id) AS queue_hash,
+            min(ts) AS t
+        FROM _new WHERE queue_id IS NOT NULL GROUP BY ALL""")
     con.execute("""CREATE OR REPLACE TEMP TABLE _keys AS
-        SELECT DISTINCT hash(coalesce(host, ''), queue_id) AS queue_key,
-            hash(queue_id) AS queue_hash
-        FROM (SELECT host, queue_id FROM _new
-              UNION ALL SELECT host, queue_id FROM model_dirty)
+        SELECT queue_key, queue_hash FROM _knew
+        UNION SELECT hash(coalesce(host, ''), queue_id), hash(queue_id) FROM model_dirty
         WHERE queue_id IS NOT NULL""")
     con.execute("""CREATE OR REPLACE TEMP TABLE _ids AS
         SELECT DISTINCT hash(id) AS id_hash FROM (
@@ -353,9 +356,6 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
     # a use of a queue id that left the queue an hour before the new lines of its key is
     # over: it is set aside, and followed only if what the new lines reach relates to it
     # (below). Postfix's short queue ids come back within days on a busy host.
-    con.execute("""CREATE OR REPLACE TEMP TABLE _knew AS
-        SELECT hash(coalesce(host, ''), queue_id) AS queue_key, min(ts) AS t
-        FROM _new WHERE queue_id IS NOT NULL GROUP BY ALL""")
     con.execute("""CREATE OR REPLACE TEMP TABLE _over AS
         SELECT r.* FROM _rel r JOIN _knew n USING (queue_key)
         WHERE r.removed_at < n.t - INTERVAL 1 HOUR""")
