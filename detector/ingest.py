@@ -345,7 +345,7 @@ class _Run:
         self.jobs.append(job)
 
         def parse_and_write(batch: pl.DataFrame
-                            ) -> tuple[Part | None, set[str], int, set[int]]:
+                            ) -> tuple[list[Part], set[str], int, set[int]]:
             events, held = shared.parse(batch, ctx, name, shared=dispatch)
             if host is not None and name in formats.ONE_HOST and events["host"].null_count():
                 events = events.with_columns(pl.col("host").fill_null(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import duckdb
 import polars as pl
 
 from detector.sqltext import sql_string
@@ -129,7 +130,7 @@ def _cols(*specs: tuple[str, str, str]) -> dict[str, Column]:
     return {name: Column(kind, text) for name, kind, text in specs}
 
 
-T, S, B, I, D, BOOL = "TIMESTAMP", "STRING", "BIGINT", "INTEGER", "DOUBLE", "BOOLEAN"
+T, S, B, INT, D, BOOL = "TIMESTAMP", "STRING", "BIGINT", "INTEGER", "DOUBLE", "BOOLEAN"
 
 _MESSAGES = _cols(
     ("message_key", B, "64-bit key of the instance: a hash of host, queue id and "
@@ -218,7 +219,7 @@ _LOGICAL = _cols(
     ("list", S, "the list most of its recipients came through; for a list server's copy "
      "the list of its `<list>-bounces@` return path; for a returned notice the list it "
      "bounces"),
-    ("returned", I, "1 for a non-delivery notice a remote server sent back to a list's "
+    ("returned", INT, "1 for a non-delivery notice a remote server sent back to a list's "
      "bounce address (null sender, to `<list>-bounces@`, VERP too): a bounce of that "
      "list's posts"),
     ("prelog_origin", S, "for a message queued before the log starts (its arrival not "
@@ -320,6 +321,25 @@ def comment_statements(table: Table, kind: str = "VIEW") -> list[str]:
     return [f"COMMENT ON {kind} {table.name} IS {sql_string(table.description)}",
             *(f'COMMENT ON COLUMN {table.name}."{name}" IS {sql_string(col.description)}'
               for name, col in table.columns.items())]
+
+
+def comment_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Give the registry's tables in ``con``'s main schema their comments (a view made
+    again loses them), in one transaction."""
+    kinds = dict(con.execute(
+        "SELECT table_name, CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END "
+        "FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() AND table_name IN (SELECT unnest(?))",
+        [list(TABLES)]).fetchall())
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, kind in kinds.items():
+            for statement in comment_statements(TABLES[name], kind):
+                con.execute(statement)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def create_statement(table: Table) -> str:
