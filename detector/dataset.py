@@ -116,6 +116,9 @@ def publish_dataset(wh: Warehouse, out_dir: Path, *, full: bool = False) -> Publ
         done.days["incidents"] = _write_days(wh, folder, "incidents", "main.incidents",
                                              _incident_days(wh, folder), work)
         done.days["incident_messages"] = _write_flat(wh, folder, "incident_messages", work)
+    for table in TABLES.values():
+        if (folder / table.name).is_dir() or table.name == "events":
+            _keep_columns(wh, folder / table.name, table)
     row = wh.con.execute("SELECT value FROM meta WHERE key = 'model_build'").fetchone()
     tmp_state = work / _STATE
     tmp_state.write_text(json.dumps({"build": int(row[0]) if row else -1,
@@ -364,15 +367,40 @@ def _swap_in(new: Path, old: Path, work: Path) -> None:
     os.rename(new, old)
 
 
+_EMPTY = "empty.parquet"
+
+
+def _keep_columns(wh: Warehouse, target: Path, table: Table) -> None:
+    """A table without rows holds one file without rows (in the null day's folder), so
+    that every reader finds its columns; it goes when rows come."""
+    empty = target / f"day={NULL_DAY}" / _EMPTY if table.day else target / _EMPTY
+    pattern = "day=*/*.parquet" if table.day else "*.parquet"
+    if any(p != empty for p in target.glob(pattern)):
+        if empty.exists():
+            empty.unlink()
+            _remove_empty_days(target)
+        return
+    if empty.exists():
+        return
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    aside = target.parent / _WORK / f"{table.name}-{_EMPTY}"
+    wh.con.execute(f"COPY ({_empty_sql(table)}) TO {sql_path(aside)} (FORMAT parquet)")
+    os.replace(aside, empty)
+
+
+def _empty_sql(table: Table) -> str:
+    cols = ", ".join(f'CAST(NULL AS {c.duckdb_type}) AS "{n}"'
+                     for n, c in table.columns.items())
+    return f"SELECT {cols} WHERE false"
+
+
 # --- the catalog ------------------------------------------------------------------------
 def _view_sql(table: Table, folder: Path) -> str:
     pattern = f"{table.name}/*/*.parquet" if table.day else f"{table.name}/*.parquet"
     if any(folder.glob(pattern)):
         return (f"SELECT {_columns(table)} FROM read_parquet({sql_string(pattern)}, "
                 "hive_partitioning = false)")
-    cols = ", ".join(f'CAST(NULL AS {c.duckdb_type}) AS "{n}"'
-                     for n, c in table.columns.items())
-    return f"SELECT {cols} WHERE false"
+    return _empty_sql(table)
 
 
 def write_catalog(dataset_dir: Path) -> Path:
