@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from detector.cli import main
-from detector.schema import EVENT_COLUMNS, TABLES, TYPES, markdown_columns, render
+from detector.schema import EVENT_COLUMNS, TABLES, TYPES, markdown_columns
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 _BLOCK = re.compile(r"(<!-- schema:(\w+) -->\n).*?(<!-- /schema:\2 -->)", re.DOTALL)
