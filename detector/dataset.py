@@ -414,12 +414,14 @@ def write_catalog(dataset_dir: Path) -> Path:
     con = duckdb.connect(str(tmp), config={"storage_compatibility_version": STORAGE_VERSION})
     try:
         con.execute("SET file_search_path = ?", [str(dataset_dir)])
+        con.execute("BEGIN TRANSACTION")  # one commit, not one per statement
         for table in TABLES.values():
             if not (dataset_dir / table.name).is_dir():
                 continue
             con.execute(f"CREATE VIEW {table.name} AS {_view_sql(table, dataset_dir)}")
             for statement in comment_statements(table):
                 con.execute(statement)
+        con.execute("COMMIT")
     finally:
         con.close()
     path = dataset_dir / CATALOG
