@@ -76,11 +76,13 @@ def dataset_dir_of(out_dir: Path) -> Path:
     return out_dir / DATASET_DIR
 
 
-def day_sql(column: str, alias: str = "") -> str:
-    """The UTC date of ``column`` (of the relation ``alias``) as a partition value
-    (NULL_DAY when it is null)."""
+def day_sql(column: str, alias: str = "", *, null: str | None = NULL_DAY) -> str:
+    """The UTC date of ``column`` (of the relation ``alias``) as a partition value, and
+    ``null`` when it is null. COPY's PARTITION_BY is given the null itself (it names the
+    folder NULL_DAY; given the text, it would escape it)."""
     ref = f'{alias}."{column}"' if alias else f'"{column}"'
-    return f"coalesce(strftime(timezone('UTC', {ref}), '%Y-%m-%d'), {sql_string(NULL_DAY)})"
+    value = f"strftime(timezone('UTC', {ref}), '%Y-%m-%d')"
+    return value if null is None else f"coalesce({value}, {sql_string(null)})"
 
 
 def _columns(table: Table) -> str:
@@ -185,7 +187,7 @@ def _link_events(wh: Warehouse, folder: Path, work: Path) -> tuple[int, int]:
 def _split_part(wh: Warehouse, part: Path, folder: Path, work: Path) -> None:
     """Copy a part that holds several days into each day's folder, under its name."""
     aside = work / f"events-{uuid.uuid4().hex}"
-    wh.con.execute(f"COPY (SELECT *, {day_sql('ts')} AS day FROM read_parquet("
+    wh.con.execute(f"COPY (SELECT *, {day_sql('ts', null=None)} AS day FROM read_parquet("
                    f"{sql_path(part)})) TO {sql_path(aside)} (FORMAT parquet, "
                    "PARTITION_BY (day), COMPRESSION zstd, COMPRESSION_LEVEL 1)")
     for day in aside.iterdir():
@@ -312,7 +314,8 @@ def _write_days(wh: Warehouse, folder: Path, name: str, source: str,
             where += (" AND thread_id IN (SELECT thread_id FROM main.logical_messages "
                       f"WHERE {day_sql('first_seen')} IN (SELECT unnest(?)))")
             params.append(sorted(days))
-    wh.con.execute(f"COPY (SELECT {_columns(table)}, {day} AS day FROM {source} {where}) "
+    wh.con.execute(f"COPY (SELECT {_columns(table)}, "
+                   f"{day_sql(str(table.day), null=None)} AS day FROM {source} {where}) "
                    f"TO {sql_path(aside)} (FORMAT parquet, PARTITION_BY (day), "
                    "COMPRESSION zstd, COMPRESSION_LEVEL 1, FILENAME_PATTERN 'part-{uuid}', "
                    "OVERWRITE_OR_IGNORE)", params)

@@ -233,8 +233,11 @@ def test_parts_are_split_by_utc_day(tmp_path: Path) -> None:
         txn = wh.begin_file()
         parts = wh.write_part(frame)
         txn.add(parts, False)
+        # a part of two days, as a warehouse written before parts were split holds
+        old = wh._write_one(frame.with_columns(line_no=pl.col("line_no") + 10))
+        txn.add(old, False)
         wh.commit_file(txn, path="x.log", fmt="postfix", head=b"x", previous=None,
-                       bytes_ingested=1, lines=4)
+                       bytes_ingested=1, lines=8)
         by_part = [sorted(pl.read_parquet(wh.parts_dir / p.path.name)["line_no"])
                    for p in parts]
         assert sorted(by_part) == [[1, 4], [2], [3]]
@@ -246,12 +249,15 @@ def test_parts_are_split_by_utc_day(tmp_path: Path) -> None:
     write_catalog(tmp_path / "ds")
     read = pl.scan_parquet(tmp_path / "ds" / "events", hive_partitioning=True).select(
         "line_no", "day").sort("line_no").collect()
-    assert read["day"].is_null().to_list() == [False, True, False, False]
+    assert read["day"].is_null().to_list() == [False, True, False, False] * 2
+    # each day's folder holds its rows, of the split part too
+    assert read.filter(pl.col("day") == datetime(2016, 11, 13).date())["line_no"].to_list() \
+        == [1, 4, 11, 14]
     con = duckdb.connect(str(tmp_path / "ds" / "mailstorm.duckdb"), read_only=True)
     try:
         con.execute("SET file_search_path = ?", [str(tmp_path / "ds")])
-        assert con.execute("SELECT count(*), count(ts) FROM events").fetchone() == (4, 3)
+        assert con.execute("SELECT count(*), count(ts) FROM events").fetchone() == (8, 6)
         assert con.execute("SELECT count(*) FROM read_parquet('events/*/*.parquet', "
-                           "hive_partitioning = true) WHERE day IS NULL").fetchone() == (1,)
+                           "hive_partitioning = true) WHERE day IS NULL").fetchone() == (2,)
     finally:
         con.close()
