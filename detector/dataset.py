@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +63,8 @@ STORAGE_VERSION = "v1.0.0"
 _STATE = ".mailstorm-dataset.json"
 _WORK = ".incoming"  # days and the catalog written aside, then renamed into place
 _ANALYST_MODEL = [n for n in MODEL_PARTS if n in TABLES]
+#: the relation holding a table's rows of some days (None: all), as SQL
+Source = Callable[[set[str] | None], str]
 
 
 @dataclass
@@ -114,13 +118,13 @@ def publish_dataset(wh: Warehouse, out_dir: Path, *, full: bool = False) -> Publ
     for name in _ANALYST_MODEL:
         days, new_state[name] = _model_days(wh, name, state.get(name), build,
                                             (folder / name).is_dir())
-        done.days[name] = _write_days(wh, folder, name, _parts_holding(wh, name, days,
-                                                                       new_state[name]),
-                                      days, work)
+        done.days[name] = _write_days(wh, folder, name, functools.partial(
+            _parts_holding, wh, name, holds=new_state[name]), days, work)
     days, source = _thread_days(wh, folder, state, new_state)
-    done.days["threads"] = _write_days(wh, folder, "threads", source, days, work)
+    done.days["threads"] = _write_days(wh, folder, "threads", lambda _: source, days, work)
     if table_exists(wh.con, "incidents"):
-        done.days["incidents"] = _write_days(wh, folder, "incidents", "main.incidents",
+        done.days["incidents"] = _write_days(wh, folder, "incidents",
+                                             lambda _: "main.incidents",
                                              _incident_days(wh, folder), work)
         done.days["incident_messages"] = _write_flat(wh, folder, "incident_messages", work)
     for table in TABLES.values():
@@ -263,7 +267,7 @@ def _model_days(wh: Warehouse, name: str, known: dict[str, list[str]] | None, bu
     return days, now
 
 
-def _parts_holding(wh: Warehouse, name: str, days: set[str] | None,
+def _parts_holding(wh: Warehouse, name: str, days: set[str] | None, *,
                    holds: dict[str, list[str]]) -> str:
     """The rows of the model table ``name`` as its view has them, read from only the
     parts that hold rows of ``days`` (all of them for None)."""
@@ -325,10 +329,11 @@ def _incident_days(wh: Warehouse, folder: Path) -> set[str] | None:
 
 
 # --- writing days ----------------------------------------------------------------------
-def _write_days(wh: Warehouse, folder: Path, name: str, source: str,
+def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
                 days: set[str] | None, work: Path) -> int:
-    """Write the rows of ``source`` on ``days`` (None: all) to ``folder/name``, a day at
-    a time swapped in; a day left without rows goes. Returns the days written or gone."""
+    """Write the rows of ``source(days)`` on ``days`` (None: all) to ``folder/name``, a
+    day at a time swapped in; a day left without rows goes. Returns the days written or
+    gone."""
     if days is not None and not days:
         return 0
     table = TABLES[name]
@@ -336,33 +341,25 @@ def _write_days(wh: Warehouse, folder: Path, name: str, source: str,
     aside = work / name
     col = f'"{table.day}"'
     options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
-    if days is not None and len(days) == 1:
-        # one day (a night's usual): a range of time, and no partitioned write, which
-        # costs twice as much
-        only = next(iter(days))
-        file = aside / f"day={only}" / f"part-{uuid.uuid4().hex}.parquet"
+    if days is None:
+        wh.con.execute(f"COPY (SELECT {_columns(table)}, "
+                       f"{day_sql(str(table.day), null=None)} AS day FROM {source(None)}) "
+                       f"TO {sql_path(aside)} ({options}, PARTITION_BY (day), "
+                       "FILENAME_PATTERN 'part-{uuid}', OVERWRITE_OR_IGNORE)")
+    # the few days of a night one at a time, each a range of time read from the parts
+    # that hold it: a partitioned write of them all cost twice as much
+    for day in sorted(days or ()):
+        file = aside / f"day={day}" / f"part-{uuid.uuid4().hex}.parquet"
         file.parent.mkdir(parents=True)
         where, params = f"{col} IS NULL", list[object]()
-        if only != NULL_DAY:
-            start = datetime.fromisoformat(only).replace(tzinfo=UTC)
+        if day != NULL_DAY:
+            start = datetime.fromisoformat(day).replace(tzinfo=UTC)
             where, params = f"{col} >= ? AND {col} < ?", [start, start + timedelta(days=1)]
-        row = wh.con.execute(f"COPY (SELECT {_columns(table)} FROM {source} WHERE {where}) "
-                             f"TO {sql_path(file)} ({options})", params).fetchone()
+        row = wh.con.execute(f"COPY (SELECT {_columns(table)} FROM {source({day})} "
+                             f"WHERE {where}) TO {sql_path(file)} ({options})",
+                             params).fetchone()
         if not row or not row[0]:
             shutil.rmtree(file.parent)
-    else:
-        where, params = "", []
-        if days is not None:
-            where = f"WHERE {day_sql(str(table.day))} IN (SELECT unnest(?))"
-            params = [sorted(days)]
-            dated = sorted(d for d in days if d != NULL_DAY)
-            if dated and NULL_DAY not in days:  # lets the scan skip row groups by time
-                where += f" AND {col} >= CAST(? AS TIMESTAMPTZ)"
-                params.append(f"{dated[0]} 00:00:00+00")
-        wh.con.execute(f"COPY (SELECT {_columns(table)}, "
-                       f"{day_sql(str(table.day), null=None)} AS day FROM {source} {where}) "
-                       f"TO {sql_path(aside)} ({options}, PARTITION_BY (day), "
-                       "FILENAME_PATTERN 'part-{uuid}', OVERWRITE_OR_IGNORE)", params)
     target.mkdir(parents=True, exist_ok=True)
     made = {p.name: p for p in aside.iterdir()} if aside.is_dir() else {}
     stale = [p for p in target.glob("day=*")
