@@ -63,6 +63,8 @@ STORAGE_VERSION = "v1.0.0"
 _STATE = ".mailstorm-dataset.json"
 _WORK = ".incoming"  # days and the catalog written aside, then renamed into place
 _ANALYST_MODEL = [n for n in MODEL_PARTS if n in TABLES]
+#: up to this many days are written one at a time, more by one partitioned write
+_FEW_DAYS = 4
 #: the relation holding a table's rows of some days (None: all), as SQL
 Source = Callable[[set[str] | None], str]
 
@@ -287,9 +289,11 @@ def _thread_days(wh: Warehouse, folder: Path, state: dict[str, dict[str, list[st
     dataset has them. Retention dropping a logical_messages part makes it all."""
     before, after = state.get("logical_messages"), now["logical_messages"]
     stored = sorted(folder.glob("threads/day=*/*.parquet"))
-    if before is None or not stored or any(part not in after for part in before):
-        return None, "main.threads"
     con = wh.con
+    if before is None or not stored or any(part not in after for part in before):
+        # summed once, then written a day at a time
+        con.execute("CREATE OR REPLACE TEMP TABLE _threads_now AS SELECT * FROM main.threads")
+        return None, "_threads_now"
     select = next(m.group(2) for m in map(_MADE.match, _script("threads.sql"))
                   if m and m.group(1) == "threads")
     # the same SQL, over a relation of the same name holding only those threads' rows
@@ -341,14 +345,20 @@ def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
     aside = work / name
     col = f'"{table.day}"'
     options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+    each = days
     if days is None:
-        wh.con.execute(f"COPY (SELECT {_columns(table)}, "
-                       f"{day_sql(str(table.day), null=None)} AS day FROM {source(None)}) "
-                       f"TO {sql_path(aside)} ({options}, PARTITION_BY (day), "
-                       "FILENAME_PATTERN 'part-{uuid}', OVERWRITE_OR_IGNORE)")
-    # the few days of a night one at a time, each a range of time read from the parts
-    # that hold it: a partitioned write of them all cost twice as much
-    for day in sorted(days or ()):
+        each = {r[0] for r in wh.con.execute(
+            f"SELECT DISTINCT {day_sql(str(table.day))} FROM {source(None)}").fetchall()}
+        if len(each) > _FEW_DAYS:
+            each = set()
+            wh.con.execute(f"COPY (SELECT {_columns(table)}, "
+                           f"{day_sql(str(table.day), null=None)} AS day FROM "
+                           f"{source(None)}) TO {sql_path(aside)} ({options}, "
+                           "PARTITION_BY (day), FILENAME_PATTERN 'part-{uuid}', "
+                           "OVERWRITE_OR_IGNORE)")
+    # a few days one at a time, each a range of time read from the parts that hold it:
+    # a partitioned write of them cost two to three times as much
+    for day in sorted(each or ()):
         file = aside / f"day={day}" / f"part-{uuid.uuid4().hex}.parquet"
         file.parent.mkdir(parents=True)
         where, params = f"{col} IS NULL", list[object]()
