@@ -61,6 +61,12 @@ class Dialect:
             return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
         return "'" + value.replace("'", "''") + "'"
 
+    def regex(self, pattern: str) -> str:
+        """``pattern`` as a regex literal of this engine. Java's ``.``, ``^`` and ``$``
+        know five line terminators, RE2's only ``\\n``: Spark's patterns read with
+        UNIX_LINES ``(?d)``. (RE2's ``$`` is Java's ``\\z``: patterns end in ``\\z``.)"""
+        return self.string(pattern if self.name == "duckdb" else f"(?d){pattern}")
+
     def hash64(self, *cols: str) -> str:
         """A 64-bit hash of the values (null hashes as the engine does)."""
         return f"{self.hash_function}({', '.join(cols)})"
@@ -88,29 +94,35 @@ class Dialect:
     def regexp_like(self, s: str, pattern: str) -> str:
         """Whether ``pattern`` matches anywhere in ``s``."""
         fn = "regexp_matches" if self.name == "duckdb" else "regexp_like"
-        return f"{fn}({s}, {self.string(pattern)})"
+        return f"{fn}({s}, {self.regex(pattern)})"
+
+    def _replacement(self, text: str) -> str:
+        # a literal replacement: RE2 (DuckDB) reads \1 as a group, Java $1 (and both escape \)
+        if self.name == "duckdb":
+            return self.string(text.replace("\\", "\\\\"))
+        return self.string(text.replace("\\", "\\\\").replace("$", "\\$"))
 
     def regexp_replace_all(self, s: str, pattern: str, replacement: str) -> str:
         """``s`` with every match of ``pattern`` replaced by the literal ``replacement``."""
-        return (f"regexp_replace({s}, {self.string(pattern)}, {self.string(replacement)}"
+        return (f"regexp_replace({s}, {self.regex(pattern)}, {self._replacement(replacement)}"
                 f"{self.all_matches_flag})")
 
     def regexp_replace_first(self, s: str, pattern: str, replacement: str) -> str:
         """``s`` with the first match of ``pattern`` replaced by the literal
         ``replacement``. Spark replaces every match: unless the pattern is anchored at
-        the start, it is matched as ``(head)(pattern)(tail)`` and head and tail put back:
-        a lazy head finds the first match, as DuckDB does (named groups, as the
-        pattern's own are numbered)."""
+        the start, it is matched behind a lazy head, ``^(.*?)(?:pattern)``, and the head
+        put back; the anchor stops a second match. (Not ``${name}`` groups: Spark
+        substitutes ``${...}`` in SQL text with its variables.)"""
         if self.name == "duckdb" or pattern.startswith("^"):
-            return f"regexp_replace({s}, {self.string(pattern)}, {self.string(replacement)})"
+            return (f"regexp_replace({s}, {self.regex(pattern)}, "
+                    f"{self._replacement(replacement)})")
         java = replacement.replace("\\", "\\\\").replace("$", "\\$")
-        whole = f"(?s)^(?<head>.*?)(?:{pattern})(?<tail>.*)$"
-        return (f"regexp_replace({s}, {self.string(whole)}, "
-                f"{self.string(f'${{head}}{java}${{tail}}')})")
+        return (f"regexp_replace({s}, {self.regex(f'^((?s:.*?))(?:{pattern})')}, "
+                f"{self.string(f'$1{java}')})")
 
     def regexp_extract(self, s: str, pattern: str, group: int = 0) -> str:
         """The ``group`` of the first match of ``pattern`` in ``s``; '' when none."""
-        return f"regexp_extract({s}, {self.string(pattern)}, {group})"
+        return f"regexp_extract({s}, {self.regex(pattern)}, {group})"
 
     def epoch_us(self, ts: str) -> str:
         """Microseconds since 1970 of a timestamp, as BIGINT."""
