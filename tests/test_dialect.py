@@ -8,6 +8,7 @@ reason, where pyspark or Java is missing.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -21,7 +22,7 @@ import polars as pl
 import pytest
 
 from detector.assets import builtin_rules_dir
-from detector.dialect import DUCKDB, SPARK, Dialect, sql_functions
+from detector.dialect import DUCKDB, SPARK, Dialect, engines_markdown, sql_functions
 from detector.incidents.execute import Scope, scope_params, scope_sql, scoped_table_sql
 from detector.model.build import PATTERNS, Statement, model_statements
 from detector.model.subjects import normalize_subject
@@ -296,3 +297,11 @@ def test_address_and_reference_expressions_agree_on_both_engines(spark: Any) -> 
     # the first of two matches only, as DuckDB replaces (Spark would replace both)
     assert by["a-bounces@b-bounces@c"][names.index("list_of_copy")] == "a@b-bounces@c"
     assert by["mx.example[192.0.2.1]:25"][names.index("relay_host")] == "mx.example"
+
+
+def test_docs_engines_md_is_the_rendered_dialects() -> None:
+    doc = Path(__file__).resolve().parents[1] / "docs" / "engines.md"
+    if os.environ.get("MAILSTORM_UPDATE_DOCS"):
+        doc.write_text(engines_markdown(), "utf-8")
+    assert doc.read_text("utf-8") == engines_markdown(), (
+        "docs/engines.md is stale: run MAILSTORM_UPDATE_DOCS=1 pytest tests/test_dialect.py")
