@@ -77,19 +77,26 @@ class Dialect:
             return f"CAST({self.hash64(*cols)} >> 1 AS BIGINT)"
         return f"shiftrightunsigned({self.hash64(*cols)}, 1)"
 
-    def _sort_key(self, keys: tuple[str, ...]) -> str:
-        if len(keys) == 1:
-            return keys[0]
-        inner = ", ".join(keys)
-        return f"({inner})" if self.name == "duckdb" else f"struct({inner})"
+    def _by(self, function: str, x: str, keys: tuple[str, ...]) -> str:
+        if self.name == "duckdb":
+            key = keys[0] if len(keys) == 1 else f"({', '.join(keys)})"
+            return f"{function}({x}, {key})"
+        # DuckDB's arg_min/arg_max pass over rows whose value is null, and order a null
+        # in a row key after every value; Spark's min_by/max_by take the value of any
+        # row (they pass over a null key only) and order null fields of a struct first
+        flagged = ", ".join(f"({k}) IS NULL, {k}" for k in keys)
+        key = keys[0] if len(keys) == 1 else f"struct({flagged})"
+        return f"{function}({x}, CASE WHEN {x} IS NOT NULL THEN {key} END)"
 
     def arg_min(self, x: str, *keys: str) -> str:
-        """``x`` of the row with the smallest ``keys`` (compared in order)."""
-        return f"{self.min_by_function}({x}, {self._sort_key(keys)})"
+        """``x`` of the row with the smallest ``keys`` (compared in order, a null after
+        every value), among the rows where ``x`` is not null."""
+        return self._by(self.min_by_function, x, keys)
 
     def arg_max(self, x: str, *keys: str) -> str:
-        """``x`` of the row with the largest ``keys`` (compared in order)."""
-        return f"{self.max_by_function}({x}, {self._sort_key(keys)})"
+        """``x`` of the row with the largest ``keys`` (compared in order, a null after
+        every value), among the rows where ``x`` is not null."""
+        return self._by(self.max_by_function, x, keys)
 
     def regexp_like(self, s: str, pattern: str) -> str:
         """Whether ``pattern`` matches anywhere in ``s``."""
@@ -315,6 +322,10 @@ Traps, each covered by `tests/test_dialect.py`:
   group references).
 - Spark reads `sum(x) OVER g - y` as the window `g-y`: a named window in an expression is
   parenthesised.
+- DuckDB's `arg_min`/`arg_max` pass over rows whose value is null and order a null key
+  field after every value; Spark's `min_by`/`max_by` take a null value and order null
+  struct fields first: the Spark form nulls the key of a null value and adds an
+  `IS NULL` field before each key.
 - `lower()` differs on final sigma and dotted I (Java maps them in context): the subject
   patterns pin them first.
 - A chain of Spark temporary views is planned again by every statement that reads it:
