@@ -110,7 +110,7 @@ def test_the_duckdb_rendering_keeps_its_own_forms() -> None:
 def test_statements_are_named_and_ordered() -> None:
     steps = model_statements(DUCKDB)
     assert steps[0] == Statement("_settled", "table", steps[0].sql)
-    assert [s.name for s in steps if s.kind == "table" and not s.name.startswith("_")] == [
+    assert [s.name for s in steps if s.kind == "table" and not str(s.name).startswith("_")] == [
         "messages", "expansions", "list_posts", "deliveries", "logical_messages"]
     assert [(s.name, s.kind) for s in steps[-2:]] == [("_relations", "table"),
                                                       ("threads", "view")]
@@ -158,7 +158,7 @@ def spark_model(spark: Any) -> dict[str, list[tuple[str, str]]]:
         if step.kind == "table":  # (a chain of views would be planned again and again)
             frame = spark.createDataFrame([], frame.schema)
         frame.createOrReplaceTempView(step.name)
-        columns[step.name] = [(f.name, f.dataType.simpleString()) for f in frame.schema]
+        columns[str(step.name)] = [(f.name, f.dataType.simpleString()) for f in frame.schema]
     return columns
 
 
@@ -171,7 +171,7 @@ def _duckdb_model() -> dict[str, list[tuple[str, str]]]:
             con.execute(step.sql)
             continue
         con.execute(f"CREATE OR REPLACE {step.kind.upper()} {step.name} AS {step.sql}")
-        columns[step.name] = [(r[0], _SAME_TYPE[r[1]]) for r in
+        columns[str(step.name)] = [(r[0], _SAME_TYPE[r[1]]) for r in
                               con.execute(f"DESCRIBE {step.name}").fetchall()]
     return columns
 
