@@ -311,7 +311,7 @@ Traps, each covered by `tests/test_dialect.py`:
   `message_key`, the `_relations` hashes, and the `message_uid` of an instance that has
   no Message-ID (it ends in its `message_key`) differ between a DuckDB and a Spark build,
   and so does the `thread_id` of such a message when it has no subject and no list (its
-  thread is its `message_uid`). On the corpus (/work/shared/corpus) every other column of
+  thread is its `message_uid`). On a corpus of real logs of every format, every other column of
   every model table is equal, row for row both ways.
 - DuckDB's `regexp_replace` replaces the first match unless given `'g'`; Spark's replaces
   every match, so a first-match replace is rendered as `^((?s:.*?))(?:pattern)` with the
