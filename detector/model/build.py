@@ -44,7 +44,7 @@ MODEL_VIEWS = ("threads",)
 #: earliest new line (or its first event, if later)
 LOOKBACK = timedelta(days=10)
 #: the model's meaning of its rows; a build by another version starts afresh
-MODEL_VERSION = "3"
+MODEL_VERSION = "4"
 _SCRATCH = "_inc"
 _DDL = [
     "CREATE TABLE IF NOT EXISTS model_parts (part VARCHAR PRIMARY KEY)",
