@@ -41,7 +41,8 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from detector.model.build import _MADE, _script
+from detector.dialect import DUCKDB
+from detector.model.build import view_statements
 from detector.schema import TABLES, Table, comment_statements
 from detector.sqltext import sql_string
 from detector.warehouse import (
@@ -294,8 +295,7 @@ def _thread_days(wh: Warehouse, folder: Path, state: dict[str, dict[str, list[st
         # summed once, then written a day at a time
         con.execute("CREATE OR REPLACE TEMP TABLE _threads_now AS SELECT * FROM main.threads")
         return None, "_threads_now"
-    select = next(m.group(2) for m in map(_MADE.match, _script("threads.sql"))
-                  if m and m.group(1) == "threads")
+    select = next(v.sql for v in view_statements(DUCKDB) if v.name == "threads")
     # the same SQL, over a relation of the same name holding only those threads' rows
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _threads_now AS
         WITH logical_messages AS (

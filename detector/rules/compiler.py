@@ -1,7 +1,9 @@
 """Rules -> SQL. Query shapes are named templates; rules only pick from the vocabulary.
 
 A rule file never contributes SQL text: its select, group_by and measures are looked up
-in ``vocabulary``, and every number (thresholds, window) is a bound parameter. Two shapes:
+in ``vocabulary``, and every number (thresholds, window) is a bound parameter. The
+templates and the vocabulary's SQL are in the subset DuckDB and Spark read alike but for
+the fields filled from a ``Dialect`` (epoch_t, block_no). Two shapes:
 
 * ``windowed``: every selected message (the anchor) is measured over the messages of its
   group in the sliding window ``(anchor - window, anchor]`` (ties with the anchor
@@ -18,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from detector.dialect import DUCKDB, Dialect
 from detector.errors import RuleError
 from detector.rules.model import Number, Rule
 from detector.rules.vocabulary import (
@@ -57,21 +60,22 @@ __all__ = ["CompiledRule", "compile_rule", "group_sql"]
 #   before T's window: the count of live intervals (a message is live from its time until
 #   its sender's next message or until it leaves the window).
 #
-# The window length is bound once, as a parameter read in the first CTE.
+# The window length is bound once, as a parameter read in the first CTE. A named window
+# in an expression is parenthesised: Spark reads "OVER g - x" as the window "g-x".
 WINDOWED = """
 WITH bound AS (
     SELECT CAST(? AS BIGINT) * 1000000 AS w
 ),
 feed AS (
     SELECT
-        {group} AS group_key, message_uid, first_seen AS ts, epoch_us(first_seen) AS t,
+        {group} AS group_key, message_uid, first_seen AS ts, {epoch_t} AS t,
         sender, is_reply, is_auto, subject IS NULL AS no_subject,
         deliveries, recipients, submitted, bounced{values}
     FROM {source}
     WHERE {select} AND {group} IS NOT NULL
 ),
 numbered AS (
-    SELECT f.*, bound.w, f.t // bound.w AS block,
+    SELECT f.*, bound.w, {block_no} AS block,
         row_number() OVER (PARTITION BY f.group_key ORDER BY f.t, f.message_uid) AS n
     FROM feed f
     CROSS JOIN bound
@@ -113,8 +117,8 @@ times AS (  -- per group and time: what its messages add up to
 ),
 running AS (  -- per group and time: sums over the times before it, maxima in its block
     SELECT *,
-        sum(at_repeats) OVER g - at_repeats AS before_repeats,
-        sum(at_followed) OVER g - at_followed AS before_followed{running}
+        (sum(at_repeats) OVER g) - at_repeats AS before_repeats,
+        (sum(at_followed) OVER g) - at_followed AS before_followed{running}
     FROM times
     WINDOW g AS (PARTITION BY group_key ORDER BY t)
 ),
@@ -171,7 +175,7 @@ def _window_columns(used: str) -> dict[str, str]:
         + "".join(f",\n        {sql} AS m_{name}" for name, sql in maxima),
         "at": "".join(f",\n        sum(m_{name}) AS at_{name}" for name, _ in sums)
         + "".join(f",\n        max(m_{name}) AS at_{name}" for name, _ in maxima),
-        "running": "".join(f",\n        sum(at_{name}) OVER g - at_{name} AS before_{name}"
+        "running": "".join(f",\n        (sum(at_{name}) OVER g) - at_{name} AS before_{name}"
                            for name, _ in sums)
         + "".join(f",\n        max(at_{name}) {block}) AS {name}_from_block_start"
                   f",\n        max(at_{name}) {block} DESC) AS {name}_to_block_end"
@@ -194,8 +198,10 @@ class CompiledRule:
     param_names: tuple[str, ...] = ()
 
 
-def compile_rule(rule: Rule, *, source: str = "logical_messages") -> CompiledRule:
-    """The SQL of a rule's hits, with its numbers as parameters in order.
+def compile_rule(rule: Rule, *, source: str = "logical_messages",
+                 dialect: Dialect = DUCKDB) -> CompiledRule:
+    """The SQL of a rule's hits in ``dialect``, with its numbers as ``?`` parameters in
+    order (DuckDB's execute and Spark 4's ``spark.sql(sql, args=[...])`` both bind them).
 
     ``source`` is the table read instead of logical_messages (e.g. a time-scoped temporary
     copy); it is an identifier chosen by the calling code, never text from a rule file.
@@ -219,7 +225,9 @@ def compile_rule(rule: Rule, *, source: str = "logical_messages") -> CompiledRul
                               for c in rule.conditions)
     template = WINDOWED if shape == "windowed" else PER_MESSAGE
     fields = {"group": group_sql(rule.group_by), "select": SELECTIONS[rule.select].feed,
-              "source": source, "measures": select_cols, "conditions": conditions}
+              "source": source, "measures": select_cols, "conditions": conditions,
+              "epoch_t": dialect.epoch_us("first_seen"),
+              "block_no": dialect.int_div("f.t", "bound.w")}
     params: list[Number] = []
     names: list[str] = []
     if shape == "windowed":
