@@ -135,7 +135,8 @@ T, S, B, INT, D, BOOL = "TIMESTAMP", "STRING", "BIGINT", "INTEGER", "DOUBLE", "B
 _MESSAGES = _cols(
     ("message_key", B, "64-bit key of the instance: a hash of host, queue id and "
      "generation (Postfix reuses queue ids; the generation counts earlier `removed` lines "
-     "of the same id)"),
+     "of the same id). Each engine hashes its own way (DuckDB `hash`, Spark `xxhash64`): "
+     "join on it within one dataset, never across engines"),
     ("host", S, "host where the message was queued"),
     ("queue_id", S, "queue id on that host"),
     ("message_id", S, "its Message-ID"),
@@ -191,7 +192,8 @@ _DELIVERIES = _cols(
 )
 
 _LOGICAL = _cols(
-    ("message_uid", S, "the Message-ID, or the message_key when none was logged"),
+    ("message_uid", S, "the Message-ID (as in `messages.message_uid`), or "
+     "`host queue_id generation` when none was logged"),
     ("message_id", S, "Message-ID, from the first instance"),
     ("sender", S, "envelope sender, from the first instance"),
     ("subject", S, "Subject, from the first instance"),
