@@ -122,7 +122,8 @@ def publish_dataset(wh: Warehouse, out_dir: Path, *, full: bool = False) -> Publ
         days, new_state[name] = _model_days(wh, name, state.get(name), build,
                                             (folder / name).is_dir())
         done.days[name] = _write_days(wh, folder, name, functools.partial(
-            _parts_holding, wh, name, holds=new_state[name]), days, work)
+            _parts_holding, wh, name, holds=new_state[name]), days, work,
+            among={d for held in new_state[name].values() for d in held})
     days, source = _thread_days(wh, folder, state, new_state)
     done.days["threads"] = _write_days(wh, folder, "threads", lambda _: source, days, work)
     if table_exists(wh.con, "incidents"):
@@ -334,10 +335,11 @@ def _incident_days(wh: Warehouse, folder: Path) -> set[str] | None:
 
 # --- writing days ----------------------------------------------------------------------
 def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
-                days: set[str] | None, work: Path) -> int:
+                days: set[str] | None, work: Path, *, among: set[str] | None = None) -> int:
     """Write the rows of ``source(days)`` on ``days`` (None: all) to ``folder/name``, a
     day at a time swapped in; a day left without rows goes. Returns the days written or
-    gone."""
+    gone. ``among``: the days the table can hold, when known (its parts' days), so that
+    writing all of them does not read the table once more to find them."""
     if days is not None and not days:
         return 0
     table = TABLES[name]
@@ -347,7 +349,7 @@ def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
     options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
     each = days
     if days is None:
-        each = {r[0] for r in wh.con.execute(
+        each = among if among is not None else {r[0] for r in wh.con.execute(
             f"SELECT DISTINCT {day_sql(str(table.day))} FROM {source(None)}").fetchall()}
         if len(each) > _FEW_DAYS:
             each = set()
