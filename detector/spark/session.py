@@ -1,0 +1,64 @@
+"""The Spark session a run uses: local, a standalone cluster, or Spark Connect."""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from detector.errors import UsageError
+from detector.spark import require_pyspark
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+DEFAULT_MASTER = "local[*]"
+
+#: settings every session gets: UTC times (the events are UTC instants), Parquet times as
+#: plain microseconds (INT96 is legacy, and DuckDB/polars read micros as they are), no UI
+CONF: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.parquet.compression.codec": "zstd",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    # a run's shuffles are small next to its parse; a few partitions per core
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "true",
+    # Polars hands Arrow large strings: taken as they are, not copied to small ones
+    "spark.sql.execution.arrow.useLargeVarTypes": "true",
+}
+
+
+def spark_session(master: str = DEFAULT_MASTER, *,
+                  conf: dict[str, str] | None = None) -> SparkSession:
+    """A session on ``master``: ``local[N]``/``local[*]``, ``spark://host:port`` (a
+    standalone cluster) or ``sc://host:port`` (Spark Connect, via
+    ``SparkSession.builder.remote``). An existing session of this process is reused
+    (its settings then are this run's)."""
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    settings = {**CONF, **(conf or {})}
+    if master.startswith("sc://"):
+        builder = SparkSession.builder.remote(master)
+    else:
+        if shutil.which("java") is None and not _java_home():
+            raise UsageError("--engine spark needs Java 17 or later (e.g. apt-get install "
+                             "openjdk-17-jre-headless), or --spark-master sc://host:port")
+        builder = SparkSession.builder.master(master).appName("mailstorm")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    if not master.startswith("sc://"):
+        spark.sparkContext.setLogLevel("ERROR")
+    for key, value in settings.items():  # a reused session takes this run's SQL settings
+        if key.startswith("spark.sql."):
+            spark.conf.set(key, value)
+    return spark
+
+
+def _java_home() -> bool:
+    import os
+
+    home = os.environ.get("JAVA_HOME")
+    return bool(home) and os.path.exists(os.path.join(str(home), "bin", "java"))
