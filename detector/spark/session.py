@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from typing import TYPE_CHECKING
 
 from detector.errors import UsageError
@@ -46,6 +48,10 @@ def spark_session(master: str = DEFAULT_MASTER, *,
             raise UsageError("--engine spark needs Java 17 or later (e.g. apt-get install "
                              "openjdk-17-jre-headless), or --spark-master sc://host:port")
         builder = SparkSession.builder.master(master).appName("mailstorm")
+        if master.startswith("local"):
+            # the workers parse with this interpreter's polars and detector (a cluster's
+            # executors need mailstorm installed in their own Python)
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -58,7 +64,5 @@ def spark_session(master: str = DEFAULT_MASTER, *,
 
 
 def _java_home() -> bool:
-    import os
-
     home = os.environ.get("JAVA_HOME")
     return bool(home) and os.path.exists(os.path.join(str(home), "bin", "java"))
