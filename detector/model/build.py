@@ -19,17 +19,12 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
-from detector.model.subjects import (
-    has_reply_prefix_sql,
-    is_auto_subject_sql,
-    normalize_subject_sql,
-)
-from detector.sqltext import sql_string
+from detector.dialect import DUCKDB, Dialect, render_resource, sql_functions
 from detector.warehouse import (
     MODEL_PARTS,
     Warehouse,
@@ -67,43 +62,82 @@ class Built:
     full: bool
     messages: int
     since: datetime | None
-#: a full build numbers every queue id's generations from its first use
-_NO_SETTLED = ("CREATE TABLE _settled (host VARCHAR, queue_id VARCHAR, "
-               "first_generation BIGINT)")
-_MADE = re.compile(r"CREATE OR REPLACE (?:TABLE|VIEW) (\w+) AS\s+(.*)",
-                   re.IGNORECASE | re.DOTALL)
+_MADE = re.compile(r"CREATE OR REPLACE (TABLE|VIEW) (\w+) AS\s+(.*)", re.IGNORECASE | re.DOTALL)
+_DROPPED = re.compile(r"DROP VIEW IF EXISTS (\w+)", re.IGNORECASE)
+
+#: the regex patterns model.sql names (a template never writes a pattern inline: the
+#: engines quote backslashes differently)
+PATTERNS = {
+    # a relay's host without its address or port ("mx.example[192.0.2.1]:25")
+    "RELAY_PORT": r"[\[:].*$",
+    # an SMTP client on this host's loopback
+    "LOOPBACK_CLIENT": r"(^|\[)(127\.|::1\])",
+}
 
 
-#: the envelope sender of a list server's own copies: "<list>-bounces@domain" (Mailman),
-#: also with VERP "<list>-bounces+member=host@domain"
-LIST_COPY_SENDER = r"-bounces(\+[^@]*)?@"
+class Statement(NamedTuple):
+    """One step of the model: ``kind`` "table" materialises the SELECT ``sql`` as table
+    ``name``, "view" makes view ``name`` over it, "drop" drops view ``name`` (``sql`` is
+    the DROP VIEW IF EXISTS statement)."""
+
+    name: str | None
+    kind: str
+    sql: str
+
+
+def _settled_statement(dialect: Dialect) -> Statement:
+    # a full build numbers every queue id's generations from its first use: no use of a
+    # queue id is settled (an incremental build makes _settled itself, see _incremental)
+    return Statement("_settled", "table", (
+        f"SELECT {dialect.cast_string('NULL')} AS host, {dialect.cast_string('NULL')} AS "
+        "queue_id, CAST(NULL AS BIGINT) AS first_generation WHERE false"))
+
+
+def _rendered(name: str, dialect: Dialect) -> list[Statement]:
+    out = []
+    for text in statements(render_resource("detector.model", f"sql/{name}", dialect,
+                                           **PATTERNS)):
+        made = _MADE.match(text)
+        dropped = _DROPPED.fullmatch(text)
+        if made:
+            out.append(Statement(made.group(2), made.group(1).lower(), made.group(3)))
+        elif dropped:
+            out.append(Statement(dropped.group(1), "drop", text))
+        else:
+            raise ValueError(f"{name}: not a model statement: {text[:80]!r}")
+    return out
+
+
+def model_statements(dialect: Dialect, *, settled: bool = True,
+                     views: bool = True) -> list[Statement]:
+    """The model's statements for ``dialect``, in the order to run them, over a table or
+    view ``events`` (detector/schema.py's columns). First (``settled``) the empty
+    ``_settled`` of a full build; last (``views``) the ``threads`` view (see
+    :func:`view_statements`). The tables named in warehouse.MODEL_PARTS are the model's
+    results; those starting with ``_`` but ``_relations`` are working tables."""
+    return ([_settled_statement(dialect)] if settled else []) + _rendered("model.sql", dialect) \
+        + (view_statements(dialect) if views else [])
+
+
+def view_statements(dialect: Dialect) -> list[Statement]:
+    """The views over the model tables (``threads``), for ``dialect``."""
+    return _rendered("threads.sql", dialect)
 
 
 def create_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """SQL macros for the subject rules, built from the one set of patterns in subjects.py,
-    and for a list server's copies."""
-    con.execute(f"CREATE OR REPLACE MACRO thread_subject(s) AS {normalize_subject_sql('s')}")
-    con.execute(f"CREATE OR REPLACE MACRO has_reply_prefix(s) AS {has_reply_prefix_sql('s')}")
-    con.execute(f"CREATE OR REPLACE MACRO is_auto_subject(s) AS {is_auto_subject_sql('s')}")
-    # the list address a copy was sent for (list-bounces@d -> list@d), null for other mail
-    pattern = sql_string(LIST_COPY_SENDER)
-    con.execute("CREATE OR REPLACE MACRO list_of_copy(s) AS CASE WHEN "
-                f"regexp_matches(s, {pattern}) THEN regexp_replace(s, {pattern}, '@') END")
-    # the Message-ID a message's thread starts with: the first of References, else
-    # In-Reply-To (the incremental build finds a new reply's root by it too)
+    """SQL macros of the model's functions in the warehouse, for analysts and the
+    incremental build's own SQL (the model's statements expand them inline)."""
+    functions = sql_functions(DUCKDB)
+    for name in ("thread_subject", "has_reply_prefix", "is_auto_subject", "list_of_copy"):
+        con.execute(f"CREATE OR REPLACE MACRO {name}(s) AS {functions[name]('s')}")
     con.execute("CREATE OR REPLACE MACRO root_ref(refs, in_reply_to) AS "
-                "coalesce(regexp_extract(refs, '<([^<>]+)>', 1), in_reply_to)")
+                f"{functions['root_ref']('refs', 'in_reply_to')}")
 
 
 def statements(sql: str) -> list[str]:
     """Split a SQL script into statements (our scripts hold no ';' or '--' in literals)."""
     body = re.sub(r"--[^\n]*", "", sql)
     return [s.strip() for s in body.split(";") if s.strip()]
-
-
-def _script(name: str) -> list[str]:
-    return statements(resources.files("detector.model").joinpath(f"sql/{name}")
-                      .read_text("utf-8"))
 
 
 def _meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
@@ -152,8 +186,8 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
             if full:
                 _drop_retired(wh)
             result = merge()
-            for statement in _script("threads.sql"):  # the views over the new tables
-                con.execute(statement)
+            for view in view_statements(DUCKDB):  # the views over the new tables
+                con.execute(f"CREATE OR REPLACE VIEW {view.name} AS {view.sql}")
             con.execute("DELETE FROM model_parts")
             con.execute("INSERT INTO model_parts SELECT part FROM parts")
             con.execute("DELETE FROM model_dirty")
@@ -211,19 +245,20 @@ def _in_scratch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute("RESET search_path")
 
 
-def _run(wh: Warehouse, script: list[str], build: int, written: dict[Path, int]) -> None:
+def _run(wh: Warehouse, script: list[Statement], build: int, written: dict[Path, int]
+         ) -> None:
     """Run model statements in the scratch database; a model table becomes this build's
     Parquet part, which the later statements read (not the query again)."""
-    for statement in script:
-        made = _MADE.match(statement)
-        if not made or made.group(1) not in MODEL_PARTS:
-            wh.con.execute(statement)
-            continue
-        name = made.group(1)
-        path, rows = wh.write_model_part(name, made.group(2), build)
-        written[path] = rows
-        wh.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * EXCLUDE (build) "
-                       f"FROM read_parquet({sql_path(path)})")
+    for step in script:
+        if step.kind == "drop":
+            wh.con.execute(step.sql)
+        elif step.name in MODEL_PARTS:
+            path, rows = wh.write_model_part(step.name, step.sql, build)
+            written[path] = rows
+            wh.con.execute(f"CREATE OR REPLACE VIEW {step.name} AS SELECT * EXCLUDE (build) "
+                           f"FROM read_parquet({sql_path(path)})")
+        else:
+            wh.con.execute(f"CREATE OR REPLACE {step.kind.upper()} {step.name} AS {step.sql}")
 
 
 def _parts_of(name: str, written: dict[Path, int], *, keep_empty: bool) -> list[Path]:
@@ -236,8 +271,7 @@ def _parts_of(name: str, written: dict[Path, int], *, keep_empty: bool) -> list[
 def _full(wh: Warehouse, build: int, written: dict[Path, int]) -> Callable[[], Built]:
     con = wh.con
     with _in_scratch(con):
-        con.execute(_NO_SETTLED)
-        _run(wh, _script("model.sql"), build, written)
+        _run(wh, model_statements(DUCKDB, views=False), build, written)
     n = con.execute(f"SELECT count(*), min(first_seen) FROM {_SCRATCH}.main.logical_messages"
                     ).fetchone()
 
@@ -463,7 +497,7 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
             FROM events e
             JOIN _settled_keys x ON x.queue_key = hash(coalesce(e.host, ''), e.queue_id)
             WHERE e.host IS NOT NULL AND e.queue_id IS NOT NULL""")
-        _run(wh, _script("model.sql"), build, written)
+        _run(wh, model_statements(DUCKDB, settled=False, views=False), build, written)
     s = f"{_SCRATCH}.main"
     # what the new rows replace (tombstones only for rows stored before: most rebuilt
     # messages are new, and every read of a table pays for its tombstones): by instance,

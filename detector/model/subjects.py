@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from detector.sqltext import sql_string
+from detector.dialect import DUCKDB, Dialect
 
 # Unicode White_Space, listed explicitly so all three engines agree on it.
 _WS = (
@@ -110,28 +110,23 @@ def normalize_subject(expr: pl.Expr) -> pl.Expr:
     )
 
 
-# DuckDB's regexp_replace replaces the first match unless given 'g'; Spark's always replaces
-# all matches (and its 4th argument is a position), so drop this when porting.
-_SQL_GLOBAL = ", 'g'"
-
-
-def normalize_subject_sql(column_sql: str) -> str:
-    """DuckDB SQL doing exactly what :func:`normalize_subject` does to ``column_sql``.
+def normalize_subject_sql(column_sql: str, dialect: Dialect = DUCKDB) -> str:
+    """SQL doing exactly what :func:`normalize_subject` does to ``column_sql``.
 
     ``column_sql`` is a trusted identifier/expression from our own code, never log data.
     """
     sql = f"({column_sql})"
     for src, dst in _LOWER_FIXUPS:
-        sql = f"replace({sql}, {sql_string(src)}, {sql_string(dst)})"
-    sql = f"regexp_replace(lower({sql}), {sql_string(PREFIX_RUN_PATTERN)}, '')"
-    sql = f"regexp_replace({sql}, {sql_string(WHITESPACE_RUN_PATTERN)}, ' '{_SQL_GLOBAL})"
+        sql = f"replace({sql}, {dialect.string(src)}, {dialect.string(dst)})"
+    sql = dialect.regexp_replace_first(f"lower({sql})", PREFIX_RUN_PATTERN, "")
+    sql = dialect.regexp_replace_all(sql, WHITESPACE_RUN_PATTERN, " ")
     return f"trim({sql})"
 
 
-def _matches_sql(column_sql: str, pattern: str) -> str:
-    # DuckDB has regexp_matches, Spark rlike/regexp_like; regexp_extract exists in both with the
-    # same meaning, and our patterns never match the empty string.
-    return f"(regexp_extract(({column_sql}), {sql_string(pattern)}, 0) <> '')"
+def _matches_sql(column_sql: str, pattern: str, dialect: Dialect) -> str:
+    # regexp_extract exists in both engines with the same meaning, and our patterns never
+    # match the empty string
+    return f"({dialect.regexp_extract(f'({column_sql})', pattern)} <> '')"
 
 
 def has_reply_prefix(expr: pl.Expr) -> pl.Expr:
@@ -139,9 +134,9 @@ def has_reply_prefix(expr: pl.Expr) -> pl.Expr:
     return expr.str.contains(HAS_REPLY_PATTERN)
 
 
-def has_reply_prefix_sql(column_sql: str) -> str:
-    """DuckDB SQL for :func:`has_reply_prefix`."""
-    return _matches_sql(column_sql, HAS_REPLY_PATTERN)
+def has_reply_prefix_sql(column_sql: str, dialect: Dialect = DUCKDB) -> str:
+    """SQL for :func:`has_reply_prefix`."""
+    return _matches_sql(column_sql, HAS_REPLY_PATTERN, dialect)
 
 
 def is_auto_subject(expr: pl.Expr) -> pl.Expr:
@@ -149,9 +144,9 @@ def is_auto_subject(expr: pl.Expr) -> pl.Expr:
     return expr.str.contains(AUTO_SUBJECT_PATTERN)
 
 
-def is_auto_subject_sql(column_sql: str) -> str:
-    """DuckDB SQL for :func:`is_auto_subject`."""
-    return _matches_sql(column_sql, AUTO_SUBJECT_PATTERN)
+def is_auto_subject_sql(column_sql: str, dialect: Dialect = DUCKDB) -> str:
+    """SQL for :func:`is_auto_subject`."""
+    return _matches_sql(column_sql, AUTO_SUBJECT_PATTERN, dialect)
 
 
 # --- RFC 2047 -------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 -- The model: events -> messages, deliveries, logical_messages, threads.
--- Plain SQL over tables Parquet can hold, so the same stages can run on Spark later.
--- DuckDB-isms kept to functions Spark has under another name:
---   arg_min/arg_max (Spark: min_by/max_by), md5, hash (Spark: xxhash64), FILTER (WHERE ...).
--- The macros thread_subject(), has_reply_prefix() and is_auto_subject() are created by
--- detector/model/build.py from the patterns in detector/model/subjects.py; list_of_copy()
--- and root_ref() there too.
+-- A Jinja2 template of SQL that DuckDB and Spark read alike, over tables Parquet can hold:
+-- detector/model/build.py's model_statements() renders it for an engine. Where the two
+-- spell a construct apart, a call in double braces renders detector/dialect.py's form
+-- (hash64, arg_min, regexp_like...); thread_subject(), has_reply_prefix() and
+-- is_auto_subject() expand the patterns of detector/model/subjects.py, list_of_copy()
+-- and root_ref() are in dialect.py. Regex patterns are named values (build.py's PATTERNS), never inline
+-- literals: the engines quote backslashes differently. Each statement is
+-- CREATE OR REPLACE TABLE|VIEW name AS <select>, or DROP VIEW name.
 
 -- Stage 1. Queue-id events, numbered by generation: Postfix reuses a queue id after
 -- 'removed', so (host, queue_id, generation) names one message instance. A window over
@@ -34,7 +36,7 @@ CREATE OR REPLACE VIEW _qev AS
 SELECT
     e.*,
     -- the key is a 64-bit hash: joins and groups on it are far cheaper than on text
-    CAST(hash(e.host, e.queue_id, generation) >> 1 AS BIGINT) AS message_key
+    {{ key64('e.host', 'e.queue_id', 'generation') }} AS message_key
 FROM (
     SELECT e.*, coalesce(s.first_generation, 0) + CASE
         WHEN g.generation IS NOT NULL THEN g.generation
@@ -97,7 +99,7 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
     -- chain its own headers.
     SELECT message_id
     FROM inst
-    WHERE message_id <> '' AND list_of_copy(sender) IS NULL
+    WHERE message_id <> '' AND {{ list_of_copy('sender') }} IS NULL
     GROUP BY message_id
     HAVING (min(sender) <> max(sender) OR min(size) <> max(size))
         AND NOT (count(subject) = count(*) AND min(sender) = max(sender)
@@ -126,7 +128,7 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
         JOIN handed h ON h.to_key = u.origin_key
         WHERE u.depth < 8
     )
-    SELECT message_key, arg_max(origin_key, (depth, origin_key)) AS origin_key
+    SELECT message_key, {{ arg_max('origin_key', 'depth', 'origin_key') }} AS origin_key
     FROM up
     GROUP BY message_key
 ), variant AS (
@@ -134,15 +136,15 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
     -- list server's copy): instances of one id that differ in them are different messages
     SELECT o.message_key, s.message_id, s.first_seen,
         CASE WHEN r.sender IS NOT NULL AND r.size IS NOT NULL
-                  AND list_of_copy(r.sender) IS NULL
-             THEN r.sender || ' ' || CAST(r.size AS VARCHAR) END AS variant
+                  AND {{ list_of_copy('r.sender') }} IS NULL
+             THEN r.sender || ' ' || {{ cast_string('r.size') }} END AS variant
     FROM origin o
     JOIN split s USING (message_key)
     JOIN split r ON r.message_key = o.origin_key
 ), first_variant AS (
     -- the first message to use the id keeps it as its key, and so do the instances
     -- whose sender or size is unknown
-    SELECT message_id, arg_min(variant, (first_seen, variant)) AS variant
+    SELECT message_id, {{ arg_min('variant', 'first_seen', 'variant') }} AS variant
     FROM variant
     WHERE variant IS NOT NULL
     GROUP BY message_id
@@ -192,11 +194,11 @@ SELECT
     coalesce(uid.message_uid, nullif(inst.message_id, ''), adopted.message_uid,
              coalesce(inst.host, '') || ' ' || inst.queue_id || ' ' || inst.message_key)
         AS message_uid,
-    thread_subject(subject) AS thread_subject,
-    coalesce(has_reply_prefix(subject), false) OR in_reply_to IS NOT NULL AS is_reply,
+    {{ thread_subject('subject') }} AS thread_subject,
+    coalesce({{ has_reply_prefix('subject') }}, false) OR in_reply_to IS NOT NULL AS is_reply,
     -- an unknown sender (queued before the log starts) is not known to be automatic: the
     -- message stays in the rules that read ordinary mail
-    coalesce(sender = '', false) OR coalesce(is_auto_subject(subject), false)
+    coalesce(sender = '', false) OR coalesce({{ is_auto_subject('subject') }}, false)
         OR ndr.queue_id IS NOT NULL AS is_auto,
     ndr.queue_id IS NOT NULL AS is_local_ndr
 FROM inst
@@ -220,15 +222,15 @@ GROUP BY ALL;
 -- recovered from the envelope sender of the list's own copies (<name>-bounces@domain).
 CREATE OR REPLACE TABLE list_posts AS
 WITH posts AS (
-    SELECT message_id, arg_min(orig_to, (ts, orig_to)) AS list, arg_min(sender, (ts, sender)) AS sender,
+    SELECT message_id, {{ arg_min('orig_to', 'ts', 'orig_to') }} AS list, {{ arg_min('sender', 'ts', 'sender') }} AS sender,
         min(ts) AS ts, max(nrcpt) AS nrcpt
     FROM events
     WHERE kind = 'list_post' AND message_id IS NOT NULL AND orig_to IS NOT NULL
     GROUP BY message_id
 ), list_copies AS (
-    SELECT message_id, min(list_of_copy(sender)) AS address
+    SELECT message_id, min({{ list_of_copy('sender') }}) AS address
     FROM messages
-    WHERE list_of_copy(sender) IS NOT NULL AND message_id IS NOT NULL
+    WHERE {{ list_of_copy('sender') }} IS NOT NULL AND message_id IS NOT NULL
     GROUP BY message_id
 )
 SELECT p.message_id,
@@ -247,7 +249,7 @@ LEFT JOIN list_copies c USING (message_id);
 -- The deliveries of a storm night are millions of rows: build.py writes this view's rows
 -- to a Parquet file beside the events (a third faster than a DuckDB table) and the view
 -- becomes a read of that file, for the statements below and for analysts.
-CREATE OR REPLACE VIEW deliveries AS
+CREATE OR REPLACE TABLE deliveries AS
 WITH queued AS (  -- small: one row per queue id seen
     SELECT queue_id, min(first_seen) AS first_seen, max(first_seen) AS last_seen
     FROM messages
@@ -264,13 +266,13 @@ WITH queued AS (  -- small: one row per queue id seen
         JOIN expansions x ON x.message_uid = u.message_uid AND x.recipient = u.list
         WHERE u.depth < 8
     )
-    SELECT message_uid, recipient, arg_max(list, (depth, list)) AS list, min(ts) AS ts
+    SELECT message_uid, recipient, {{ arg_max('list', 'depth', 'list') }} AS list, min(ts) AS ts
     FROM up
     GROUP BY message_uid, recipient
 ), member_of AS (  -- per instance of an expanded message; a member of two lists is
     -- credited to the first. Small tables joined on the instance key: no cost when the
     -- logs hold no expansions or list posts.
-    SELECT m.message_key, x.recipient, arg_min(x.list, (x.ts, x.list)) AS list
+    SELECT m.message_key, x.recipient, {{ arg_min('x.list', 'x.ts', 'x.list') }} AS list
     FROM outermost x
     JOIN messages m USING (message_uid)
     GROUP BY ALL
@@ -305,7 +307,7 @@ CREATE OR REPLACE TABLE logical_messages AS
 WITH inst AS (
     -- uid_key: the message as a 64-bit integer, so that the stages over every delivery
     -- join and group on integers only
-    SELECT *, hash(message_uid) AS uid_key FROM messages
+    SELECT *, {{ hash64('message_uid') }} AS uid_key FROM messages
 ), listed AS (  -- small: the lists a message's deliveries name (hand-overs excluded)
     SELECT i.uid_key, count(DISTINCT d.list) AS lists, min(d.list) AS list
     FROM deliveries d
@@ -329,7 +331,7 @@ WITH inst AS (
     -- One host delivering a recipient again by one route is another copy (nested lists
     -- both holding the member, Bedlam DL3): final_lines finds the few candidates; see
     -- extra_copies.
-    SELECT i.uid_key, hash(d.recipient) AS rh,
+    SELECT i.uid_key, {{ hash64('d.recipient') }} AS rh,
         bit_or(CASE WHEN d.list IS NULL THEN 1 ELSE 16 END * (1
             + CASE WHEN d.status NOT IN ('deferred', 'discarded') THEN 2 ELSE 0 END
             + CASE WHEN d.status = 'bounced' THEN 4 ELSE 0 END
@@ -356,7 +358,7 @@ WITH inst AS (
                       FROM per_recipient c
                       JOIN inst i ON i.uid_key = c.uid_key
                       JOIN deliveries d ON d.message_key = i.message_key
-                          AND hash(d.recipient) = c.rh
+                          AND {{ hash64('d.recipient') }} = c.rh
                       WHERE c.final_lines > CASE WHEN (c.routes & 2) <> 0 THEN 1 ELSE 0 END
                               + CASE WHEN (c.routes & 32) <> 0 THEN 1 ELSE 0 END
                           AND NOT d.is_hop AND d.status NOT IN ('deferred', 'discarded')) x
@@ -378,7 +380,7 @@ WITH inst AS (
     FROM per_recipient
     GROUP BY uid_key
 ), routes AS (  -- the few messages naming several lists: route by route
-    SELECT i.uid_key, hash(d.recipient) AS rh, d.list,
+    SELECT i.uid_key, {{ hash64('d.recipient') }} AS rh, d.list,
         bool_or(d.status NOT IN ('deferred', 'discarded')) AS delivered,
         bool_or(d.status = 'bounced') AS bounced,
         bool_or(d.dsn = '5.4.6') AS looped,
@@ -390,7 +392,7 @@ WITH inst AS (
 ), main_list AS (
     -- of a message naming several lists: the one most of its recipients came through
     -- (the first by name on a tie, so that a re-run names the same)
-    SELECT uid_key, arg_min(list, (-n, list)) AS list
+    SELECT uid_key, {{ arg_min('list', '-n', 'list') }} AS list
     FROM (SELECT uid_key, list, count(*) AS n FROM routes
           WHERE list IS NOT NULL GROUP BY ALL)
     GROUP BY uid_key
@@ -437,7 +439,7 @@ WITH inst AS (
     SELECT message_uid, max(n) AS max_passes
     FROM (SELECT message_uid, host, count(*) AS n
           FROM inst
-          WHERE list_of_copy(sender) IS NULL
+          WHERE {{ list_of_copy('sender') }} IS NULL
           GROUP BY ALL)
     GROUP BY message_uid
 ), prelog AS (
@@ -447,7 +449,7 @@ WITH inst AS (
     -- flushed) is one group, not scattered over senders or dropped
     SELECT i.message_uid,
         min('mail queued before the log to @' || lower(split_part(d.recipient, '@', 2))
-            || ' via ' || regexp_replace(coalesce(d.relay, 'none'), '[\[:].*$', ''))
+            || ' via ' || {{ regexp_replace_first("coalesce(d.relay, 'none')", RELAY_PORT, '') }})
             AS origin
     FROM inst i
     JOIN deliveries d ON d.message_key = i.message_key AND NOT d.is_hop
@@ -457,15 +459,16 @@ WITH inst AS (
 ), merged AS (
     SELECT
         message_uid,
-        arg_min(message_id, (first_seen, message_id)) AS message_id,
+        {{ arg_min('message_id', 'first_seen', 'message_id') }} AS message_id,
         -- the first instance's sender, qualified if any is: Sendmail logs a local
         -- submission's sender as the user ("from=root"), the Postfix it hands the message
         -- to as root@host
-        arg_min(sender, (sender <> '' AND NOT contains(sender, '@'), first_seen, sender))
+        {{ arg_min('sender', "sender <> '' AND NOT contains(sender, '@')", 'first_seen',
+                   'sender') }}
             AS sender,
-        arg_min(subject, (first_seen, subject)) FILTER (WHERE subject IS NOT NULL)
+        {{ arg_min('subject', 'first_seen', 'subject') }} FILTER (WHERE subject IS NOT NULL)
             AS subject,
-        arg_min(thread_subject, (first_seen, subject)) FILTER (WHERE subject IS NOT NULL)
+        {{ arg_min('thread_subject', 'first_seen', 'subject') }} FILTER (WHERE subject IS NOT NULL)
             AS thread_subject,
         max(in_reply_to) AS in_reply_to,
         max(refs) AS refs,
@@ -476,15 +479,15 @@ WITH inst AS (
         bool_or(is_local_ndr) AS is_local_ndr,
         -- submitted by an SMTP client elsewhere (not this host's loopback: a notice an
         -- MTA made and handed to its neighbour on 127.0.0.1 was made here)
-        bool_or(client <> '' AND NOT regexp_matches(client, '(^|\[)(127\.|::1\])'))
+        bool_or(client <> '' AND NOT {{ regexp_like('client', LOOPBACK_CLIENT) }})
             AS from_client,
         -- a list server's copy ("<list>-bounces@", VERP too) names its list
-        min(CASE WHEN contains(sender, '-bounces') THEN list_of_copy(sender) END)
+        min(CASE WHEN contains(sender, '-bounces') THEN {{ list_of_copy('sender') }} END)
             AS copy_list,
         min(first_seen) AS first_seen,
         max(last_seen) AS last_seen,
         count(*) AS hops,
-        string_agg(DISTINCT host, ',' ORDER BY host) AS hosts
+        {{ string_agg_distinct_sorted('host', ',') }} AS hosts
     FROM inst
     GROUP BY message_uid
 ), keyed AS (
@@ -506,15 +509,15 @@ WITH inst AS (
         -- (the notices this host's own bounces made are counted as those bounces)
         coalesce(p.list, lp.list, merged.copy_list,
                  CASE WHEN merged.sender = '' AND NOT merged.is_local_ndr
-                           AND merged.from_client THEN list_of_copy(solo.to_address) END)
+                           AND merged.from_client THEN {{ list_of_copy('solo.to_address') }} END)
             AS list,
         CASE WHEN merged.sender = '' AND NOT merged.is_local_ndr AND merged.from_client
-                  AND list_of_copy(solo.to_address) IS NOT NULL THEN 1 ELSE 0 END
+                  AND {{ list_of_copy('solo.to_address') }} IS NOT NULL THEN 1 ELSE 0 END
             AS returned,
         uo.origin AS prelog_origin,
         p.last_delivery,
         -- the thread root: first id of References, else In-Reply-To
-        root_ref(refs, in_reply_to) AS root_ref,
+        {{ root_ref('refs', 'in_reply_to') }} AS root_ref,
         CASE
             WHEN coalesce(thread_subject, '') <> ''
                 THEN coalesce(p.list, lp.list, '') || ' | ' || thread_subject
@@ -523,20 +526,20 @@ WITH inst AS (
             ELSE message_uid
         END AS subject_key
     FROM merged
-    LEFT JOIN per_msg p ON p.uid_key = hash(merged.message_uid)
+    LEFT JOIN per_msg p ON p.uid_key = {{ hash64('merged.message_uid') }}
     LEFT JOIN solo ON solo.uid_key = p.uid_key
     LEFT JOIN passes USING (message_uid)
     LEFT JOIN list_posts lp ON lp.message_id = merged.message_id
     LEFT JOIN prelog uo USING (message_uid)
 )
 SELECT
-    k.* EXCLUDE (subject_key, root_ref, is_local_ndr, from_client, copy_list),
+    {{ except_columns('k.*', 'subject_key', 'root_ref', 'is_local_ndr', 'from_client', 'copy_list') }},
     nullif(k.root_ref, '') AS root_ref,
     substr(md5(coalesce(r.subject_key, k.subject_key)), 1, 16) AS thread_id
 FROM keyed k
 LEFT JOIN keyed r ON r.message_id = nullif(k.root_ref, '') AND r.message_uid <> k.message_uid;
 
-DROP VIEW _qev;
+DROP VIEW IF EXISTS _qev;
 
 -- Stage 6: what the incremental build (build.py) follows from new lines to the stored
 -- messages they touch, one row per message instance, as 64-bit hashes: it reads the last
@@ -546,12 +549,12 @@ DROP VIEW _qev;
 CREATE OR REPLACE TABLE _relations AS
 SELECT
     m.message_key,
-    CASE WHEN m.queue_id IS NOT NULL THEN hash(coalesce(m.host, ''), m.queue_id) END
+    CASE WHEN m.queue_id IS NOT NULL THEN {{ hash64("coalesce(m.host, '')", 'm.queue_id') }} END
         AS queue_key,
-    CASE WHEN m.queue_id IS NOT NULL THEN hash(m.queue_id) END AS queue_hash,
-    CASE WHEN m.message_id <> '' THEN hash(m.message_id) END AS id_hash,
-    hash(m.message_uid) AS uid_hash,
-    CASE WHEN l.root_ref <> '' THEN hash(l.root_ref) END AS root_hash,
+    CASE WHEN m.queue_id IS NOT NULL THEN {{ hash64('m.queue_id') }} END AS queue_hash,
+    CASE WHEN m.message_id <> '' THEN {{ hash64('m.message_id') }} END AS id_hash,
+    {{ hash64('m.message_uid') }} AS uid_hash,
+    CASE WHEN l.root_ref <> '' THEN {{ hash64('l.root_ref') }} END AS root_hash,
     m.generation,
     -- (a queue id logged without a host is never told apart by its removals)
     CASE WHEN m.host IS NOT NULL THEN m.removed_at END AS removed_at,
