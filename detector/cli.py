@@ -22,7 +22,7 @@ from typing import Any
 import click
 import duckdb
 
-from detector import __version__, pipeline
+from detector import __version__, pipeline, schema
 from detector.digest import text_summary
 from detector.display import DisplayOptions
 from detector.errors import MailstormError, UsageError
@@ -292,12 +292,15 @@ def main() -> None:
               "is old; files already read are not read again.")
 @click.option("--allow-empty", is_flag=True, help="Exit 0 when no new log line was read "
               "(default: exit 4 and say so, as broken log shipping looks like a quiet night).")
+@click.option("--dataset/--no-dataset", default=True, show_default=True,
+              help="Keep OUT/dataset: every table as Parquet by day, for Spark, polars, "
+              "pandas or any DuckDB (see 'mailstorm schema').")
 @rules_options
 @display_options
 @_errors_as_click
 def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         year: int | None, fmt: str | None, skip_unknown: bool, memory_limit: str | None,
-        host: str | None, max_line: int, keep: str | None, allow_empty: bool,
+        host: str | None, max_line: int, keep: str | None, allow_empty: bool, dataset: bool,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
         until: datetime | None, lock_timeout: float, umask: int | None, quiet: bool,
@@ -324,9 +327,28 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
             overrides=parse_overrides(overrides), memory_limit=memory_limit,
             scope=_scope(since, until), progress=progress, host=host,
             lock_timeout=lock_timeout, max_line=max_line, umask=umask,
-            keep=parse_keep(keep) if keep else None, display=display)
+            keep=parse_keep(keep) if keep else None, display=display, dataset=dataset)
     _print_summary(result, summary_format)
     _finish(result, fail_on, fail_on_any, quiet, allow_empty=allow_empty)
+
+
+@main.command("schema")
+@click.argument("table", required=False)
+@click.option("--format", "fmt", type=click.Choice(schema.FORMATS), default="text",
+              show_default=True, help="markdown: README's tables; sql: DuckDB DDL with "
+              "COMMENT ON; json: names, portable, DuckDB and Spark types, descriptions.")
+@_errors_as_click
+def schema_cmd(table: str | None, fmt: str) -> None:
+    """Describe the analyst tables (every table, or TABLE) and their columns.
+
+    \b
+    Example:
+      mailstorm schema
+      mailstorm schema deliveries --format json
+    """
+    if table is not None and table not in schema.TABLES:
+        raise UsageError(f"unknown table {table!r} (choose from {', '.join(schema.TABLES)})")
+    click.echo(schema.render([table] if table else list(schema.TABLES), fmt))
 
 
 @main.command()

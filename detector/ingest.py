@@ -369,7 +369,7 @@ class _Run:
         self.jobs.append(job)
 
         def parse_and_write(batch: pl.DataFrame
-                            ) -> tuple[Part | None, set[str], int, set[int]]:
+                            ) -> tuple[list[Part], set[str], int, set[int]]:
             parsed = parse_batch(batch, ctx, name, dispatch=dispatch, host=host)
             return wh.write_part(parsed.events), parsed.held, parsed.leap_days, \
                 parsed.leap_years

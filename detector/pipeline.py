@@ -12,6 +12,7 @@ from typing import Any
 
 from detector import permissions
 from detector.assets import builtin_rules_dir
+from detector.dataset import dataset_dir_of, publish_dataset
 from detector.dayview import day_overview
 from detector.display import Display, DisplayOptions, display_for
 from detector.errors import UsageError
@@ -28,6 +29,7 @@ from detector.retention import Dropped, apply_retention
 from detector.rules.loader import load_rules
 from detector.rules.model import Rule
 from detector.rules.overrides import apply_overrides
+from detector.schema import comment_tables
 from detector.snapshot import publish_snapshot, snapshot_root
 from detector.sources import BATCH_BYTES, MAX_LINE, STDIN, LogFile, discover
 from detector.summary import build_summary
@@ -122,13 +124,15 @@ def run(
     umask: int | None = None,
     keep: timedelta | None = None,
     display: DisplayOptions | None = None,
+    dataset: bool = True,
 ) -> RunResult:
     """Ingest logs into the warehouse, rebuild the model, detect, write the report, and
     record in the warehouse what this run reported (for the next run's statuses).
 
     Everything it creates is readable by no more people than its logs and the warehouse
-    are (``detector.permissions``), or as ``umask`` says. Last, it publishes the
-    analysts' snapshot of the warehouse (``detector.snapshot``)."""
+    are (``detector.permissions``), or as ``umask`` says. Last, it writes what changed
+    to the Parquet dataset ``OUT/dataset`` (``dataset``; ``detector.dataset``) and
+    publishes the analysts' snapshot of the warehouse (``detector.snapshot``)."""
     started = datetime.now(UTC).replace(microsecond=0)
     rules = load_ruleset(rules_dir, overrides or {})  # fail on bad rules before reading logs
     files = discover(inputs)
@@ -160,6 +164,11 @@ def run(
             result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested,
                                         progress, scope=scope, run_info=run_info,
                                         dropped=dropped, display=display)
+            if dataset:
+                if progress:
+                    progress("writing the dataset")
+                publish_dataset(wh, out_dir)
+            comment_tables(wh.con)  # views the build and detection made anew
             if progress:
                 progress("publishing the analysts' snapshot")
             publish_snapshot(wh)  # last: it holds what this run recorded
@@ -190,7 +199,8 @@ def _protect(db: Path, out_dir: Path, mask: int) -> None:
     """What a run writes into that exists already, tightened to ``mask`` at its top (a
     warehouse made world-readable from public logs before private ones were added)."""
     permissions.tighten([db, db.with_name(db.name + ".wal"), parquet_dir_of(db),
-                         snapshot_root(db), out_dir / REPORTS_DIR], mask)
+                         snapshot_root(db), out_dir / REPORTS_DIR, dataset_dir_of(out_dir)],
+                        mask)
 
 
 def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,

@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from detector.errors import MailstormError, UsageError
-from detector.schema import EVENT_COLUMNS
+from detector.schema import EVENT_COLUMNS, comment_tables
 from detector.sqltext import sql_string
 
 SCHEMA_VERSION = 2
@@ -333,13 +333,12 @@ class FileWrite:
     first_ts: datetime | None = None
     last_ts: datetime | None = None
 
-    def add(self, part: Part | None, partial: bool) -> None:
-        if part is None:
-            return
-        self.written.append((part.path, part.rows, partial))
-        self.unparsed += part.unparsed
-        self.first_ts = _extreme(min, self.first_ts, part.first_ts)
-        self.last_ts = _extreme(max, self.last_ts, part.last_ts)
+    def add(self, parts: Part | list[Part] | None, partial: bool) -> None:
+        for part in [parts] if isinstance(parts, Part) else parts or []:
+            self.written.append((part.path, part.rows, partial))
+            self.unparsed += part.unparsed
+            self.first_ts = _extreme(min, self.first_ts, part.first_ts)
+            self.last_ts = _extreme(max, self.last_ts, part.last_ts)
 
 
 class Warehouse:
@@ -383,6 +382,7 @@ class Warehouse:
         self.refresh_events_view()
         for name, select in parquet_views_sql(self.con, base).items():  # folder may move
             self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
+        comment_tables(self.con)  # the views made again lose them
 
     def _migrate(self) -> None:
         for ddl in _DDL:
@@ -423,13 +423,23 @@ class Warehouse:
         self._tmp_dir.mkdir(parents=True, exist_ok=True)
         return FileWrite()
 
-    def write_part(self, events: pl.DataFrame) -> Part | None:
-        """Write a batch of events as a Parquet part, aside until its file commits.
+    def write_part(self, events: pl.DataFrame) -> list[Part]:
+        """Write a batch of events as Parquet parts, aside until their file commits: one
+        part per UTC day of ``ts`` (a batch across midnight makes two), so that the
+        dataset's day folders hold the parts themselves (``detector.dataset``).
 
         Thread-safe (no shared state): ingest calls it from its parse workers.
         """
         if events.height == 0:
-            return None
+            return []
+        days = events["ts"].dt.date()
+        if days.n_unique() == 1:
+            return [self._write_one(events)]
+        return [self._write_one(day) for day in
+                events.with_columns(_day=days).partition_by("_day", maintain_order=True,
+                                                            include_key=False)]
+
+    def _write_one(self, events: pl.DataFrame) -> Part:
         path = self._tmp_dir / f"part-{uuid.uuid4().hex}.parquet"
         try:
             pq.write_table(events.to_arrow(), path, compression="zstd", compression_level=1,
