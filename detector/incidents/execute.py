@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from detector.dialect import DUCKDB, Dialect
 from detector.rules.compiler import CompiledRule, compile_rule
 from detector.rules.model import Rule
-from detector.sqltext import sql_string
 from detector.warehouse import Warehouse, database_name
 
 ALL_MESSAGES = "logical_messages"
@@ -36,13 +36,33 @@ def prepare_scope(wh: Warehouse, scope: Scope | None) -> str:
     """The table the rules read: all logical messages, or a copy of those in the scope."""
     if scope is None or not scope.limited:
         return ALL_MESSAGES
-    wh.con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {SCOPED_MESSAGES} AS
-            SELECT * FROM {ALL_MESSAGES}
-            WHERE (CAST(? AS TIMESTAMPTZ) IS NULL OR first_seen >= ?)
-              AND (CAST(? AS TIMESTAMPTZ) IS NULL OR first_seen < ?)""",
-        [scope.since, scope.since, scope.until, scope.until])
+    wh.con.execute(f"CREATE OR REPLACE TEMP TABLE {SCOPED_MESSAGES} AS {scope_sql()}",
+                   scope_params(scope))
     return SCOPED_MESSAGES
+
+
+def scope_sql(dialect: Dialect = DUCKDB, source: str = ALL_MESSAGES) -> str:
+    """The logical messages of ``source`` in a scope: a SELECT whose ``?`` parameters
+    are :func:`scope_params`."""
+    ts = dialect.cast_timestamp("?")
+    return f"""
+            SELECT * FROM {source}
+            WHERE ({ts} IS NULL OR first_seen >= ?)
+              AND ({ts} IS NULL OR first_seen < ?)"""
+
+
+def scope_params(scope: Scope) -> list[datetime | None]:
+    """The parameters of :func:`scope_sql`."""
+    return [scope.since, scope.since, scope.until, scope.until]
+
+
+def scoped_table_sql(name: str, relation: str, since: datetime,
+                     dialect: Dialect = DUCKDB) -> str:
+    """The rows of model table ``name`` (read as ``relation``) a detection from
+    ``since`` reads (see scoped_model). A view takes no parameter: the time, written by
+    us, is a literal."""
+    start = dialect.cast_timestamp(dialect.string((since - SCOPE_MARGIN).isoformat()))
+    return f"SELECT * FROM {relation} WHERE {_SCOPED[name]} >= {start}"
 
 
 #: model tables a detection in a scope reads through a window (see scoped_model); a
@@ -61,12 +81,10 @@ def scoped_model(wh: Warehouse, since: datetime | None) -> Iterator[None]:
     if since is None:
         yield
         return
-    # a view takes no parameter: the time, written by us, is a literal
-    start = sql_string((since - SCOPE_MARGIN).isoformat())
     db = database_name(wh.con)
-    for name, column in _SCOPED.items():  # the warehouse's table, not temp's main schema
-        wh.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {db}.main.{name} "
-                       f"WHERE {column} >= CAST({start} AS TIMESTAMPTZ)")
+    for name in _SCOPED:  # the warehouse's table, not temp's main schema
+        wh.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS "
+                       + scoped_table_sql(name, f"{db}.main.{name}", since))
     try:
         yield
     finally:

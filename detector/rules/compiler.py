@@ -1,7 +1,9 @@
 """Rules -> SQL. Query shapes are named templates; rules only pick from the vocabulary.
 
 A rule file never contributes SQL text: its select, group_by and measures are looked up
-in ``vocabulary``, and every number (thresholds, window) is a bound parameter. Two shapes:
+in ``vocabulary``, and every number (thresholds, window) is a bound parameter. The
+templates and the vocabulary's SQL are in the subset DuckDB and Spark read alike but for
+the fields filled from a ``Dialect`` (epoch_t, block_no). Two shapes:
 
 * ``windowed``: every selected message (the anchor) is measured over the messages of its
   group in the sliding window ``(anchor - window, anchor]`` (ties with the anchor
@@ -18,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from detector.dialect import DUCKDB, Dialect
 from detector.errors import RuleError
 from detector.rules.model import Number, Rule
 from detector.rules.vocabulary import (
@@ -64,14 +67,14 @@ WITH bound AS (
 ),
 feed AS (
     SELECT
-        {group} AS group_key, message_uid, first_seen AS ts, epoch_us(first_seen) AS t,
+        {group} AS group_key, message_uid, first_seen AS ts, {epoch_t} AS t,
         sender, is_reply, is_auto, subject IS NULL AS no_subject,
         deliveries, recipients, submitted, bounced{values}
     FROM {source}
     WHERE {select} AND {group} IS NOT NULL
 ),
 numbered AS (
-    SELECT f.*, bound.w, f.t // bound.w AS block,
+    SELECT f.*, bound.w, {block_no} AS block,
         row_number() OVER (PARTITION BY f.group_key ORDER BY f.t, f.message_uid) AS n
     FROM feed f
     CROSS JOIN bound
@@ -194,8 +197,10 @@ class CompiledRule:
     param_names: tuple[str, ...] = ()
 
 
-def compile_rule(rule: Rule, *, source: str = "logical_messages") -> CompiledRule:
-    """The SQL of a rule's hits, with its numbers as parameters in order.
+def compile_rule(rule: Rule, *, source: str = "logical_messages",
+                 dialect: Dialect = DUCKDB) -> CompiledRule:
+    """The SQL of a rule's hits in ``dialect``, with its numbers as ``?`` parameters in
+    order (DuckDB's execute and Spark 4's ``spark.sql(sql, args=[...])`` both bind them).
 
     ``source`` is the table read instead of logical_messages (e.g. a time-scoped temporary
     copy); it is an identifier chosen by the calling code, never text from a rule file.
@@ -219,7 +224,9 @@ def compile_rule(rule: Rule, *, source: str = "logical_messages") -> CompiledRul
                               for c in rule.conditions)
     template = WINDOWED if shape == "windowed" else PER_MESSAGE
     fields = {"group": group_sql(rule.group_by), "select": SELECTIONS[rule.select].feed,
-              "source": source, "measures": select_cols, "conditions": conditions}
+              "source": source, "measures": select_cols, "conditions": conditions,
+              "epoch_t": dialect.epoch_us("first_seen"),
+              "block_no": dialect.int_div("f.t", "bound.w")}
     params: list[Number] = []
     names: list[str] = []
     if shape == "windowed":
