@@ -28,6 +28,10 @@ CONF: dict[str, str] = {
     "spark.sql.adaptive.enabled": "true",
     # Polars hands Arrow large strings: taken as they are, not copied to small ones
     "spark.sql.execution.arrow.useLargeVarTypes": "true",
+    # no _SUCCESS and .crc files beside the dataset's: not data to any reader
+    "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+    "spark.driver.memory": "2g",
 }
 
 
@@ -36,10 +40,13 @@ def spark_session(master: str = DEFAULT_MASTER, *,
     """A session on ``master``: ``local[N]``/``local[*]``, ``spark://host:port`` (a
     standalone cluster) or ``sc://host:port`` (Spark Connect, via
     ``SparkSession.builder.remote``). An existing session of this process is reused
-    (its settings then are this run's)."""
+    as it was made."""
     require_pyspark()
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None:  # this process's session (a test session's): as it was made
+        return active
     settings = {**CONF, **(conf or {})}
     if master.startswith("sc://"):
         builder = SparkSession.builder.remote(master)
@@ -52,14 +59,14 @@ def spark_session(master: str = DEFAULT_MASTER, *,
             # the workers parse with this interpreter's polars and detector (a cluster's
             # executors need mailstorm installed in their own Python)
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    remote = master.startswith("sc://")
     for key, value in settings.items():
+        if remote and not key.startswith("spark.sql."):
+            continue  # the server's own settings, not a client's to change
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     if not master.startswith("sc://"):
         spark.sparkContext.setLogLevel("ERROR")
-    for key, value in settings.items():  # a reused session takes this run's SQL settings
-        if key.startswith("spark.sql."):
-            spark.conf.set(key, value)
     return spark
 
 
