@@ -61,6 +61,12 @@ class Dialect:
             return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
         return "'" + value.replace("'", "''") + "'"
 
+    def regex(self, pattern: str) -> str:
+        """``pattern`` as a regex literal of this engine. Java's ``.``, ``^`` and ``$``
+        know five line terminators, RE2's only ``\\n``: Spark's patterns read with
+        UNIX_LINES ``(?d)``. (RE2's ``$`` is Java's ``\\z``: patterns end in ``\\z``.)"""
+        return self.string(pattern if self.name == "duckdb" else f"(?d){pattern}")
+
     def hash64(self, *cols: str) -> str:
         """A 64-bit hash of the values (null hashes as the engine does)."""
         return f"{self.hash_function}({', '.join(cols)})"
@@ -71,46 +77,59 @@ class Dialect:
             return f"CAST({self.hash64(*cols)} >> 1 AS BIGINT)"
         return f"shiftrightunsigned({self.hash64(*cols)}, 1)"
 
-    def _sort_key(self, keys: tuple[str, ...]) -> str:
-        if len(keys) == 1:
-            return keys[0]
-        inner = ", ".join(keys)
-        return f"({inner})" if self.name == "duckdb" else f"struct({inner})"
+    def _by(self, function: str, x: str, keys: tuple[str, ...]) -> str:
+        if self.name == "duckdb":
+            key = keys[0] if len(keys) == 1 else f"({', '.join(keys)})"
+            return f"{function}({x}, {key})"
+        # DuckDB's arg_min/arg_max pass over rows whose value is null, and order a null
+        # in a row key after every value; Spark's min_by/max_by take the value of any
+        # row (they pass over a null key only) and order null fields of a struct first
+        flagged = ", ".join(f"({k}) IS NULL, {k}" for k in keys)
+        key = keys[0] if len(keys) == 1 else f"struct({flagged})"
+        return f"{function}({x}, CASE WHEN {x} IS NOT NULL THEN {key} END)"
 
     def arg_min(self, x: str, *keys: str) -> str:
-        """``x`` of the row with the smallest ``keys`` (compared in order)."""
-        return f"{self.min_by_function}({x}, {self._sort_key(keys)})"
+        """``x`` of the row with the smallest ``keys`` (compared in order, a null after
+        every value), among the rows where ``x`` is not null."""
+        return self._by(self.min_by_function, x, keys)
 
     def arg_max(self, x: str, *keys: str) -> str:
-        """``x`` of the row with the largest ``keys`` (compared in order)."""
-        return f"{self.max_by_function}({x}, {self._sort_key(keys)})"
+        """``x`` of the row with the largest ``keys`` (compared in order, a null after
+        every value), among the rows where ``x`` is not null."""
+        return self._by(self.max_by_function, x, keys)
 
     def regexp_like(self, s: str, pattern: str) -> str:
         """Whether ``pattern`` matches anywhere in ``s``."""
         fn = "regexp_matches" if self.name == "duckdb" else "regexp_like"
-        return f"{fn}({s}, {self.string(pattern)})"
+        return f"{fn}({s}, {self.regex(pattern)})"
+
+    def _replacement(self, text: str) -> str:
+        # a literal replacement: RE2 (DuckDB) reads \1 as a group, Java $1 (and both escape \)
+        if self.name == "duckdb":
+            return self.string(text.replace("\\", "\\\\"))
+        return self.string(text.replace("\\", "\\\\").replace("$", "\\$"))
 
     def regexp_replace_all(self, s: str, pattern: str, replacement: str) -> str:
         """``s`` with every match of ``pattern`` replaced by the literal ``replacement``."""
-        return (f"regexp_replace({s}, {self.string(pattern)}, {self.string(replacement)}"
+        return (f"regexp_replace({s}, {self.regex(pattern)}, {self._replacement(replacement)}"
                 f"{self.all_matches_flag})")
 
     def regexp_replace_first(self, s: str, pattern: str, replacement: str) -> str:
         """``s`` with the first match of ``pattern`` replaced by the literal
         ``replacement``. Spark replaces every match: unless the pattern is anchored at
-        the start, it is matched as ``(head)(pattern)(tail)`` and head and tail put back:
-        a lazy head finds the first match, as DuckDB does (named groups, as the
-        pattern's own are numbered)."""
+        the start, it is matched behind a lazy head, ``^(.*?)(?:pattern)``, and the head
+        put back; the anchor stops a second match. (Not ``${name}`` groups: Spark
+        substitutes ``${...}`` in SQL text with its variables.)"""
         if self.name == "duckdb" or pattern.startswith("^"):
-            return f"regexp_replace({s}, {self.string(pattern)}, {self.string(replacement)})"
+            return (f"regexp_replace({s}, {self.regex(pattern)}, "
+                    f"{self._replacement(replacement)})")
         java = replacement.replace("\\", "\\\\").replace("$", "\\$")
-        whole = f"(?s)^(?<head>.*?)(?:{pattern})(?<tail>.*)$"
-        return (f"regexp_replace({s}, {self.string(whole)}, "
-                f"{self.string(f'${{head}}{java}${{tail}}')})")
+        return (f"regexp_replace({s}, {self.regex(f'^((?s:.*?))(?:{pattern})')}, "
+                f"{self.string(f'$1{java}')})")
 
     def regexp_extract(self, s: str, pattern: str, group: int = 0) -> str:
         """The ``group`` of the first match of ``pattern`` in ``s``; '' when none."""
-        return f"regexp_extract({s}, {self.string(pattern)}, {group})"
+        return f"regexp_extract({s}, {self.regex(pattern)}, {group})"
 
     def epoch_us(self, ts: str) -> str:
         """Microseconds since 1970 of a timestamp, as BIGINT."""
@@ -215,3 +234,100 @@ def sql_functions(dialect: Dialect) -> dict[str, Callable[..., str]]:
         "list_of_copy": list_of_copy,
         "root_ref": root_ref,
     }
+
+
+#: each template function with example arguments, and what it is for (docs/engines.md)
+_EXAMPLES: list[tuple[str, tuple[str, ...], str]] = [
+    ("string", ("a\\b'c",), "a string literal of ours (log text is bound, never spliced)"),
+    ("hash64", ("host", "queue_id"), "a 64-bit hash (keys, joins on integers)"),
+    ("key64", ("host", "queue_id", "generation"), "a non-negative BIGINT key"),
+    ("arg_min", ("sender", "first_seen", "sender"), "the value of the row first by keys"),
+    ("arg_max", ("list", "depth", "list"), "the value of the row last by keys"),
+    ("regexp_like", ("client", "(^|\\[)127\\."), "a regex found in a string"),
+    ("regexp_replace_all", ("s", "[ \\t]+", " "), "every match replaced"),
+    ("regexp_replace_first", ("s", "-bounces@", "@"), "the first match replaced"),
+    ("regexp_extract", ("refs", "<([^<>]+)>", "1"), "a group of the first match, or ''"),
+    ("epoch_us", ("first_seen",), "microseconds since 1970"),
+    ("int_div", ("t", "w"), "integer division"),
+    ("string_agg_distinct_sorted", ("host", ","), "distinct values, sorted, joined"),
+    ("except_columns", ("k.*", "a", "b"), "all columns but some"),
+    ("cast_string", ("size",), "a text cast"),
+    ("cast_timestamp", ("?",), "an instant (DuckDB's TIMESTAMPTZ; Spark's session zone UTC)"),
+]
+
+#: constructs the templates use as they are, measured to read alike on both engines
+PORTABLE = ("FILTER (WHERE ...) on aggregates, bool_or, bit_or, count(DISTINCT ...), "
+            "median (also over a window), min_by/max_by with a struct key (Spark), "
+            "GROUP BY ALL, WITH RECURSIVE (nested in a CTE, bounded by a depth column), "
+            "named WINDOW clauses, INTERVAL 1 HOUR, USING joins, md5, split_part, contains, "
+            "greatest/least, nullif, regexp_extract, ? positional parameters")
+
+
+def engines_markdown() -> str:
+    """docs/engines.md: the constructs the shared SQL spells per engine, from the
+    Dialects themselves (tests/test_dialect.py keeps the file in step)."""
+    rows = []
+    for name, args, what in _EXAMPLES:
+        call = f"{name}({', '.join(map(repr, args))})"
+        forms = []
+        for dialect in (DUCKDB, SPARK):
+            fn = getattr(dialect, name)
+            forms.append(fn(*args[:2], int(args[2])) if name == "regexp_extract"
+                         else fn(*args))
+        cells = [f"`{call}`", what, f"`{forms[0]}`", f"`{forms[1]}`"]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    body = "\n".join(rows)
+    return f"""# Engines: one SQL source, DuckDB and Spark
+
+Generated from `detector/dialect.py` (`engines_markdown`); `MAILSTORM_UPDATE_DOCS=1 pytest
+tests/test_dialect.py` writes it again.
+
+The model (`detector/model/sql/model.sql`, `threads.sql`), the rule templates
+(`detector/rules/compiler.py`, `vocabulary.py`) and the scope SQL of detection
+(`detector/incidents/execute.py`) are written once, in the SQL both engines read alike.
+Where they differ, a template calls a `Dialect` function; `DUCKDB` and `SPARK` render it:
+
+- `detector.model.build.model_statements(dialect)`: the model as `Statement(name, kind,
+  sql)`, kind `table` (materialise the SELECT), `view` or `drop`, in order; the empty
+  `_settled` first (a full build), the `threads` view last;
+- `detector.rules.compiler.compile_rule(rule, source=..., dialect=...)`: a rule's SELECT
+  with `?` parameters (DuckDB `execute(sql, params)`, Spark 4 `spark.sql(sql, args=params)`);
+- `detector.incidents.execute.scope_sql(dialect)`, `scoped_table_sql(...)`.
+
+| call | for | DuckDB | Spark |
+|---|---|---|---|
+{body}
+
+The model's own functions expand inline on both engines (Spark has no SQL macros; the
+DuckDB warehouse also keeps them as macros for analysts): `thread_subject(s)`,
+`has_reply_prefix(s)`, `is_auto_subject(s)` (the patterns of
+`detector/model/subjects.py`), `list_of_copy(s)`, `root_ref(refs, in_reply_to)`.
+
+Used as they are: {PORTABLE}.
+
+Traps, each covered by `tests/test_dialect.py`:
+
+- Spark's `hash()` is 32-bit: `xxhash64`. The engines' hashes differ in value, so
+  `message_key`, the `_relations` hashes, and the `message_uid` of an instance that has
+  no Message-ID (it ends in its `message_key`) differ between a DuckDB and a Spark build;
+  everything else is equal.
+- DuckDB's `regexp_replace` replaces the first match unless given `'g'`; Spark's replaces
+  every match, so a first-match replace is rendered as `^((?s:.*?))(?:pattern)` with the
+  head put back. A literal replacement escapes `\\` (both) and `$` (Java).
+- Java's `.`, `^`, `$` know five line terminators, RE2's only `\\n`: Spark's patterns are
+  read with `(?d)` (UNIX_LINES), and patterns end in `\\z`, not `$` (Java's `$` also
+  matches before a final newline).
+- Spark parses backslashes in string literals as escapes and reads `'a''b'` as two
+  literals; it substitutes `${{...}}` in SQL text with its variables (so no `${{name}}`
+  group references).
+- Spark reads `sum(x) OVER g - y` as the window `g-y`: a named window in an expression is
+  parenthesised.
+- DuckDB's `arg_min`/`arg_max` pass over rows whose value is null and order a null key
+  field after every value; Spark's `min_by`/`max_by` take a null value and order null
+  struct fields first: the Spark form nulls the key of a null value and adds an
+  `IS NULL` field before each key.
+- `lower()` differs on final sigma and dotted I (Java maps them in context): the subject
+  patterns pin them first.
+- A chain of Spark temporary views is planned again by every statement that reads it:
+  materialise each `table` statement (the test plans over empty tables).
+"""

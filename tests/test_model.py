@@ -241,8 +241,9 @@ def test_a_failed_rebuild_keeps_the_deliveries_it_had(tmp_path: Path,
     before = _deliveries_files(wh)
     import detector.model.build as build
 
-    real = build.statements
-    monkeypatch.setattr(build, "statements", lambda sql: [*real(sql), "SELECT broken("])
+    real = build.model_statements
+    monkeypatch.setattr(build, "model_statements", lambda *a, **k: [
+        *real(*a, **k), build.Statement("_broken", "table", "SELECT broken(")])
     with pytest.raises(duckdb.Error):
         build_model(wh, full=True)
     assert _deliveries_files(wh) == before

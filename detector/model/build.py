@@ -69,7 +69,7 @@ _DROPPED = re.compile(r"DROP VIEW IF EXISTS (\w+)", re.IGNORECASE)
 #: engines quote backslashes differently)
 PATTERNS = {
     # a relay's host without its address or port ("mx.example[192.0.2.1]:25")
-    "RELAY_PORT": r"[\[:].*$",
+    "RELAY_PORT": r"[\[:].*\z",
     # an SMTP client on this host's loopback
     "LOOPBACK_CLIENT": r"(^|\[)(127\.|::1\])",
 }

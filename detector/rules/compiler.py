@@ -60,7 +60,8 @@ __all__ = ["CompiledRule", "compile_rule", "group_sql"]
 #   before T's window: the count of live intervals (a message is live from its time until
 #   its sender's next message or until it leaves the window).
 #
-# The window length is bound once, as a parameter read in the first CTE.
+# The window length is bound once, as a parameter read in the first CTE. A named window
+# in an expression is parenthesised: Spark reads "OVER g - x" as the window "g-x".
 WINDOWED = """
 WITH bound AS (
     SELECT CAST(? AS BIGINT) * 1000000 AS w
@@ -116,8 +117,8 @@ times AS (  -- per group and time: what its messages add up to
 ),
 running AS (  -- per group and time: sums over the times before it, maxima in its block
     SELECT *,
-        sum(at_repeats) OVER g - at_repeats AS before_repeats,
-        sum(at_followed) OVER g - at_followed AS before_followed{running}
+        (sum(at_repeats) OVER g) - at_repeats AS before_repeats,
+        (sum(at_followed) OVER g) - at_followed AS before_followed{running}
     FROM times
     WINDOW g AS (PARTITION BY group_key ORDER BY t)
 ),
@@ -174,7 +175,7 @@ def _window_columns(used: str) -> dict[str, str]:
         + "".join(f",\n        {sql} AS m_{name}" for name, sql in maxima),
         "at": "".join(f",\n        sum(m_{name}) AS at_{name}" for name, _ in sums)
         + "".join(f",\n        max(m_{name}) AS at_{name}" for name, _ in maxima),
-        "running": "".join(f",\n        sum(at_{name}) OVER g - at_{name} AS before_{name}"
+        "running": "".join(f",\n        (sum(at_{name}) OVER g) - at_{name} AS before_{name}"
                            for name, _ in sums)
         + "".join(f",\n        max(at_{name}) {block}) AS {name}_from_block_start"
                   f",\n        max(at_{name}) {block} DESC) AS {name}_to_block_end"

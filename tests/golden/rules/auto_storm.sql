@@ -66,11 +66,11 @@ times AS (  -- per group and time: what its messages add up to
 ),
 running AS (  -- per group and time: sums over the times before it, maxima in its block
     SELECT *,
-        sum(at_repeats) OVER g - at_repeats AS before_repeats,
-        sum(at_followed) OVER g - at_followed AS before_followed,
-        sum(at_n_auto) OVER g - at_n_auto AS before_n_auto,
-        sum(at_n_sender_messages) OVER g - at_n_sender_messages AS before_n_sender_messages,
-        sum(at_sum_deliveries) OVER g - at_sum_deliveries AS before_sum_deliveries,
+        (sum(at_repeats) OVER g) - at_repeats AS before_repeats,
+        (sum(at_followed) OVER g) - at_followed AS before_followed,
+        (sum(at_n_auto) OVER g) - at_n_auto AS before_n_auto,
+        (sum(at_n_sender_messages) OVER g) - at_n_sender_messages AS before_n_sender_messages,
+        (sum(at_sum_deliveries) OVER g) - at_sum_deliveries AS before_sum_deliveries,
         max(at_max_recipients) OVER (PARTITION BY group_key, block ORDER BY t) AS max_recipients_from_block_start,
         max(at_max_recipients) OVER (PARTITION BY group_key, block ORDER BY t DESC) AS max_recipients_to_block_end
     FROM times
