@@ -18,6 +18,7 @@ Everything else must be equal as written.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,6 @@ from detector.pipeline import run
 from detector.rules.loader import load_rules
 from detector.schema import TABLES
 from detector.simulate.day import INCIDENTS, Options, build_day, write_day
-
-pytestmark = pytest.mark.spark
 
 REPO = Path(__file__).resolve().parents[1]
 #: the model tables compared (the incidents are compared as incidents.json)
@@ -113,6 +112,7 @@ def _assert_same(duck: Path, spk: Path, *, tables: list[str]) -> None:
         assert x == y, x["id"]
 
 
+@pytest.mark.spark
 def test_sample_logs_give_the_same_tables_and_incidents(spark_session: Any,
                                                         tmp_path: Path) -> None:
     duck, spk = _both(spark_session, [REPO / "sample_logs"], tmp_path)
@@ -146,6 +146,7 @@ def mixed_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
     return work, [*truth]
 
 
+@pytest.mark.spark
 def test_a_mixed_day_with_every_incident_kind_gives_the_same_answers(
         spark_session: Any, mixed_day: tuple[Path, list[dict]], tmp_path: Path) -> None:
     work, truth = mixed_day
@@ -160,3 +161,18 @@ def test_a_mixed_day_with_every_incident_kind_gives_the_same_answers(
     with duckdb.connect(str(duck / "mailstorm.duckdb"), read_only=True) as con:
         formats = {r[0] for r in con.execute("SELECT format FROM files").fetchall()}
     assert {"postfix", "exim", "exchange"} <= {f for fs in formats for f in fs.split("+")}
+
+
+def test_without_pyspark_the_spark_engine_is_a_one_line_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark fails, as uninstalled
+    result = CliRunner().invoke(main, ["run", str(REPO / "sample_logs"), "--out",
+                                       str(tmp_path / "out"), "--engine", "spark"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'mailstorm[spark]'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # refused before anything was read or written
