@@ -11,21 +11,22 @@ built-in rules detect, injected by the simulator (whose truth says they are ther
 ``message_key`` is a 64-bit hash of (host, queue_id, generation) whose function differs
 per engine (DuckDB's ``hash``, Spark's ``xxhash64``): rows are compared by that natural
 key instead (a delivery by its message's), and a message_uid made of the key (a message
-no log line gave a Message-ID: "host queue_id <key>") by its generation in its place.
-Everything else must be equal as written.
+no log line gave a Message-ID: "host queue_id <key>") by its generation in its place, as
+is the thread_id made of such a uid (md5 of it: a message alone in its thread, with no
+subject or list). Everything else must be equal as written.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
+from bench.quality_matrix import QUICK
 from detector.dataset import dataset_dir_of
 from detector.pipeline import run
 from detector.rules.loader import load_rules
@@ -61,8 +62,12 @@ def _comparable(con: duckdb.DuckDBPyConnection, dataset: Path, tag: str) -> dict
     # the uid the model gives a message without a Message-ID ends in its key
     con.execute(f"""CREATE OR REPLACE TEMP VIEW uids_{tag} AS
         SELECT coalesce(host, '') || ' ' || queue_id || ' ' || message_key AS hashed,
-            coalesce(host, '') || ' ' || queue_id || ' #' || generation AS natural
+            coalesce(host, '') || ' ' || queue_id || ' #' || generation AS plain
         FROM keys_{tag}""")
+    # and a thread of such a message alone (no subject, no list) is named by its uid
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW threads_{tag} AS
+        SELECT substr(md5(hashed), 1, 16) AS hashed, substr(md5(plain), 1, 16) AS plain
+        FROM uids_{tag}""")
     selects = {}
     for name in MODEL:
         cols, joins = [], ""
@@ -70,8 +75,11 @@ def _comparable(con: duckdb.DuckDBPyConnection, dataset: Path, tag: str) -> dict
             if col == "message_key":
                 continue
             if col == "message_uid":
-                cols.append("coalesce(u.natural, t.message_uid) AS message_uid")
+                cols.append("coalesce(u.plain, t.message_uid) AS message_uid")
                 joins += f" LEFT JOIN uids_{tag} u ON u.hashed = t.message_uid"
+            elif col == "thread_id":
+                cols.append("coalesce(h.plain, t.thread_id) AS thread_id")
+                joins += f" LEFT JOIN threads_{tag} h ON h.hashed = t.thread_id"
             else:
                 cols.append(f't."{col}"')
         if name == "deliveries":  # a delivery's message by its natural key
@@ -132,17 +140,15 @@ def test_sample_logs_give_the_same_tables_and_incidents(spark_session: Any,
 
 @pytest.fixture(scope="module")
 def mixed_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    """A day of four MTAs' logs: Postfix with an incident of every kind, and the
-    ordinary mail of Exim, Exchange and Sendmail with Mailman hosts."""
-    small = Options(list_size=600, repliers=12, duration=timedelta(minutes=40),
-                    background=120)
+    """A day of four MTAs' logs: Sendmail with Mailman (list posts) holding an incident
+    of every kind, and the ordinary mail of Postfix, Exim and Exchange hosts."""
     work = tmp_path_factory.mktemp("mixed")
-    site, messages, truth = build_day(list(INCIDENTS), seed=3, options=small)
-    postfix = write_day(work / "postfix", "postfix", site, messages, truth, seed=3)
-    logs = [postfix.parent]
-    for i, fmt in enumerate(["exim", "exchange", "mailman"]):
-        site, messages, _ = build_day([], seed=10 + i, options=small)
-        logs.append(write_day(work / fmt, fmt, site, messages, [], seed=10 + i).parent)
+    site, messages, truth = build_day(list(INCIDENTS), seed=3, options=QUICK)
+    write_day(work / "mailman", "mailman", site, messages, truth, seed=3)
+    quiet = Options(background=150)
+    for i, fmt in enumerate(["postfix", "exim", "exchange"]):
+        site, messages, _ = build_day([], seed=10 + i, options=quiet)
+        write_day(work / fmt, fmt, site, messages, [], seed=10 + i)
     return work, [*truth]
 
 
@@ -160,7 +166,8 @@ def test_a_mixed_day_with_every_incident_kind_gives_the_same_answers(
     assert {str(t["kind"]) for t in truth} <= kinds
     with duckdb.connect(str(duck / "mailstorm.duckdb"), read_only=True) as con:
         formats = {r[0] for r in con.execute("SELECT format FROM files").fetchall()}
-    assert {"postfix", "exim", "exchange"} <= {f for fs in formats for f in fs.split("+")}
+    assert {"postfix", "exim", "exchange", "sendmail", "mailman"} <= {
+        f for fs in formats for f in fs.split("+")}
 
 
 def test_without_pyspark_the_spark_engine_is_a_one_line_usage_error(
