@@ -111,6 +111,9 @@ class SparkEngine:
               max_line: int = MAX_LINE) -> IngestResult:
         """Parse the files on the executors into ``dataset/events``; what was read."""
         jobs, skipped = plan_jobs(files, sniffed, tz=tz, year=year, fmt=fmt, host=host)
+        # what the DuckDB engine's dataset held is replaced: its record of it goes too
+        # (detector.dataset's state file), so that a later DuckDB run writes it afresh
+        (self.dataset / ".mailstorm-dataset.json").unlink(missing_ok=True)
         self._say(f"parsing {sum(len(j.files) for j in jobs)} file(s) on Spark")
         stats_dir = self.dataset / ".incoming" / f"files-{uuid.uuid4().hex}"
         target = self.dataset / "events"
