@@ -91,6 +91,8 @@ def spark_round(logs: list[str], work: Path, year: int, master: str,
         engine.publish_incidents(wh)
         _timed(out, "dataset", t)
     out["incidents"] = len(incidents)
+    # where the model's time went, statement by statement (stderr's JSON only)
+    out.update({f"sql:{k}": v for k, v in engine.timings.statements.items()})
     return out
 
 
@@ -140,7 +142,7 @@ def main() -> None:
     print(f"{lines:,} lines, {args.rounds} round(s), minimum of each stage; "
           f"lines/s per core over {args.cores} core(s)")
     for engine, runs in rounds.items():
-        stages = [k for k in runs[0] if k != "incidents"]
+        stages = [k for k in runs[0] if k != "incidents" and not k.startswith("sql:")]
         best = {k: min(r[k] for r in runs) for k in stages}
         result[f"{engine}_min"] = best
         work_s = sum(v for k, v in best.items() if k != "session")
