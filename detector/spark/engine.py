@@ -49,7 +49,7 @@ from detector.rules.compiler import CompiledRule, compile_rule
 from detector.rules.model import Rule
 from detector.schema import TABLES
 from detector.sources import BATCH_BYTES, MAX_LINE, LogFile, read_head
-from detector.spark.parse import FileStats, events_frame, plan_jobs, read_stats
+from detector.spark.parse import EVENTS_DDL, FileStats, events_frame, plan_jobs, read_stats
 from detector.warehouse import HEAD_BYTES, MODEL_PARTS, Warehouse, head_digest, sql_path
 
 if TYPE_CHECKING:
@@ -122,9 +122,9 @@ class SparkEngine:
             if jobs:
                 events = events_frame(self.spark, jobs, tz=tz, fmt=fmt, stats_dir=stats_dir,
                                       batch_bytes=batch_bytes, max_line=max_line)
-                self._write(events, target, "events")
-            else:
-                shutil.rmtree(target, ignore_errors=True)
+            else:  # nothing to read: the tables are empty, with their columns
+                events = self.spark.createDataFrame([], EVENTS_DDL)
+            self._write(events, target, "events")
         stats = read_stats(stats_dir)
         shutil.rmtree(stats_dir.parent, ignore_errors=True)
         result = IngestResult()
@@ -206,16 +206,18 @@ class SparkEngine:
         no byte is copied where the file system has them), replacing what it held."""
         con = wh.con
         with self.timings.stage("attach"):
+            before = set(wh.parts_dir.glob("part-*.parquet"))
             con.execute("BEGIN TRANSACTION")
             try:
-                for old in wh.parts_dir.glob("part-*.parquet"):
-                    old.unlink()
                 con.execute("DELETE FROM parts")
                 con.execute("DELETE FROM files")
                 con.execute("DELETE FROM model_dirty")
                 wh.parts_dir.mkdir(parents=True, exist_ok=True)
                 for part in sorted(self.dataset.glob("events/day=*/part-*.parquet")):
-                    _link(part, wh.parts_dir / part.name)
+                    if (wh.parts_dir / part.name).exists():  # this dataset's, linked before
+                        before.discard(wh.parts_dir / part.name)
+                    else:
+                        _link(part, wh.parts_dir / part.name)
                     meta = pq.read_metadata(part)
                     con.execute("INSERT INTO parts VALUES (?, ?, ?, false)",
                                 [part.name, _one_source(meta), meta.num_rows])
@@ -236,6 +238,8 @@ class SparkEngine:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            for old in before:  # the parts of the run before, no longer in the ledger
+                old.unlink(missing_ok=True)
             wh.tidy_parquet_views()
 
     def _ledger(self, wh: Warehouse) -> None:
