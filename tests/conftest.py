@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,13 @@ def spark_session() -> Iterator[Any]:
         missing("Spark tests need PySpark and pandas: pip install -e '.[dev,spark]'")
     if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
         missing("Spark tests need Java 17 or later: apt-get install openjdk-17-jre-headless")
+    from pyspark.sql import SparkSession
+
     from detector.spark.session import spark_session as start
 
+    other = SparkSession.getActiveSession()  # another module's (tests/test_dialect.py)
+    if other is not None and other.sparkContext.pythonExec != sys.executable:
+        other.stop()  # its workers' Python lacks this one's packages: parse would fail
     # few shuffle partitions: the inputs are tiny, and each partition is a task
     spark = start("local[2]", conf={"spark.sql.shuffle.partitions": "2"})
     try:
