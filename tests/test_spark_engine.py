@@ -145,7 +145,7 @@ def mixed_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
     storm and a mail loop, Exim a fan-out the next day (at the quality matrix's sizes:
     tests/test_quality.py finds each; a fan-out the same day as the others is not
     reported as one of its own),
-    and the ordinary mail of Exchange and Sendmail with Mailman hosts."""
+    and the ordinary mail of Exchange and Sendmail hosts."""
     work = tmp_path_factory.mktemp("mixed")
     site, messages, truth = build_day([k for k in INCIDENTS if k != "fanout"], seed=5,
                                       options=QUICK)
@@ -174,7 +174,7 @@ def test_a_mixed_day_with_every_incident_kind_gives_the_same_answers(
     assert {str(t["kind"]) for t in truth} <= kinds
     with duckdb.connect(str(duck / "mailstorm.duckdb"), read_only=True) as con:
         formats = {r[0] for r in con.execute("SELECT format FROM files").fetchall()}
-    assert {"postfix", "exim", "exchange", "sendmail", "mailman"} <= {
+    assert {"postfix", "exim", "exchange", "sendmail"} <= {
         f for fs in formats for f in fs.split("+")}
 
 
