@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one_night(log: str, out: str, year: int) -> dict[str, object]:
+def one_night(log: str, out: str, year: int, dataset: bool = True) -> dict[str, object]:
     """Run one night in this process; seconds per stage."""
     sys.path.insert(0, str(ROOT))
     from detector.pipeline import run
@@ -41,7 +41,7 @@ def one_night(log: str, out: str, year: int) -> dict[str, object]:
 
     t0, c0 = time.perf_counter(), cpu()
     marks.append(("start", t0, c0))
-    result = run([log], Path(out), year=year, progress=mark)
+    result = run([log], Path(out), year=year, progress=mark, dataset=dataset)
     marks.append(("end", time.perf_counter(), cpu()))
     # a stage lasts from its message to the next one
     stages: dict[str, list[float]] = {}
@@ -59,15 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("logs", nargs="+", help="one log file per night, in order")
     ap.add_argument("--out", required=True, help="OUT folder (the warehouse grows in it)")
     ap.add_argument("--year", type=int, default=2016)
+    ap.add_argument("--no-dataset", action="store_true",
+                    help="run without OUT/dataset (to measure what it costs)")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(one_night(args.logs[0], args.out, args.year)))
+        print(json.dumps(one_night(args.logs[0], args.out, args.year,
+                                   dataset=not args.no_dataset)))
         return 0
     nights = []
     for log in args.logs:
         done = subprocess.run([sys.executable, __file__, "--one", "--out", args.out,
-                               "--year", str(args.year), log],
+                               "--year", str(args.year), log,
+                               *(["--no-dataset"] if args.no_dataset else [])],
                               capture_output=True, text=True, check=True)
         night = json.loads(done.stdout.strip().splitlines()[-1])
         nights.append(night)

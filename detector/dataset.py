@@ -27,17 +27,22 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 
+from detector.dialect import DUCKDB
+from detector.model.build import view_statements
 from detector.schema import TABLES, Table, comment_statements
 from detector.sqltext import sql_string
 from detector.warehouse import (
@@ -45,6 +50,7 @@ from detector.warehouse import (
     Warehouse,
     dead_table,
     has_tombstones,
+    model_part_sql,
     sql_path,
     table_exists,
 )
@@ -58,6 +64,10 @@ STORAGE_VERSION = "v1.0.0"
 _STATE = ".mailstorm-dataset.json"
 _WORK = ".incoming"  # days and the catalog written aside, then renamed into place
 _ANALYST_MODEL = [n for n in MODEL_PARTS if n in TABLES]
+#: up to this many days are written one at a time, more by one partitioned write
+_FEW_DAYS = 4
+#: the relation holding a table's rows of some days (None: all), as SQL
+Source = Callable[[set[str] | None], str]
 
 
 @dataclass
@@ -107,15 +117,17 @@ def publish_dataset(wh: Warehouse, out_dir: Path, *, full: bool = False) -> Publ
     done = Published(folder)
     done.linked, done.unlinked = _link_events(wh, folder / "events", work)
     new_state: dict[str, dict[str, list[str]]] = {}
-    wh.con.execute("CREATE OR REPLACE TEMP TABLE _changed_uids (message_uid VARCHAR)")
+    wh.con.execute("CREATE OR REPLACE TEMP TABLE _changed_threads (thread_id VARCHAR)")
     for name in _ANALYST_MODEL:
         days, new_state[name] = _model_days(wh, name, state.get(name), build,
                                             (folder / name).is_dir())
-        done.days[name] = _write_days(wh, folder, name, f"main.{name}", days, work)
-    done.days["threads"] = _write_days(wh, folder, "threads", "main.threads",
-                                       _thread_days(wh, folder, state, new_state), work)
+        done.days[name] = _write_days(wh, folder, name, functools.partial(
+            _parts_holding, wh, name, holds=new_state[name]), days, work)
+    days, source = _thread_days(wh, folder, state, new_state)
+    done.days["threads"] = _write_days(wh, folder, "threads", lambda _: source, days, work)
     if table_exists(wh.con, "incidents"):
-        done.days["incidents"] = _write_days(wh, folder, "incidents", "main.incidents",
+        done.days["incidents"] = _write_days(wh, folder, "incidents",
+                                             lambda _: "main.incidents",
                                              _incident_days(wh, folder), work)
         done.days["incident_messages"] = _write_flat(wh, folder, "incident_messages", work)
     for table in TABLES.values():
@@ -133,27 +145,35 @@ def publish_dataset(wh: Warehouse, out_dir: Path, *, full: bool = False) -> Publ
 
 
 # --- events: hard links to the warehouse's parts ----------------------------------------
+_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
 def _part_day(path: Path) -> str | None:
     """The one UTC day of an events part, from its footer's statistics of ``ts``; None
     when it holds more than one (a part written before parts were split by day)."""
     meta = pq.read_metadata(path)
     ts = meta.schema.names.index("ts")
-    lows, highs, nulls = set(), set(), 0
+    # raw integers, not Python datetimes: pyarrow imports a time zone module for those,
+    # which costs a night more than all the rest of the events' step
+    per_second = _PER_SECOND[meta.schema.to_arrow_schema().field("ts").type.unit]
+    days: set[str] = set()
+    nulls = 0
     for i in range(meta.num_row_groups):
-        stats = meta.row_group(i).column(ts).statistics
-        if stats is None or not stats.has_min_max and stats.null_count < meta.row_group(
-                i).num_rows:
+        group = meta.row_group(i)
+        stats = group.column(ts).statistics
+        if stats is None:
             return None
         nulls += stats.null_count
         if stats.has_min_max:
-            lows.add(stats.min.date())
-            highs.add(stats.max.date())
-    days = lows | highs
+            days |= {datetime.fromtimestamp(raw / per_second, UTC).date().isoformat()
+                     for raw in (stats.min_raw, stats.max_raw)}
+        elif stats.null_count < group.num_rows:
+            return None
     if not days:
         return NULL_DAY
     if nulls or len(days) > 1:
         return None
-    return days.pop().isoformat()
+    return days.pop()
 
 
 def _link_events(wh: Warehouse, folder: Path, work: Path) -> tuple[int, int]:
@@ -209,8 +229,8 @@ def _remove_empty_days(folder: Path) -> None:
 def _model_days(wh: Warehouse, name: str, known: dict[str, list[str]] | None, build: int,
                 exists: bool) -> tuple[set[str] | None, dict[str, list[str]]]:
     """The days of ``name`` to write again (None: all) and the days each current part
-    holds. For logical_messages, the ids of the messages whose rows changed go to the
-    temporary table ``_changed_uids`` (their threads change)."""
+    holds. For logical_messages, the threads of the rows written or hidden go to the
+    temporary table ``_changed_threads``."""
     con, table = wh.con, TABLES[name]
     files = wh.model_files(name)
     day = day_sql(str(table.day))
@@ -225,9 +245,9 @@ def _model_days(wh: Warehouse, name: str, known: dict[str, list[str]] | None, bu
     now.update({f.name: (known or {}).get(f.name, []) for f in files if f.name not in now})
     if known is None or not exists:
         return None, now
-    uids = name == "logical_messages"
-    if uids and new:
-        con.execute("INSERT INTO _changed_uids SELECT message_uid FROM "
+    threads = name == "logical_messages"
+    if threads and new:
+        con.execute("INSERT INTO _changed_threads SELECT DISTINCT thread_id FROM "
                     f"read_parquet({new_listed})")
     days = {d for f in new for d in now[f.name]}
     days |= {d for part, ds in known.items() if part not in now for d in ds}  # dropped
@@ -238,43 +258,64 @@ def _model_days(wh: Warehouse, name: str, known: dict[str, list[str]] | None, bu
         # the stored rows this build's tombstones (and those of any build since the
         # dataset was last written) hide
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _hidden AS
-            SELECT {day_sql(str(table.day), 'd')} AS day{", d.message_uid" * uids}
+            SELECT {day_sql(str(table.day), 'd')} AS day{", d.thread_id" * threads}
             FROM read_parquet({listed}) d
             JOIN (SELECT {key}, max(build) AS dead FROM main.{dead_table(name)}
                   WHERE build > ? GROUP BY {key}) x ON x.{key} = d.{key}
             WHERE d.build < x.dead""", [build])
         days |= {r[0] for r in con.execute("SELECT DISTINCT day FROM _hidden").fetchall()}
-        if uids:
-            con.execute("INSERT INTO _changed_uids SELECT message_uid FROM _hidden")
+        if threads:
+            con.execute("INSERT INTO _changed_threads SELECT DISTINCT thread_id FROM _hidden")
         con.execute("DROP TABLE _hidden")
     return days, now
 
 
-def _thread_days(wh: Warehouse, folder: Path,
-                 state: dict[str, dict[str, list[str]]],
-                 now: dict[str, dict[str, list[str]]]) -> set[str] | None:
-    """The days of the threads the changed logical messages belong to, before and after
-    (None: all, when logical_messages lost rows the dataset cannot name)."""
+def _parts_holding(wh: Warehouse, name: str, days: set[str] | None, *,
+                   holds: dict[str, list[str]]) -> str:
+    """The rows of the model table ``name`` as its view has them, read from only the
+    parts that hold rows of ``days`` (all of them for None)."""
+    if days is None:
+        return f"main.{name}"
+    files = [f for f in wh.model_files(name) if days & set(holds.get(f.name, []))]
+    if not files:
+        return f"(SELECT * FROM main.{name} WHERE false)"
+    return f"({model_part_sql(name, files, tombstones=has_tombstones(wh.con, name))})"
+
+
+def _thread_days(wh: Warehouse, folder: Path, state: dict[str, dict[str, list[str]]],
+                 now: dict[str, dict[str, list[str]]]) -> tuple[set[str] | None, str]:
+    """The days of ``threads`` to write again (None: all) and where their rows are: the
+    threads of the logical messages written or hidden, summed again by threads.sql's own
+    statement over their messages only, and the other threads of those days as the
+    dataset has them. Retention dropping a logical_messages part makes it all."""
     before, after = state.get("logical_messages"), now["logical_messages"]
-    if before is None or not (folder / "threads").is_dir() \
-            or any(part not in after for part in before):
-        return None
+    stored = sorted(folder.glob("threads/day=*/*.parquet"))
     con = wh.con
-    con.execute("CREATE OR REPLACE TEMP TABLE _changed_threads AS SELECT DISTINCT thread_id "
-                "FROM main.logical_messages WHERE message_uid IN "
-                "(SELECT message_uid FROM _changed_uids)")
+    if before is None or not stored or any(part not in after for part in before):
+        # summed once, then written a day at a time
+        con.execute("CREATE OR REPLACE TEMP TABLE _threads_now AS SELECT * FROM main.threads")
+        return None, "_threads_now"
+    select = next(v.sql for v in view_statements(DUCKDB) if v.name == "threads")
+    # the same SQL, over a relation of the same name holding only those threads' rows
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _threads_now AS
+        WITH logical_messages AS (
+            SELECT * FROM main.logical_messages
+            WHERE thread_id IN (SELECT thread_id FROM _changed_threads))
+        {select}""")
+    listed = "[" + ", ".join(sql_path(f) for f in stored) + "]"
     days = {r[0] for r in con.execute(
-        f"SELECT DISTINCT {day_sql('first_ts')} FROM main.threads WHERE thread_id IN "
-        "(SELECT thread_id FROM _changed_threads)").fetchall()}
-    # where those threads were (a thread whose first message went moves to a later day)
-    files = sorted(folder.glob("threads/day=*/*.parquet"))
-    if files:
-        listed = "[" + ", ".join(sql_path(f) for f in files) + "]"
-        days |= {r[0] for r in con.execute(
-            f"SELECT DISTINCT {day_sql('first_ts')} FROM read_parquet({listed}, "
-            "hive_partitioning = false) WHERE thread_id IN (SELECT thread_id FROM "
-            "_changed_threads)").fetchall()}
-    return days
+        f"""SELECT DISTINCT {day_sql('first_ts')} FROM _threads_now
+            UNION SELECT DISTINCT {day_sql('first_ts')} FROM read_parquet({listed},
+                hive_partitioning = false)
+            WHERE thread_id IN (SELECT thread_id FROM _changed_threads)""").fetchall()}
+    kept = [f for f in stored if f.parent.name.removeprefix("day=") in days]
+    cols = _columns(TABLES["threads"])
+    source = f"SELECT {cols} FROM _threads_now"
+    if kept:
+        source += (f" UNION ALL SELECT {cols} FROM read_parquet("
+                   "[" + ", ".join(sql_path(f) for f in kept) + "], hive_partitioning = false) "
+                   "WHERE thread_id NOT IN (SELECT thread_id FROM _changed_threads)")
+    return days, f"({source})"
 
 
 def _incident_days(wh: Warehouse, folder: Path) -> set[str] | None:
@@ -292,33 +333,43 @@ def _incident_days(wh: Warehouse, folder: Path) -> set[str] | None:
 
 
 # --- writing days ----------------------------------------------------------------------
-def _write_days(wh: Warehouse, folder: Path, name: str, source: str,
+def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
                 days: set[str] | None, work: Path) -> int:
-    """Write the rows of ``source`` on ``days`` (None: all) to ``folder/name``, a day at
-    a time swapped in; a day left without rows goes. Returns the days written or gone."""
+    """Write the rows of ``source(days)`` on ``days`` (None: all) to ``folder/name``, a
+    day at a time swapped in; a day left without rows goes. Returns the days written or
+    gone."""
     if days is not None and not days:
         return 0
     table = TABLES[name]
     target = folder / name
     aside = work / name
-    day = day_sql(str(table.day))
-    where, params = "", list[object]()
-    if days is not None:
-        where = f"WHERE {day} IN (SELECT unnest(?))"
-        params = [sorted(days)]
-        dated = sorted(d for d in days if d != NULL_DAY)
-        if dated and NULL_DAY not in days:  # lets the scan skip row groups by time
-            where += f' AND "{table.day}" >= CAST(? AS TIMESTAMPTZ)'
-            params.append(f"{dated[0]} 00:00:00+00")
-        if name == "threads":  # a thread's rows come from its messages: those days only
-            where += (" AND thread_id IN (SELECT thread_id FROM main.logical_messages "
-                      f"WHERE {day_sql('first_seen')} IN (SELECT unnest(?)))")
-            params.append(sorted(days))
-    wh.con.execute(f"COPY (SELECT {_columns(table)}, "
-                   f"{day_sql(str(table.day), null=None)} AS day FROM {source} {where}) "
-                   f"TO {sql_path(aside)} (FORMAT parquet, PARTITION_BY (day), "
-                   "COMPRESSION zstd, COMPRESSION_LEVEL 1, FILENAME_PATTERN 'part-{uuid}', "
-                   "OVERWRITE_OR_IGNORE)", params)
+    col = f'"{table.day}"'
+    options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+    each = days
+    if days is None:
+        each = {r[0] for r in wh.con.execute(
+            f"SELECT DISTINCT {day_sql(str(table.day))} FROM {source(None)}").fetchall()}
+        if len(each) > _FEW_DAYS:
+            each = set()
+            wh.con.execute(f"COPY (SELECT {_columns(table)}, "
+                           f"{day_sql(str(table.day), null=None)} AS day FROM "
+                           f"{source(None)}) TO {sql_path(aside)} ({options}, "
+                           "PARTITION_BY (day), FILENAME_PATTERN 'part-{uuid}', "
+                           "OVERWRITE_OR_IGNORE)")
+    # a few days one at a time, each a range of time read from the parts that hold it:
+    # a partitioned write of them cost two to three times as much
+    for day in sorted(each or ()):
+        file = aside / f"day={day}" / f"part-{uuid.uuid4().hex}.parquet"
+        file.parent.mkdir(parents=True)
+        where, params = f"{col} IS NULL", list[object]()
+        if day != NULL_DAY:
+            start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+            where, params = f"{col} >= ? AND {col} < ?", [start, start + timedelta(days=1)]
+        row = wh.con.execute(f"COPY (SELECT {_columns(table)} FROM {source({day})} "
+                             f"WHERE {where}) TO {sql_path(file)} ({options})",
+                             params).fetchone()
+        if not row or not row[0]:
+            shutil.rmtree(file.parent)
     target.mkdir(parents=True, exist_ok=True)
     made = {p.name: p for p in aside.iterdir()} if aside.is_dir() else {}
     stale = [p for p in target.glob("day=*")

@@ -157,7 +157,7 @@ _MESSAGES = _cols(
     ("message_uid", S, "the message across hosts: its Message-ID (with sender and size "
      "appended when strangers reuse one id), else the id of the instance it was handed "
      "over from or to on the same host (`queued as`: Sendmail's DSNs into the local "
-     "Postfix), else `host queue_id message_key`"),
+     "Postfix), else `host queue_id generation`"),
     ("thread_subject", S, "subject without reply/forward prefixes and list tags, lower "
      "case"),
     ("is_reply", BOOL, "has a reply prefix or an In-Reply-To"),

@@ -226,12 +226,17 @@ def test_redacted_report_holds_no_local_part_and_the_same_counts(
         plain_csv = demo["out"] / "incidents" / p.name
         assert len(p.read_text().splitlines()) == len(plain_csv.read_text().splitlines())
     texts = [p.read_text(encoding="utf-8").lower() for p in files] + [res.stdout.lower()]
-    for address in addresses:
-        local = address.rsplit("@", 1)[0].lower()
-        for text in texts:
-            assert f"{local}@" not in text, address
-            if "." in local and len(local) > 5:  # a person's name, alone
-                assert local not in text, address
+    locals_ = {a: a.rsplit("@", 1)[0].lower() for a in addresses}
+    # a local part can only occur inside a run of the characters local parts are made of:
+    # searching the distinct runs (joined by a newline, not one of them) finds exactly what
+    # searching every file would, without reading megabytes of CSV once per address
+    alphabet = {c for local in locals_.values() for c in local} | {"@"}
+    run = re.compile("[" + "".join(re.escape(c) for c in sorted(alphabet)) + "]+")
+    runs = "\n".join({r for text in texts for r in run.findall(text)})
+    for address, local in locals_.items():
+        assert f"{local}@" not in runs, address
+        if "." in local and len(local) > 5:  # a person's name, alone
+            assert local not in runs, address
     plain = json.loads((demo["out"] / "incidents.json").read_text())["incidents"]
     hidden = json.loads((red / "incidents.json").read_text())["incidents"]
     keep = ("id", "kind", "severity", "messages", "deliveries", "senders", "start", "end")

@@ -44,7 +44,7 @@ MODEL_VIEWS = ("threads",)
 #: earliest new line (or its first event, if later)
 LOOKBACK = timedelta(days=10)
 #: the model's meaning of its rows; a build by another version starts afresh
-MODEL_VERSION = "3"
+MODEL_VERSION = "4"
 _SCRATCH = "_inc"
 _DDL = [
     "CREATE TABLE IF NOT EXISTS model_parts (part VARCHAR PRIMARY KEY)",
@@ -62,6 +62,8 @@ class Built:
     full: bool
     messages: int
     since: datetime | None
+
+
 _MADE = re.compile(r"CREATE OR REPLACE (TABLE|VIEW) (\w+) AS\s+(.*)", re.IGNORECASE | re.DOTALL)
 _DROPPED = re.compile(r"DROP VIEW IF EXISTS (\w+)", re.IGNORECASE)
 
@@ -115,8 +117,9 @@ def model_statements(dialect: Dialect, *, settled: bool = True,
     ``_settled`` of a full build; last (``views``) the ``threads`` view (see
     :func:`view_statements`). The tables named in warehouse.MODEL_PARTS are the model's
     results; those starting with ``_`` but ``_relations`` are working tables."""
-    return ([_settled_statement(dialect)] if settled else []) + _rendered("model.sql", dialect) \
-        + (view_statements(dialect) if views else [])
+    first = [_settled_statement(dialect)] if settled else []
+    last = view_statements(dialect) if views else []
+    return first + _rendered("model.sql", dialect) + last
 
 
 def view_statements(dialect: Dialect) -> list[Statement]:

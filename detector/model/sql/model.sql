@@ -175,7 +175,7 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
     -- or got it from; between two without, the later takes the earlier's key
     SELECT x.message_key,
         min(coalesce(u.message_uid, nullif(h.message_id, ''),
-                     coalesce(h.host, '') || ' ' || h.queue_id || ' ' || h.message_key))
+                     coalesce(h.host, '') || ' ' || h.queue_id || ' ' || h.generation))
             AS message_uid
     FROM (SELECT from_key AS message_key, to_key AS adopt FROM anonymous_hops
           WHERE to_named AND NOT from_named
@@ -190,9 +190,10 @@ SELECT
     -- one message across hosts: its Message-ID (told apart by sender and size when it
     -- was reused), else that of the hop it was handed over from or to, else this
     -- instance: also in a log without a host name, where host || ... would be null and
-    -- gather every such message in one
+    -- gather every such message in one. By its generation, not message_key: the key is
+    -- a hash each engine computes its own way, the uid the same on every engine
     coalesce(uid.message_uid, nullif(inst.message_id, ''), adopted.message_uid,
-             coalesce(inst.host, '') || ' ' || inst.queue_id || ' ' || inst.message_key)
+             coalesce(inst.host, '') || ' ' || inst.queue_id || ' ' || inst.generation)
         AS message_uid,
     {{ thread_subject('subject') }} AS thread_subject,
     coalesce({{ has_reply_prefix('subject') }}, false) OR in_reply_to IS NOT NULL AS is_reply,
