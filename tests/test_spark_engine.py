@@ -10,10 +10,9 @@ built-in rules detect, injected by the simulator (whose truth says they are ther
 
 ``message_key`` is a 64-bit hash of (host, queue_id, generation) whose function differs
 per engine (DuckDB's ``hash``, Spark's ``xxhash64``): rows are compared by that natural
-key instead (a delivery by its message's), and a message_uid made of the key (a message
-no log line gave a Message-ID: "host queue_id <key>") by its generation in its place, as
-is the thread_id made of such a uid (md5 of it: a message alone in its thread, with no
-subject or list). Everything else must be equal as written.
+key instead (a delivery by its message's). Everything else, message_uid and thread_id
+included (model version 4 names a message without a Message-ID by host, queue id and
+generation, not by its key), must be equal as written.
 """
 
 from __future__ import annotations
@@ -60,28 +59,11 @@ def _comparable(con: duckdb.DuckDBPyConnection, dataset: Path, tag: str) -> dict
     """table -> SELECT of its rows with the engine's hashes replaced by natural keys."""
     con.execute(f"""CREATE OR REPLACE TEMP VIEW keys_{tag} AS
         SELECT message_key, host, queue_id, generation FROM {_table(dataset, 'messages')}""")
-    # the uid the model gives a message without a Message-ID ends in its key
-    con.execute(f"""CREATE OR REPLACE TEMP VIEW uids_{tag} AS
-        SELECT coalesce(host, '') || ' ' || queue_id || ' ' || message_key AS hashed,
-            coalesce(host, '') || ' ' || queue_id || ' #' || generation AS plain
-        FROM keys_{tag}""")
-    # and a thread of such a message alone (no subject, no list) is named by its uid
-    con.execute(f"""CREATE OR REPLACE TEMP VIEW threads_{tag} AS
-        SELECT substr(md5(hashed), 1, 16) AS hashed, substr(md5(plain), 1, 16) AS plain
-        FROM uids_{tag}""")
     selects = {}
     for name in MODEL:
         cols, joins = [], ""
         for col in TABLES[name].columns:
-            if col == "message_key":
-                continue
-            if col == "message_uid":
-                cols.append("coalesce(u.plain, t.message_uid) AS message_uid")
-                joins += f" LEFT JOIN uids_{tag} u ON u.hashed = t.message_uid"
-            elif col == "thread_id":
-                cols.append("coalesce(h.plain, t.thread_id) AS thread_id")
-                joins += f" LEFT JOIN threads_{tag} h ON h.hashed = t.thread_id"
-            else:
+            if col != "message_key":
                 cols.append(f't."{col}"')
         if name == "deliveries":  # a delivery's message by its natural key
             cols.append("k.generation")
