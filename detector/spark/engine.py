@@ -191,7 +191,10 @@ class SparkEngine:
                     spark.catalog.dropTempView(name)
                 elif statement.kind == "view" and name not in _MATERIALISED:
                     spark.sql(statement.sql).createOrReplaceTempView(name)
-                elif name in TABLES:  # written and read back: published and materialised
+                elif name in TABLES:
+                    # written and read back: published and materialised at once; a
+                    # cache() keeps the table's whole plan, which every later statement
+                    # plans again (the driver ran out of memory planning deliveries)
                     self._write(spark.sql(statement.sql), self.dataset / name, name)
                     self._read(name).createOrReplaceTempView(name)
                 else:  # a working table: computed once, its plan cut
