@@ -292,6 +292,15 @@ def main() -> None:
               "is old; files already read are not read again.")
 @click.option("--allow-empty", is_flag=True, help="Exit 0 when no new log line was read "
               "(default: exit 4 and say so, as broken log shipping looks like a quiet night).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb",
+              show_default=True, help="Where logs are parsed, modelled and the rules run: "
+              "DuckDB on this machine (incremental), or Apache Spark for a day too large "
+              "for one (pip install 'mailstorm[spark]'; not incremental: each run builds "
+              "the dataset from the logs it is given; on a cluster the logs and OUT must "
+              "be on storage every executor sees).")
+@click.option("--spark-master", default="local[*]", show_default=True, metavar="URL",
+              help="With --engine spark: local[N], spark://host:port, or Spark Connect "
+              "sc://host:port.")
 @click.option("--dataset/--no-dataset", default=True, show_default=True,
               help="Keep OUT/dataset: every table as Parquet by day, for Spark, polars, "
               "pandas or any DuckDB (see 'mailstorm schema').")
@@ -300,7 +309,8 @@ def main() -> None:
 @_errors_as_click
 def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
         year: int | None, fmt: str | None, skip_unknown: bool, memory_limit: str | None,
-        host: str | None, max_line: int, keep: str | None, allow_empty: bool, dataset: bool,
+        host: str | None, max_line: int, keep: str | None, allow_empty: bool, engine: str,
+        spark_master: str, dataset: bool,
         rules_dir: Path | None, templates_dir: Path | None, overrides: tuple[str, ...],
         fail_on: str | None, fail_on_any: bool, since: datetime | None,
         until: datetime | None, lock_timeout: float, umask: int | None, quiet: bool,
@@ -327,7 +337,8 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
             overrides=parse_overrides(overrides), memory_limit=memory_limit,
             scope=_scope(since, until), progress=progress, host=host,
             lock_timeout=lock_timeout, max_line=max_line, umask=umask,
-            keep=parse_keep(keep) if keep else None, display=display, dataset=dataset)
+            keep=parse_keep(keep) if keep else None, display=display, dataset=dataset,
+            engine=engine, spark_master=spark_master)
     _print_summary(result, summary_format)
     _finish(result, fail_on, fail_on_any, quiet, allow_empty=allow_empty)
 

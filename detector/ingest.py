@@ -268,6 +268,30 @@ def _leap_days_without_time(batch: pl.DataFrame, events: pl.DataFrame) -> tuple[
     return int(n), set(years["_year"].drop_nulls().unique().to_list())
 
 
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A batch of lines parsed: its events and what the run reports of it."""
+
+    events: pl.DataFrame  # EVENTS_SCHEMA
+    held: set[str]  # the formats whose lines it held
+    leap_days: int  # lines dated Feb 29 given a year that is not leap (no time)
+    leap_years: set[int]  # the years they were given
+
+
+def parse_batch(batch: pl.DataFrame, ctx: ParseContext, fmt: str, *, dispatch: bool,
+                host: str | None) -> ParsedBatch:
+    """Parse a batch of raw lines (with their years assigned) of a file of format ``fmt``:
+    the one parse step of both engines (ingest's workers here, Spark's executors in
+    ``detector.spark.parse``). ``host`` fills the host of the lines of a format that names
+    none (``file_host``)."""
+    events, held = shared.parse(batch, ctx, fmt, shared=dispatch)
+    if host is not None and fmt in formats.ONE_HOST and events["host"].null_count():
+        events = events.with_columns(pl.col("host").fill_null(
+            pl.when(pl.col("kind") != "unparsed").then(pl.lit(host))))
+    leap_days, leap_years = _leap_days_without_time(batch, events)
+    return ParsedBatch(events, held, leap_days, leap_years)
+
+
 @dataclass
 class _Job:
     """A file read and handed to the workers, committed once all its parts are written."""
@@ -346,12 +370,9 @@ class _Run:
 
         def parse_and_write(batch: pl.DataFrame
                             ) -> tuple[list[Part], set[str], int, set[int]]:
-            events, held = shared.parse(batch, ctx, name, shared=dispatch)
-            if host is not None and name in formats.ONE_HOST and events["host"].null_count():
-                events = events.with_columns(pl.col("host").fill_null(
-                    pl.when(pl.col("kind") != "unparsed").then(pl.lit(host))))
-            leap_days, leap_years = _leap_days_without_time(batch, events)
-            return wh.write_part(events), held, leap_days, leap_years
+            parsed = parse_batch(batch, ctx, name, dispatch=dispatch, host=host)
+            return wh.write_part(parsed.events), parsed.held, parsed.leap_days, \
+                parsed.leap_years
 
         batches = iter_batches(path, batch_bytes, skip_bytes=skip, max_line=max_line)
         try:

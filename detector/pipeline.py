@@ -18,7 +18,7 @@ from detector.display import Display, DisplayOptions, display_for
 from detector.errors import UsageError
 from detector.incidents import Incident, RunInfo, Scope, detect, look_again_from, record
 from detector.incidents.details import Details, incident_details
-from detector.incidents.execute import scoped_model
+from detector.incidents.execute import RuleRunner, scoped_model
 from detector.incidents.exports import Writer, csv_writers
 from detector.ingest import IngestResult, ingest, sniff_inputs
 from detector.model.build import build_model
@@ -125,6 +125,8 @@ def run(
     keep: timedelta | None = None,
     display: DisplayOptions | None = None,
     dataset: bool = True,
+    engine: str = "duckdb",
+    spark_master: str = "local[*]",
 ) -> RunResult:
     """Ingest logs into the warehouse, rebuild the model, detect, write the report, and
     record in the warehouse what this run reported (for the next run's statuses).
@@ -132,8 +134,13 @@ def run(
     Everything it creates is readable by no more people than its logs and the warehouse
     are (``detector.permissions``), or as ``umask`` says. Last, it writes what changed
     to the Parquet dataset ``OUT/dataset`` (``dataset``; ``detector.dataset``) and
-    publishes the analysts' snapshot of the warehouse (``detector.snapshot``)."""
+    publishes the analysts' snapshot of the warehouse (``detector.snapshot``).
+
+    ``engine`` "spark" parses, builds the model and runs the rules on Spark
+    (``spark_master``; ``detector.spark.engine``), not incrementally: the dataset and the
+    warehouse's tables are built from ``inputs`` alone; the rest is the same."""
     started = datetime.now(UTC).replace(microsecond=0)
+    _check_engine(engine, keep)
     rules = load_ruleset(rules_dir, overrides or {})  # fail on bad rules before reading logs
     files = discover(inputs)
     db = db or out_dir / "mailstorm.duckdb"
@@ -146,25 +153,39 @@ def run(
         out_dir.mkdir(parents=True, exist_ok=True)
         _protect(db, out_dir, mask)
         with Warehouse(db, memory_limit, lock_timeout=lock_timeout) as wh:
-            ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, sniffed=sniffed,
-                              batch_bytes=batch_bytes_for(memory_limit), progress=progress,
-                              host=host, max_line=max_line)
-            dropped = apply_retention(wh, keep) if keep else None
-            if progress:
-                progress(f"read {ingested.lines:,} new lines; building the model")
-            built = build_model(wh)
-            if scope is None and not built.full:
-                # a night's detection reads what its lines could change, not all history
-                since = look_again_from(wh, built.since,
-                                        {r.name: r.window_seconds or 0 for r in rules})
-                scope = Scope(since=since) if since is not None else None
+            spark, runner, dropped = None, None, None
+            if engine == "spark":
+                from detector.spark.engine import SparkEngine
+
+                spark = SparkEngine(out_dir, master=spark_master, progress=progress)
+                ingested = spark.parse(files, sniffed, tz=tz, year=year, fmt=fmt, host=host,
+                                       batch_bytes=batch_bytes_for(memory_limit),
+                                       max_line=max_line)
+                spark.build_model()
+                spark.attach(wh)
+                runner = spark.rule_runner(scope)
+            else:
+                ingested = ingest(wh, files, tz=tz, year=year, fmt=fmt, sniffed=sniffed,
+                                  batch_bytes=batch_bytes_for(memory_limit),
+                                  progress=progress, host=host, max_line=max_line)
+                dropped = apply_retention(wh, keep) if keep else None
+                if progress:
+                    progress(f"read {ingested.lines:,} new lines; building the model")
+                built = build_model(wh)
+                if scope is None and not built.full:
+                    # a night's detection reads what its lines could change, not all history
+                    since = look_again_from(wh, built.since,
+                                            {r.name: r.window_seconds or 0 for r in rules})
+                    scope = Scope(since=since) if since is not None else None
             run_info = RunInfo(started_at=started, since=scope.since if scope else None,
                                until=scope.until if scope else None,
                                lines_read=ingested.lines)
             result = _detect_and_report(wh, rules, out_dir, templates_dir, ingested,
                                         progress, scope=scope, run_info=run_info,
-                                        dropped=dropped, display=display)
-            if dataset:
+                                        dropped=dropped, display=display, runner=runner)
+            if spark is not None:  # Spark wrote the rest of the dataset
+                spark.publish_incidents(wh)
+            elif dataset:
                 if progress:
                     progress("writing the dataset")
                 publish_dataset(wh, out_dir)
@@ -195,6 +216,23 @@ def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
                                       scope=scope, run_info=None, display=display)
 
 
+#: the engines of ``mailstorm run --engine``
+ENGINES = ("duckdb", "spark")
+
+
+def _check_engine(engine: str, keep: timedelta | None) -> None:
+    """A usage error, before anything is read, for an engine that cannot run."""
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    if engine == "spark":
+        from detector.spark import require_pyspark
+
+        require_pyspark()
+        if keep is not None:
+            raise UsageError("--keep is for the DuckDB engine's warehouse: the Spark engine "
+                             "builds everything from the logs it is given")
+
+
 def _protect(db: Path, out_dir: Path, mask: int) -> None:
     """What a run writes into that exists already, tightened to ``mask`` at its top (a
     warehouse made world-readable from public logs before private ones were added)."""
@@ -207,22 +245,24 @@ def _detect_and_report(wh: Warehouse, rules: list[Rule], out_dir: Path,
                        templates_dir: Path | None, ingested: IngestResult | None,
                        progress: Progress | None, *, scope: Scope | None,
                        run_info: RunInfo | None, dropped: Dropped | None = None,
-                       display: DisplayOptions | None = None) -> RunResult:
+                       display: DisplayOptions | None = None,
+                       runner: RuleRunner | None = None) -> RunResult:
     if progress:
         progress(f"running {len(rules)} rules")
     with scoped_model(wh, scope.since if scope else None):
         return _detect_and_report_in(wh, rules, out_dir, templates_dir, ingested,
                                      scope=scope, run_info=run_info, dropped=dropped,
-                                     display=display)
+                                     display=display, runner=runner)
 
 
 def _detect_and_report_in(wh: Warehouse, rules: list[Rule], out_dir: Path,
                           templates_dir: Path | None, ingested: IngestResult | None, *,
                           scope: Scope | None, run_info: RunInfo | None,
                           dropped: Dropped | None,
-                          display: DisplayOptions | None = None) -> RunResult:
+                          display: DisplayOptions | None = None,
+                          runner: RuleRunner | None = None) -> RunResult:
     incidents = detect(wh, rules, scope=scope, recording=run_info is not None,
-                       now=run_info.started_at if run_info else None)
+                       now=run_info.started_at if run_info else None, runner=runner)
     skipped = [(f.path, f.damaged or f.skipped or "")
                for f in (ingested.files if ingested else [])
                if f.damaged or (f.skipped and f.skipped != "already ingested")]

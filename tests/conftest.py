@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,37 @@ def parse_postfix(
     """Parse lines as one batch with the Postfix parser; rows in line order."""
     ctx = ctx or ParseContext(source_file="test.log", tz=tz, years=YearState(year))
     return postfix.parse(lines_frame(lines), ctx).sort("line_no")
+
+
+@pytest.fixture(scope="session")
+def spark_session() -> Iterator[Any]:
+    """One local Spark session (``local[2]``) for the whole test session.
+
+    Skips, saying what is missing, where PySpark (with pandas, which its mapInArrow
+    needs) or Java is absent; with ``MAILSTORM_SPARK=required`` (CI) that is a failure.
+    """
+    required = os.environ.get("MAILSTORM_SPARK") == "required"
+
+    def missing(why: str) -> None:
+        (pytest.fail if required else pytest.skip)(why)
+
+    try:
+        import pandas  # noqa: F401
+        import pyspark  # noqa: F401
+    except ImportError:
+        missing("Spark tests need PySpark and pandas: pip install -e '.[dev,spark]'")
+    if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
+        missing("Spark tests need Java 17 or later: apt-get install openjdk-17-jre-headless")
+    from pyspark.sql import SparkSession
+
+    from detector.spark.session import spark_session as start
+
+    other = SparkSession.getActiveSession()  # another module's (tests/test_dialect.py)
+    if other is not None and other.sparkContext.pythonExec != sys.executable:
+        other.stop()  # its workers' Python lacks this one's packages: parse would fail
+    # few shuffle partitions: the inputs are tiny, and each partition is a task
+    spark = start("local[2]", conf={"spark.sql.shuffle.partitions": "2"})
+    try:
+        yield spark
+    finally:
+        spark.stop()

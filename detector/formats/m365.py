@@ -266,7 +266,8 @@ def _rows(frame: pl.DataFrame, status: pl.Expr) -> pl.DataFrame:
     unparsed = frame.filter(bad).unique("line_no", keep="first", maintain_order=True) \
         .select("line_no", "kind", pl.col("_raw").alias("raw"))
     frame = frame.filter(~bad)
-    common = [pl.col("ts"), pl.lit(HOST).alias("host"), "line_no", "queue_id", "message_id"]
+    common: list[pl.Expr | str] = [pl.col("ts"), pl.lit(HOST).alias("host"), "line_no",
+                                   "queue_id", "message_id"]
     deliveries = frame.select(
         *common, "kind", "recipient",
         pl.when(pl.col("kind") == "delivery").then(pl.col("_group")).alias("orig_to"),

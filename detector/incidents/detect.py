@@ -10,7 +10,7 @@ import polars as pl
 
 from detector.incidents import aggregates, members, store
 from detector.incidents.evidence import cause_of, policy_estimates
-from detector.incidents.execute import Scope, prepare_scope, run_rule
+from detector.incidents.execute import RuleRunner, Scope, prepare_scope, run_rule
 from detector.incidents.fold import fold_related
 from detector.incidents.islands import Span, find_spans
 from detector.incidents.model import ANSWERING_KINDS, ConditionResult, Incident, stable_id
@@ -29,19 +29,21 @@ def severity_of(rule: Rule, value: float) -> str:
 
 
 def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
-           recording: bool = False, now: datetime | None = None) -> list[Incident]:
+           recording: bool = False, now: datetime | None = None,
+           runner: RuleRunner | None = None) -> list[Incident]:
     """Run the rules over the model tables and return the incidents, earliest first,
     each with its status relative to what the warehouse recorded (see store.py).
 
     Writes the ``incidents`` and ``incident_messages`` tables; recording the run in the
-    warehouse's memory is ``store.record``'s job, for the caller to decide.
+    warehouse's memory is ``store.record``'s job, for the caller to decide. ``runner``
+    runs the rules on another engine (see ``execute.run_rule``).
     """
     now = now or datetime.now(UTC).replace(microsecond=0)
     source = prepare_scope(wh, scope)
     members.start(wh)
     spans: list[Span] = []
     for rule in rules:
-        compiled = run_rule(wh, rule, source)
+        compiled = run_rule(wh, rule, source, runner)
         found = merge_repeats(wh, rule, find_spans(wh, compiled))
         members.add(wh, rule, found, source)
         spans += found

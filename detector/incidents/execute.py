@@ -6,10 +6,11 @@ A run can be limited to a time range (``--since`` / ``--until``): the rules then
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from detector.dialect import DUCKDB, Dialect
 from detector.rules.compiler import CompiledRule, compile_rule
@@ -92,8 +93,24 @@ def scoped_model(wh: Warehouse, since: datetime | None) -> Iterator[None]:
             wh.con.execute(f"DROP VIEW IF EXISTS temp.{name}")
 
 
-def run_rule(wh: Warehouse, rule: Rule, source: str) -> CompiledRule:
-    """Execute one rule into ``_hits``: one row per anchor message meeting its conditions."""
+#: runs a rule on another engine (``mailstorm run --engine spark``): given the rule and
+#: the table it reads (``source``), its compiled form and its hits as an Arrow table of
+#: the columns the rule's SQL selects
+RuleRunner = Callable[[Rule, str], tuple[CompiledRule, Any]]
+
+
+def run_rule(wh: Warehouse, rule: Rule, source: str,
+             runner: RuleRunner | None = None) -> CompiledRule:
+    """Execute one rule into ``_hits``: one row per anchor message meeting its conditions
+    (found by ``runner`` on another engine, when given)."""
+    if runner is not None:
+        compiled, hits = runner(rule, source)
+        wh.con.register("_runner_hits", hits)
+        try:
+            wh.con.execute("CREATE OR REPLACE TEMP TABLE _hits AS SELECT * FROM _runner_hits")
+        finally:
+            wh.con.unregister("_runner_hits")
+        return compiled
     compiled = (compile_rule(rule) if source == ALL_MESSAGES
                 else compile_rule(rule, source=source))
     wh.con.execute(f"CREATE OR REPLACE TEMP TABLE _hits AS {compiled.sql}", compiled.params)
