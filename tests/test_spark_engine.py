@@ -103,24 +103,6 @@ def _assert_same(duck: Path, spk: Path, *, tables: list[str]) -> None:
         assert x == y, x["id"]
 
 
-@pytest.mark.spark
-def test_sample_logs_give_the_same_tables_and_incidents(spark_session: Any,
-                                                        tmp_path: Path) -> None:
-    duck, spk = _both(spark_session, [REPO / "sample_logs"], tmp_path)
-    _assert_same(duck, spk, tables=["events", "messages", "deliveries", "logical_messages",
-                                    "threads"])
-    assert _incidents(duck), "the sample storm day has incidents"
-    # the ledger of the files read: the executors counted what ingest counts
-    ledgers = []
-    for out in (duck, spk):
-        with duckdb.connect(str(out / "mailstorm.duckdb"), read_only=True) as con:
-            ledgers.append(con.execute(
-                "SELECT path, format, head_len, head_sha256, bytes_ingested, lines, unparsed, "
-                "first_ts, last_ts, year_source FROM files ORDER BY path").fetchall())
-    assert ledgers[0] == ledgers[1]
-    assert [row[5] for row in ledgers[0]] == [60875, 25461]
-
-
 @pytest.fixture(scope="module")
 def mixed_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
     """Two days of four MTAs' logs: Postfix holding a reply, automatic-answer and bounce
@@ -143,10 +125,13 @@ def mixed_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
 
 
 @pytest.mark.spark
-def test_a_mixed_day_with_every_incident_kind_gives_the_same_answers(
+def test_the_sample_logs_and_a_mixed_day_give_the_same_tables_and_incidents(
         spark_session: Any, mixed_day: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    """One run of each engine over the sample logs and the mixed day together: a Spark
+    run costs about the same whatever its size at this scale (many small jobs), so one
+    run compares both inputs for the price of one."""
     work, truth = mixed_day
-    logs = sorted(p for p in work.glob("*/logs"))
+    logs = [REPO / "sample_logs", *sorted(p for p in work.glob("*/logs"))]
     duck, spk = _both(spark_session, logs, tmp_path)
     _assert_same(duck, spk, tables=["events", "messages", "deliveries", "logical_messages",
                                     "threads"])
@@ -154,10 +139,18 @@ def test_a_mixed_day_with_every_incident_kind_gives_the_same_answers(
     # every kind the built-in rules detect was there to compare
     assert {r.kind for r in load_rules(REPO / "rules")} <= kinds
     assert {str(t["kind"]) for t in truth} <= kinds
-    with duckdb.connect(str(duck / "mailstorm.duckdb"), read_only=True) as con:
-        formats = {r[0] for r in con.execute("SELECT format FROM files").fetchall()}
-    assert {"postfix", "exim", "exchange", "sendmail"} <= {
-        f for fs in formats for f in fs.split("+")}
+    # the ledger of the files read: the executors counted what ingest counts
+    ledgers = []
+    for out in (duck, spk):
+        with duckdb.connect(str(out / "mailstorm.duckdb"), read_only=True) as con:
+            ledgers.append(con.execute(
+                "SELECT path, format, head_len, head_sha256, bytes_ingested, lines, unparsed, "
+                "first_ts, last_ts, year_source FROM files ORDER BY path").fetchall())
+    assert ledgers[0] == ledgers[1]
+    samples = [row for row in ledgers[0] if "sample_logs" in row[0]]
+    assert [row[5] for row in samples] == [60875, 25461]
+    formats = {f for row in ledgers[0] for f in row[1].split("+")}
+    assert {"postfix", "exim", "exchange", "sendmail"} <= formats
 
 
 def test_without_pyspark_the_spark_engine_is_a_one_line_usage_error(
