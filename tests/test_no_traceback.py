@@ -101,6 +101,17 @@ def test_deeply_nested_rule_file(tmp_path: Path) -> None:
     assert "nested too deeply" in _one_line(proc, 1)
 
 
+def test_since_the_first_day_of_year_one_reads_everything(tmp_path: Path) -> None:
+    # the day before it, where the scope's margin would start, is not a date
+    log = tmp_path / "mail.log"
+    log.write_text(POSTFIX.format(1))
+    proc = _cli("run", log, "--year", "2016", "--out", tmp_path / "out", "--since",
+                "0001-01-01", cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "incidents.json").is_file()
+
+
 def test_repliers_above_list_size(tmp_path: Path) -> None:
     # documented: the extra repliers are site people posting to an open list
     proc = _cli("simulate", "--out", tmp_path / "sim", "--list-size", "10", "--repliers",

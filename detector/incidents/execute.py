@@ -62,7 +62,11 @@ def scoped_table_sql(name: str, relation: str, since: datetime,
     """The rows of model table ``name`` (read as ``relation``) a detection from
     ``since`` reads (see scoped_model). A view takes no parameter: the time, written by
     us, is a literal."""
-    start = dialect.cast_timestamp(dialect.string((since - SCOPE_MARGIN).isoformat()))
+    try:
+        earliest = since - SCOPE_MARGIN
+    except OverflowError:  # --since in the first day of year 1: nothing is older
+        earliest = since
+    start = dialect.cast_timestamp(dialect.string(earliest.isoformat()))
     return f"SELECT * FROM {relation} WHERE {_SCOPED[name]} >= {start}"
 
 
