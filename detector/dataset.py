@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -66,6 +67,8 @@ _WORK = ".incoming"  # days and the catalog written aside, then renamed into pla
 _ANALYST_MODEL = [n for n in MODEL_PARTS if n in TABLES]
 #: up to this many days are written one at a time, more by one partitioned write
 _FEW_DAYS = 4
+#: beside the catalog: a hash of the statements it was made of
+_CATALOG_MARK = ".mailstorm-catalog"
 #: the relation holding a table's rows of some days (None: all), as SQL
 Source = Callable[[set[str] | None], str]
 
@@ -464,6 +467,19 @@ def write_catalog(dataset_dir: Path) -> Path:
     (read by paths relative to it: open it from there, or ``SET file_search_path``), with
     the registry's comments, in storage DuckDB 1.0 and later open. Returns its path."""
     dataset_dir = dataset_dir.resolve()
+    path = dataset_dir / CATALOG
+    statements = [statement for table in TABLES.values()
+                  if (dataset_dir / table.name).is_dir()
+                  for statement in (f"CREATE VIEW {table.name} AS "
+                                    f"{_view_sql(table, dataset_dir)}",
+                                    *comment_statements(table))]
+    # the same statements as the catalog there was made of: it is kept as it is (most
+    # nights add rows, not tables), and a session open on it is not left on a replaced file
+    made_of = hashlib.sha256("\n".join([STORAGE_VERSION, *statements]).encode()).hexdigest()
+    marker = dataset_dir / _CATALOG_MARK
+    with contextlib.suppress(OSError):
+        if path.is_file() and marker.read_text(encoding="utf-8").strip() == made_of:
+            return path
     work = dataset_dir / _WORK
     work.mkdir(parents=True, exist_ok=True)
     tmp = work / f"catalog-{uuid.uuid4().hex}.duckdb"
@@ -471,17 +487,16 @@ def write_catalog(dataset_dir: Path) -> Path:
     try:
         con.execute("SET file_search_path = ?", [str(dataset_dir)])
         con.execute("BEGIN TRANSACTION")  # one commit, not one per statement
-        for table in TABLES.values():
-            if not (dataset_dir / table.name).is_dir():
-                continue
-            con.execute(f"CREATE VIEW {table.name} AS {_view_sql(table, dataset_dir)}")
-            for statement in comment_statements(table):
-                con.execute(statement)
+        for statement in statements:
+            con.execute(statement)
         con.execute("COMMIT")
     finally:
         con.close()
-    path = dataset_dir / CATALOG
+    marker.unlink(missing_ok=True)  # no mark naming a catalog not yet in place
     os.replace(tmp, path)
+    tmp_mark = work / _CATALOG_MARK
+    tmp_mark.write_text(made_of + "\n", encoding="utf-8")
+    os.replace(tmp_mark, marker)
     with contextlib.suppress(OSError):
         work.rmdir()
     return path

@@ -131,9 +131,12 @@ def test_second_night_and_an_idle_one(nights: Path) -> None:
                 if p.parent.name != "incidents"}
 
     before = days()
+    catalog = (out / "dataset" / "mailstorm.duckdb").stat().st_ino
     assert _run(nights / "logs", "--out", out, *RUN) == 4
     assert days() == before
     assert _check_dataset(out) == second
+    # and the catalog, made of the same statements, is the same file
+    assert (out / "dataset" / "mailstorm.duckdb").stat().st_ino == catalog
 
 
 def test_retention_removes_the_old_day(nights: Path) -> None:
