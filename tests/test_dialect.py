@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -134,20 +132,9 @@ def test_spark_literals_escape_backslashes_and_quotes() -> None:
 
 
 @pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    pyspark_sql = pytest.importorskip("pyspark.sql", reason="pyspark is not installed "
-                                      "(pip install 'mailstorm[spark]')")
-    if not shutil.which("java"):
-        pytest.skip("no Java runtime for Spark (Debian: openjdk-17-jre-headless)")
-    session = (pyspark_sql.SparkSession.builder.master("local[2]")
-               .appName("mailstorm-tests")
-               .config("spark.sql.shuffle.partitions", "2")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.session.timeZone", "UTC")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    # (not stopped: another module's tests reuse the session, its start is the cost)
-    yield session
+def spark(spark_session: Any) -> Any:
+    """The test session's one Spark session (tests/conftest.py): its start is the cost."""
+    return spark_session
 
 
 @pytest.fixture(scope="module")
