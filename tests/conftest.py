@@ -76,6 +76,19 @@ def parse_postfix(
     return postfix.parse(lines_frame(lines), ctx).sort("line_no")
 
 
+#: the modules that take longest, run first: ``make test``'s two processes take whole
+#: modules in this order (--dist loadfile), and one started last would run alone at the end
+LONGEST_FIRST = ("test_spark_engine.py", "test_dialect.py", "test_quality.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
+
+
 @pytest.fixture(scope="session")
 def spark_session() -> Iterator[Any]:
     """One local Spark session (``local[2]``) for the whole test session.

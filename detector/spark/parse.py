@@ -52,6 +52,9 @@ class FileJob:
     fmt: str
     host: str  # the host of its lines that name none (ingest's file_host, or --host)
     year_source: str
+    #: where the executor opens it: the path made absolute on the driver (an executor's
+    #: working directory is its own), while ``path``, as given, names it in the events
+    opened: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ def plan_jobs(files: list[LogFile], sniffed: Sniffed, *, tz: str, year: int | No
         start, source = _start_year(readable, zone, year)
         jobs.append(GroupJob(len(jobs), start, [
             FileJob(log.path, sniffed.formats[log.path], host or file_host(log),
-                    _year_source(log.path, source)) for log in readable]))
+                    _year_source(log.path, source), os.path.abspath(log.path))
+            for log in readable]))
     return jobs, skipped
 
 
@@ -150,15 +154,15 @@ def _read_group(job: dict[str, Any], *, tz: str, dispatch: bool, batch_bytes: in
 
     years = YearState(int(job["start_year"]))
     for spec in job["files"]:
-        path, name = spec["path"], spec["fmt"]
+        path, name, opened = spec["path"], spec["fmt"], spec["opened"] or spec["path"]
         stats = FileStats(path)
-        head = read_head(path, HEAD_BYTES)
+        head = read_head(opened, HEAD_BYTES)
         if not head:
             yield None, stats
             continue
         ctx = ParseContext(source_file=path, tz=tz, years=years, head=_head_text(head))
         held = {name}
-        lines = iter_batches(path, batch_bytes, max_line=max_line)
+        lines = iter_batches(opened, batch_bytes, max_line=max_line)
         try:
             for batch, read_to in lines:
                 if not (read_to == stats.consumed and batch.height > 0):  # not partial
