@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,17 @@ from detector.formats.syslog import YearState
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
+def _unavailable(variable: str) -> Callable[[str], None]:
+    """What a test does when something it needs is missing: skip, saying why, or fail
+    where the environment variable ``variable`` is ``required`` (CI)."""
+    required = os.environ.get(variable) == "required"
+
+    def missing(why: str) -> None:
+        (pytest.fail if required else pytest.skip)(why)
+
+    return missing
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     """Debian's Chromium, driven by Playwright: one browser for the whole session.
@@ -28,10 +39,7 @@ def chromium() -> Iterator[Any]:
     absent; with ``MAILSTORM_BROWSER=required`` (CI, ``make browser``) that is a failure.
     ``MAILSTORM_CHROMIUM`` names another Chromium binary.
     """
-    required = os.environ.get("MAILSTORM_BROWSER") == "required"
-
-    def missing(why: str) -> None:
-        (pytest.fail if required else pytest.skip)(why)
+    missing = _unavailable("MAILSTORM_BROWSER")
 
     try:
         from playwright.sync_api import sync_playwright
@@ -96,10 +104,7 @@ def spark_session() -> Iterator[Any]:
     Skips, saying what is missing, where PySpark (with pandas, which its mapInArrow
     needs) or Java is absent; with ``MAILSTORM_SPARK=required`` (CI) that is a failure.
     """
-    required = os.environ.get("MAILSTORM_SPARK") == "required"
-
-    def missing(why: str) -> None:
-        (pytest.fail if required else pytest.skip)(why)
+    missing = _unavailable("MAILSTORM_SPARK")
 
     try:
         import pandas  # noqa: F401
