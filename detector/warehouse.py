@@ -114,11 +114,15 @@ def default_memory_limit() -> str:
     The parse keeps its own memory bounded by the batch size; together they stay under
     about 2 GB on any log size (see bench/README.md).
     """
+    return f"{max(256, min(1024, machine_memory() // 4 >> 20))}MB"
+
+
+def machine_memory() -> int:
+    """Bytes of memory this machine has (4 GiB where the system does not say)."""
     try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        total = 4 << 30
-    return f"{max(256, min(1024, total // 4 >> 20))}MB"
+        return 4 << 30
 
 
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from detector.errors import UsageError
 from detector.spark import require_pyspark
+from detector.warehouse import machine_memory
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -38,11 +39,7 @@ def default_driver_memory() -> str:
     """Half the machine's memory, 2 to 16 GB: in local mode the driver's heap is every
     executor's, and a storm's one message delivered to a whole list is one task's sort
     (docs/scale.md: 2 GB ran out at 10M lines, 12 GB did not)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 4 << 30
-    return f"{max(2, min(16, total // 2 >> 30))}g"
+    return f"{max(2, min(16, machine_memory() // 2 >> 30))}g"
 
 
 def spark_session(master: str = DEFAULT_MASTER, *,
