@@ -7,11 +7,13 @@ import pickle
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from detector.assets import builtin_rules_dir
 from detector.errors import MailstormError, RuleError, UsageError
-from detector.rules import vocabulary
+from detector.rules import loader, vocabulary
 from detector.rules.loader import check_rules, load_rule, load_rules
 from detector.rules.model import (
     DURATION_UNITS,
@@ -462,3 +464,21 @@ def test_any_composed_duration_round_trips(parts: dict[str, int]) -> None:
             parse_duration(text)
     else:
         assert parse_duration(text) == seconds
+
+
+@pytest.mark.skipif(not getattr(yaml, "__with_libyaml__", False), reason="PyYAML without libyaml")
+def test_libyaml_reads_every_rule_file_as_pyyaml_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader reads with libyaml where PyYAML has it: the shipped rules and the test
+    folders give the same rules and the same errors as with PyYAML's own loader."""
+    files = sorted(p for folder in (builtin_rules_dir(), DATA / "valid", DATA / "broken")
+                   for p in folder.glob("*.y*ml"))
+
+    def read_all() -> list[tuple[object, list[str], int]]:
+        return [(rule, [str(e) for e in errors], line)
+                for rule, errors, line in map(loader._read_file, files)]
+
+    assert loader._FAST_LOADER is yaml.CSafeLoader
+    fast = read_all()
+    monkeypatch.setattr(loader, "_FAST_LOADER", yaml.SafeLoader)
+    assert fast == read_all()
+    assert len(files) > 10 and any(rule for rule, _, _ in fast) and any(e for _, e, _ in fast)
