@@ -316,28 +316,48 @@ def markdown_columns(table: Table) -> str:
     return "\n".join(["| column | type | meaning |", "| --- | --- | --- |", *rows])
 
 
+def _comments(table: Table) -> list[tuple[str | None, str]]:
+    """(column, or None for the table itself; its text) of ``table``."""
+    return [(None, table.description),
+            *((name, col.description) for name, col in table.columns.items())]
+
+
+def _comment_statement(table: Table, kind: str, column: str | None, text: str) -> str:
+    target = f'COLUMN {table.name}."{column}"' if column else f"{kind} {table.name}"
+    return f"COMMENT ON {target} IS {sql_string(text)}"
+
+
 def comment_statements(table: Table, kind: str = "VIEW") -> list[str]:
     """``COMMENT ON`` for ``table`` (a ``kind``: VIEW or TABLE) and each of its columns.
     The texts are the registry's own, never data: quoted, not bound (DuckDB binds no
     parameter in COMMENT)."""
-    return [f"COMMENT ON {kind} {table.name} IS {sql_string(table.description)}",
-            *(f'COMMENT ON COLUMN {table.name}."{name}" IS {sql_string(col.description)}'
-              for name, col in table.columns.items())]
+    return [_comment_statement(table, kind, column, text) for column, text in _comments(table)]
 
 
 def comment_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Give the registry's tables in ``con``'s main schema their comments (a view made
-    again loses them), in one transaction."""
-    kinds = dict(con.execute(
-        "SELECT table_name, CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END "
-        "FROM information_schema.tables WHERE table_schema = 'main' "
-        "AND table_catalog = current_database() AND table_name IN (SELECT unnest(?))",
-        [list(TABLES)]).fetchall())
+    """Give the registry's tables in ``con``'s main schema the comments they lack (a view
+    made again loses them), in one transaction."""
+    where = "schema_name = 'main' AND database_name = current_database()"
+    kinds: dict[str, str] = {}
+    have = set()
+    for name, column, kind, comment in con.execute(
+            f"SELECT table_name, NULL, 'TABLE', comment FROM duckdb_tables() WHERE {where} "
+            f"UNION ALL SELECT view_name, NULL, 'VIEW', comment FROM duckdb_views() "
+            f"WHERE {where} UNION ALL SELECT table_name, column_name, NULL, comment "
+            f"FROM duckdb_columns() WHERE {where}").fetchall():
+        if name in TABLES:
+            have.add((name, column, comment))
+            if kind:
+                kinds[name] = kind
+    statements = [_comment_statement(TABLES[name], kind, column, text)
+                  for name, kind in kinds.items() for column, text in _comments(TABLES[name])
+                  if (name, column, text) not in have]
+    if not statements:
+        return
     con.execute("BEGIN TRANSACTION")
     try:
-        for name, kind in kinds.items():
-            for statement in comment_statements(TABLES[name], kind):
-                con.execute(statement)
+        for statement in statements:
+            con.execute(statement)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
