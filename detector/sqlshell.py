@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import duckdb
-import pyarrow.dataset as pads
 
 from detector.errors import MailstormError, UsageError
 from detector.warehouse import (
@@ -78,6 +77,8 @@ def _allowed(paths: Sequence[Path], db: Path) -> tuple[list[str], list[str]]:
 
 def _arrow_views(con: duckdb.DuckDBPyConnection, db: Path) -> None:
     """events and the Parquet model tables as Arrow scans: DuckDB needs no path to them."""
+    import pyarrow.dataset as pads  # here, not above: it imports pandas where installed
+
     parts = sorted(str(p.resolve()) for p in parts_dir_of(db).glob("part-*.parquet"))
     if parts:
         con.register("events", pads.dataset(parts, format="parquet"))
