@@ -140,7 +140,7 @@ def run(
     (``spark_master``; ``detector.spark.engine``), not incrementally: the dataset and the
     warehouse's tables are built from ``inputs`` alone; the rest is the same."""
     started = datetime.now(UTC).replace(microsecond=0)
-    _check_engine(engine, keep)
+    _check_engine(engine, keep, spark_master)
     rules = load_ruleset(rules_dir, overrides or {})  # fail on bad rules before reading logs
     files = discover(inputs)
     db = db or out_dir / "mailstorm.duckdb"
@@ -220,14 +220,14 @@ def report(db: Path, out_dir: Path, *, rules_dir: Path | None = None,
 ENGINES = ("duckdb", "spark")
 
 
-def _check_engine(engine: str, keep: timedelta | None) -> None:
+def _check_engine(engine: str, keep: timedelta | None, master: str) -> None:
     """A usage error, before anything is read, for an engine that cannot run."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     if engine == "spark":
         from detector.spark import require_pyspark
 
-        require_pyspark()
+        require_pyspark(connect=master.startswith("sc://"))
         if keep is not None:
             raise UsageError("--keep is for the DuckDB engine's warehouse: the Spark engine "
                              "builds everything from the logs it is given")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+from importlib.util import find_spec as _find_spec
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,23 @@ def test_without_pyspark_the_spark_engine_is_a_one_line_usage_error(
     assert "pip install 'mailstorm[spark]'" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # refused before anything was read or written
+
+
+def test_spark_connect_without_its_client_is_a_one_line_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sc:// needs the Connect client's packages (grpcio and others, in the spark extra)."""
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    pytest.importorskip("pyspark")
+    monkeypatch.setattr("importlib.util.find_spec",  # grpc as if not installed
+                        lambda name, *a: None if name == "grpc" else _find_spec(name, *a))
+    result = CliRunner().invoke(main, ["run", str(REPO / "sample_logs"), "--out",
+                                       str(tmp_path / "out"), "--engine", "spark",
+                                       "--spark-master", "sc://localhost:15002"])
+    assert result.exit_code == 2, result.output
+    assert "Spark Connect client (grpc is missing)" in result.output
+    assert "pip install 'mailstorm[spark]'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()

@@ -48,7 +48,7 @@ def spark_session(master: str = DEFAULT_MASTER, *,
     standalone cluster) or ``sc://host:port`` (Spark Connect, via
     ``SparkSession.builder.remote``). An existing session of this process is reused
     as it was made."""
-    require_pyspark()
+    require_pyspark(connect=master.startswith("sc://"))
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
