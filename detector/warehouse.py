@@ -32,6 +32,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
+from detector import thread_limit
 from detector.errors import MailstormError, UsageError
 from detector.schema import EVENT_COLUMNS, comment_tables
 from detector.sqltext import sql_string
@@ -186,7 +187,8 @@ def _connect_waiting(path: str, timeout: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + max(timeout, 0.0)
     while True:
         try:
-            return duckdb.connect(path)
+            threads = thread_limit()
+            return duckdb.connect(path, config={"threads": threads} if threads else {})
         except duckdb.IOException as exc:
             holder = _LOCK_HOLDER.search(str(exc))
             if holder is None:
