@@ -21,7 +21,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from detector.pipeline import run
+from detector.incidents import detect
+from detector.ingest import ingest
+from detector.model.build import build_model
+from detector.pipeline import load_ruleset
+from detector.reports import incident_record, sort_incidents
 from detector.simulate.day import (
     AT_THRESHOLD,
     BENIGN,
@@ -33,6 +37,8 @@ from detector.simulate.day import (
 )
 from detector.simulate.stories import EXPECTED, for_format
 from detector.simulate.thresholds import SUBJECTS_ONLY, limits
+from detector.sources import discover
+from detector.warehouse import Warehouse
 
 #: what may be reported for an injected kind. Without subjects, replies, recalls and
 #: auto-replies look alike: an auto storm is then reported as a reply storm whose cause
@@ -72,6 +78,19 @@ def matches(truth: dict, incident: dict, subjects: bool) -> bool:
             and abs(_time(incident["start"]) - _time(truth["start"])) <= TOLERANCE)
 
 
+def detect_incidents(logs: Path, db: Path, overrides: dict[str, str] | None = None
+                     ) -> list[dict]:
+    """The incidents ``mailstorm run logs --set ...`` writes to incidents.json, by the
+    same ingest, model and detection, without the report pages, the dataset and the
+    snapshot a run also writes: the matrix scores detection (a run's other outputs have
+    their own tests)."""
+    rules = load_ruleset(None, overrides or {})
+    with Warehouse(db) as wh:
+        ingest(wh, discover([str(logs)]), tz="UTC")
+        build_model(wh)
+        return [incident_record(i) for i in sort_incidents(detect(wh, rules, recording=True))]
+
+
 def score(scenario: str, fmt: str, subjects: bool, work: Path, *, seed: int = 5,
           options: Options = QUICK, overrides: dict[str, str] | None = None) -> Cell:
     """Simulate one day with ``scenario``, run mailstorm on it (with rule ``overrides``,
@@ -79,8 +98,7 @@ def score(scenario: str, fmt: str, subjects: bool, work: Path, *, seed: int = 5,
     site, messages, truth = build_day([scenario], seed=seed, options=options)
     log = write_day(work, fmt, site, messages, truth, seed=seed, subjects=subjects)
     truth = for_format(truth, fmt)
-    run([str(log.parent)], work / "report", tz="UTC", overrides=overrides)
-    found = json.loads((work / "report" / "incidents.json").read_text())["incidents"]
+    found = detect_incidents(log.parent, work / "mailstorm.duckdb", overrides)
     hits = [t for t in truth if any(matches(t, i, subjects) for i in found)]
     extra = [i for i in found if i["severity"] != "info"
              and not any(matches(t, i, subjects) for t in truth)]
