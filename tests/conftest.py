@@ -86,7 +86,10 @@ def parse_postfix(
 
 #: the modules that take longest, run first: ``make test``'s two processes take whole
 #: modules in this order (--dist loadfile), and one started last would run alone at the end
-LONGEST_FIRST = ("test_spark_engine.py", "test_dialect.py", "test_quality.py")
+LONGEST_FIRST = ("test_spark_engine.py", "test_dialect.py", "test_quality.py",
+                 "test_model_incremental.py", "test_hostile_warehouse.py")
+#: the modules that start Spark: one process takes them all, so one JVM starts (and warms)
+SPARK_MODULES = ("test_spark_engine.py", "test_dialect.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -95,6 +98,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: each module's tests keep their order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadfile, with the Spark modules one unit of work and the units handed out
+    in the order above (xdist would otherwise start with the modules of most tests)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "spark" if Path(scope).name in SPARK_MODULES else scope
+
+    config.option.loadscopereorder = False
+    return Scheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -117,11 +137,15 @@ def spark_session() -> Iterator[Any]:
 
     from detector.spark.session import spark_session as start
 
-    other = SparkSession.getActiveSession()  # another module's (tests/test_dialect.py)
+    other = SparkSession.getActiveSession()  # not this fixture's: made by another
     if other is not None and other.sparkContext.pythonExec != sys.executable:
         other.stop()  # its workers' Python lacks this one's packages: parse would fail
-    # few shuffle partitions: the inputs are tiny, and each partition is a task
-    spark = start("local[2]", conf={"spark.sql.shuffle.partitions": "2"})
+    # few shuffle partitions: the inputs are tiny, and each partition is a task. A JVM
+    # this short-lived does better with the quick compiler alone and one GC thread: C2
+    # and parallel GC spent half the CPU of a test run warming up (bench/README.md)
+    spark = start("local[2]", conf={
+        "spark.sql.shuffle.partitions": "2",
+        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"})
     try:
         yield spark
     finally:
