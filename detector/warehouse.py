@@ -478,11 +478,16 @@ class Warehouse:
                     [previous.path]).fetchall()]
                 con.execute("DELETE FROM parts WHERE source_file = ? AND partial",
                             [previous.path])
+                superseded = 0
                 if stale:  # the model built from them is rebuilt by the next build
                     files = ", ".join(sql_path(self.parts_dir / n) for n in stale)
                     con.execute("INSERT INTO model_dirty SELECT host, queue_id, message_id "
                                 f"FROM read_parquet([{files}])")
-                unparsed += previous.unparsed
+                    # a half line that did not parse is read again whole: not unparsed
+                    row = con.execute(f"SELECT count(*) FROM read_parquet([{files}]) "
+                                      "WHERE kind = 'unparsed'").fetchone()
+                    superseded = int(row[0]) if row else 0
+                unparsed += previous.unparsed - superseded
                 first = _extreme(min, first, previous.first_ts)
                 last = _extreme(max, last, previous.last_ts)
             for tmp, rows, partial in txn.written:

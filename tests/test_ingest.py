@@ -211,12 +211,17 @@ def test_line_half_written_at_ingest_time_is_whole_after_resume(logdir: Path,
     full = line("Jun 10 06:00:01", 2)
     p.write_text(line("Jun 10 06:00:00", 1) + "\n" + full[:40])
     ingest(wh, discover([str(p)]), year=2024)
+    # the half line, as it stood, did not parse
+    assert wh.scalar_row("SELECT lines, unparsed FROM files") == (1, 1)
     with p.open("a") as f:
         f.write(full[40:] + "\n")
     ingest(wh, discover([str(p)]), year=2024)
     rows = wh.query("SELECT line_no, kind, client FROM events ORDER BY line_no, client")
     assert rows.rows() == [(1, "smtpd_connect", "client1.example[192.0.2.1]"),
                            (2, "smtpd_connect", "client2.example[192.0.2.2]")]
+    # the ledger counts the two whole lines, and no unparsed line: the half one was read
+    # again whole, and both lines of the file are connects
+    assert wh.scalar_row("SELECT lines, unparsed FROM files") == (2, 0)
 
 
 def test_rotated_gzip_copy_adds_nothing(logdir: Path, wh: Warehouse) -> None:

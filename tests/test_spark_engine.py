@@ -17,6 +17,7 @@ generation, not by its key), must be equal as written.
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from importlib.util import find_spec as _find_spec
@@ -35,6 +36,8 @@ from detector.simulate.day import INCIDENTS, Options, build_day, write_day
 from detector.simulate.stamps import utc
 
 REPO = Path(__file__).resolve().parents[1]
+#: the sample log the copies are cut from
+COPY_SOURCE = "mail.log"
 #: the model tables compared (the incidents are compared as incidents.json)
 MODEL = ["events", "messages", "deliveries", "logical_messages", "threads", "expansions",
          "list_posts"]
@@ -122,7 +125,26 @@ def mixed_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
     for i, fmt in enumerate(["exchange", "mailman"]):
         site, messages, _ = build_day([], seed=10 + i, options=quiet)
         write_day(work / fmt, fmt, site, messages, [], seed=10 + i)
+    _copies(work / "copies" / "logs")
     return work, [*truth, *fanout]
+
+
+#: lines of the log the copies are cut from, and where the shorter copies stop
+COPY_LINES, COPY_CUT = 400, 150
+
+
+def _copies(folder: Path) -> None:
+    """Another relay's log three times over, as a careless rotation leaves it: the first
+    150 lines and half of the next (no newline yet) gzipped, the same uncompressed,
+    and the first 400 lines whole. The ledger reads each line once: the second file
+    adds only the half line, the third goes on from the second's last newline."""
+    folder.mkdir(parents=True)
+    text = (REPO / "sample_logs" / COPY_SOURCE).read_bytes().replace(b" mx1 ", b" mx9 ")
+    lines = text.splitlines(keepends=True)  # another host's: no message shared
+    short = b"".join(lines[:COPY_CUT]) + lines[COPY_CUT][:40]
+    (folder / "copy-1.log.gz").write_bytes(gzip.compress(short))
+    (folder / "copy-2.log").write_bytes(short)
+    (folder / "copy-3.log").write_bytes(b"".join(lines[:COPY_LINES]))
 
 
 @pytest.mark.spark
@@ -152,6 +174,9 @@ def test_the_sample_logs_and_a_mixed_day_give_the_same_tables_and_incidents(
     assert [row[5] for row in samples] == [60875, 25461]
     formats = {f for row in ledgers[0] for f in row[1].split("+")}
     assert {"postfix", "exim", "exchange", "sendmail"} <= formats
+    # the copies: one row, the longest's, counting each of its lines once
+    copies = [row for row in ledgers[0] if "/copies/" in row[0]]
+    assert [(Path(row[0]).name, row[5]) for row in copies] == [("copy-3.log", COPY_LINES)]
 
 
 def test_without_pyspark_the_spark_engine_is_a_one_line_usage_error(

@@ -95,7 +95,6 @@ class SparkEngine:
         self.progress = progress
         self.timings = Timings()
         self.file_stats: dict[str, FileStats] = {}
-        self.year_sources: dict[str, str] = {}
         with self.timings.stage("session"), warnings.catch_warnings():
             # pyspark checks the pandas version for mapInArrow; it uses no pandas there
             warnings.filterwarnings("ignore", message=".*pandas.*", category=FutureWarning)
@@ -131,14 +130,15 @@ class SparkEngine:
         results = {r.path: r for r in skipped}
         for job in jobs:
             for spec in job.files:
-                s = stats.get(spec.path)
+                s = stats.get(spec.path) or FileStats(spec.path, year_source=spec.year_source)
                 results[spec.path] = FileResult(
-                    spec.path, "+".join(s.held) if s else spec.fmt,
-                    lines=s.lines if s else 0, cut_lines=s.cut_lines if s else 0,
-                    year_source=spec.year_source, damaged=s.damaged if s else None,
-                    leap_days=s.leap_days if s else 0)
-        self.file_stats = stats
-        self.year_sources = {f.path: f.year_source for j in jobs for f in j.files}
+                    spec.path, "+".join(s.held) if s.held and not s.skipped else spec.fmt,
+                    lines=s.lines,
+                    cut_lines=s.cut_lines, year_source=s.year_source, damaged=s.damaged,
+                    leap_days=s.leap_days, skipped=s.skipped)
+        # in the order the files were read: a file's row replaces the one it continues
+        self.file_stats = {f.path: stats[f.path] for j in jobs for f in j.files
+                           if f.path in stats}
         result.files = [results[f.path] for f in files if f.path in results]
         for r in result.files:
             if r.damaged:
@@ -247,18 +247,35 @@ class SparkEngine:
 
     def _ledger(self, wh: Warehouse) -> None:
         """The ledger rows of the files read (lines and bytes from the executors, times
-        and unparsed lines from the events)."""
+        and unparsed lines from the events), as ingest writes them: a file that continues
+        another (its first bytes repeat it) takes over its row, counts added; one that
+        added nothing past it has none."""
         counts = {r[0]: r[1:] for r in wh.con.execute(
             "SELECT source_file, count(*) FILTER (WHERE kind = 'unparsed'), min(ts), max(ts) "
             "FROM events GROUP BY source_file").fetchall()}
-        now = datetime.now(UTC)
+        rows: dict[str, dict[str, Any]] = {}
         for path, s in self.file_stats.items():
+            if s.skipped:
+                continue
             head = read_head(path, HEAD_BYTES)
             unparsed, first, last = counts.get(path, (0, None, None))
-            year_source = self.year_sources.get(path)
-            wh.con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           [path, "+".join(s.held), len(head), head_digest(head),
-                            s.consumed, s.whole, unparsed, first, last, now, year_source])
+            row = {"path": path, "format": "+".join(s.held), "head_len": len(head),
+                   "head_sha256": head_digest(head), "bytes_ingested": s.consumed,
+                   "lines": s.whole, "unparsed": unparsed, "first_ts": first,
+                   "last_ts": last, "year_source": s.year_source or None}
+            if s.continues in rows:
+                before = rows.pop(s.continues)
+                row["lines"] += before["lines"]
+                row["unparsed"] += before["unparsed"]
+                row["first_ts"] = _either(min, first, before["first_ts"])
+                row["last_ts"] = _either(max, last, before["last_ts"])
+            rows[path] = row
+        now = datetime.now(UTC)
+        for row in rows.values():
+            wh.con.execute("INSERT INTO files (path, format, head_len, head_sha256, "
+                           "bytes_ingested, lines, unparsed, first_ts, last_ts, ingested_at, "
+                           "year_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [*list(row.values())[:9], now, row["year_source"]])
 
     # --- 4. rules ------------------------------------------------------------------------
     def rule_runner(self, scope: Scope | None) -> Callable[[Rule, str], tuple[CompiledRule,
@@ -307,6 +324,12 @@ class SparkEngine:
                                    f"{sql_path(folder / 'part-0.parquet')} (FORMAT parquet, "
                                    "COMPRESSION zstd)")
             write_catalog(self.dataset)
+
+
+def _either(pick: Callable[..., Any], a: Any, b: Any) -> Any:
+    """``pick`` (min or max) of the two that are not None, or None."""
+    present = [x for x in (a, b) if x is not None]
+    return pick(present) if present else None
 
 
 def _link(source: Path, target: Path) -> None:

@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,7 @@ EVENTS_DDL = ", ".join(f"{name} {_SPARK_TYPES[t]}" for name, t in EVENTS_SCHEMA.
 
 @dataclass(frozen=True)
 class FileJob:
-    """One file of a group, as the executor reads it."""
+    """One file of a job, as the executor reads it."""
 
     path: str
     fmt: str
@@ -55,14 +56,18 @@ class FileJob:
     #: where the executor opens it: the path made absolute on the driver (an executor's
     #: working directory is its own), while ``path``, as given, names it in the events
     opened: str = ""
+    #: the year of its first line where it starts a rotation group; None where it follows
+    #: the file before it in its group
+    start_year: int | None = None
 
 
 @dataclass(frozen=True)
 class GroupJob:
-    """A rotation group's readable files, oldest first, and its first line's year."""
+    """Rotation groups' readable files, oldest first, read by one task in order: one
+    group, or several whose files' first bytes repeat one another's (a copy, or a log
+    rotated into a longer one), which the task reads as ingest's ledger does."""
 
     index: int
-    start_year: int
     files: list[FileJob]
 
 
@@ -79,6 +84,22 @@ class FileStats:
     leap_days: int = 0
     leap_years: list[int] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # formats whose lines it held
+    year_source: str = ""
+    #: the file read before it whose first bytes it repeats, read on from its end (its
+    #: ledger row is replaced by this file's, as ingest's is)
+    continues: str | None = None
+    skipped: str | None = None  # "already ingested": nothing past the file it repeats
+
+
+@dataclass
+class _Read:
+    """A file a task has read, as ingest's ledger row holds it (the ledger in small)."""
+
+    head: bytes
+    consumed: int
+    last: datetime | None  # its newest line's time (UTC)
+    year_source: str
+    held: set[str]
 
 
 def plan_jobs(files: list[LogFile], sniffed: Sniffed, *, tz: str, year: int | None,
@@ -91,7 +112,10 @@ def plan_jobs(files: list[LogFile], sniffed: Sniffed, *, tz: str, year: int | No
     except (KeyError, ValueError) as exc:
         raise UsageError(f"unknown time zone {tz!r} (use an IANA name like Europe/London)") \
             from exc
-    jobs: list[GroupJob] = []
+    groups: list[list[FileJob]] = []
+    heads: list[bytes] = []  # of every file planned, in the order ingest reads them
+    owner: list[int] = []  # the group of each
+    together = list(range(len(files)))  # union-find over the groups read by one task
     skipped: list[FileResult] = []
     for _, members in groupby(files, key=lambda f: f.group):
         group = list(members)
@@ -101,18 +125,35 @@ def plan_jobs(files: list[LogFile], sniffed: Sniffed, *, tz: str, year: int | No
         if not readable:
             continue
         start, source = _start_year(readable, zone, year)
-        jobs.append(GroupJob(len(jobs), start, [
-            FileJob(log.path, sniffed.formats[log.path], host or file_host(log),
-                    _year_source(log.path, source), os.path.abspath(log.path))
-            for log in readable]))
-    return jobs, skipped
+        specs = []
+        for i, log in enumerate(readable):
+            head = read_head(log.path, HEAD_BYTES)
+            for earlier, g in zip(heads, owner, strict=True):
+                if earlier and head.startswith(earlier):  # read after it, in its task
+                    together[_root(together, len(groups))] = _root(together, g)
+            heads.append(head)
+            owner.append(len(groups))
+            specs.append(FileJob(log.path, sniffed.formats[log.path], host or file_host(log),
+                                 _year_source(head, source), os.path.abspath(log.path),
+                                 start if i == 0 else None))
+        groups.append(specs)
+    tasks: dict[int, list[FileJob]] = {}
+    for g, specs in enumerate(groups):
+        tasks.setdefault(_root(together, g), []).extend(specs)
+    return [GroupJob(i, specs) for i, specs in enumerate(tasks.values())], skipped
 
 
-def _year_source(path: str, inferred: str) -> str:
+def _root(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def _year_source(head: bytes, inferred: str) -> str:
     """Where a file's year comes from, as ingest says it: a file whose stamps carry their
     year says so."""
-    head = _head_text(read_head(path, HEAD_BYTES))
-    return inferred if any(map(sniff_rfc3164, head[:20])) else "its stamps"
+    return inferred if any(map(sniff_rfc3164, _head_text(head)[:20])) else "its stamps"
 
 
 def _arrow_schema() -> pa.Schema:
@@ -146,26 +187,51 @@ def parse_jobs(batches: Iterator[pa.RecordBatch], *, tz: str, dispatch: bool,
 def _read_group(job: dict[str, Any], *, tz: str, dispatch: bool, batch_bytes: int,
                 max_line: int
                 ) -> Iterator[tuple[pl.DataFrame | None, FileStats | None]]:
-    """The events of a group's files, batch by batch, then each file's stats once read."""
+    """The events of a job's files, batch by batch, then each file's stats once read.
+
+    As ingest's ledger does within a run: a file whose first bytes repeat a file read
+    before it (the ledger's row of most bytes) is read on from where that one's whole
+    lines ended, its year going on from that one's last line; that one's unterminated
+    last line (read again as the start of a whole one) is dropped, so the events of a
+    file's last, partial batch wait until the job's end."""
     from detector.formats.context import ParseContext
     from detector.formats.syslog import YearState, assign_years, months_of_raw
     from detector.ingest import parse_batch
     from detector.sources import iter_batches
 
-    years = YearState(int(job["start_year"]))
+    zone = ZoneInfo(tz)
+    ledger: dict[str, _Read] = {}  # path -> its row, as ingest's ledger holds it now
+    partial: dict[str, pl.DataFrame] = {}  # path -> the events of its unterminated line
+    years = YearState(0)
     for spec in job["files"]:
         path, name, opened = spec["path"], spec["fmt"], spec["opened"] or spec["path"]
-        stats = FileStats(path)
+        if spec["start_year"] is not None:  # a rotation group starts
+            years = YearState(int(spec["start_year"]))
+        stats = FileStats(path, year_source=spec["year_source"])
         head = read_head(opened, HEAD_BYTES)
         if not head:
             yield None, stats
             continue
-        ctx = ParseContext(source_file=path, tz=tz, years=years, head=_head_text(head))
+        before = max((r for r in ledger.items() if head.startswith(r[1].head)),
+                     key=lambda r: r[1].consumed, default=None)
         held = {name}
-        lines = iter_batches(opened, batch_bytes, max_line=max_line)
+        if before is not None:
+            previous = before[1]
+            stats.continues, stats.consumed = before[0], previous.consumed
+            if previous.last is not None:  # the year goes on from its last line
+                local = previous.last.astimezone(zone)
+                years.year, years.prev_month = local.year, local.month
+            if stats.year_source != "its stamps":
+                stats.year_source = previous.year_source
+            held |= previous.held
+        ctx = ParseContext(source_file=path, tz=tz, years=years, head=_head_text(head))
+        last: datetime | None = None
+        lines = iter_batches(opened, batch_bytes, skip_bytes=stats.consumed,
+                             max_line=max_line)
         try:
             for batch, read_to in lines:
-                if not (read_to == stats.consumed and batch.height > 0):  # not partial
+                unterminated = read_to == stats.consumed and batch.height > 0
+                if not unterminated:
                     stats.whole += batch.height
                 stats.consumed = read_to
                 batch = batch.with_columns(assign_years(months_of_raw(batch["raw"]), years))
@@ -174,14 +240,33 @@ def _read_group(job: dict[str, Any], *, tz: str, dispatch: bool, batch_bytes: in
                 stats.leap_days += parsed.leap_days
                 stats.leap_years = sorted(set(stats.leap_years) | parsed.leap_years)
                 stats.lines += batch.height
-                yield parsed.events, None
+                newest = parsed.events["ts"].max()
+                last = _later(last, newest if isinstance(newest, datetime) else None)
+                if unterminated:
+                    partial[path] = parsed.events
+                else:
+                    yield parsed.events, None
         except DamagedInputError as exc:  # the lines before the damage are good: kept
             read = (exc.line or 1) - 1
             stats.damaged = (f"{exc.message} after line {read:,}: the lines before it are "
                              "read, the rest is not")
         stats.cut_lines = lines.cut_lines
         stats.held = sorted(held)
+        if before is not None and stats.lines == 0:
+            stats.skipped = "already ingested"  # its row stays the one it repeats
+        else:
+            if before is not None:  # its row replaces the one it repeats
+                del ledger[before[0]]
+                partial.pop(before[0], None)  # read again as the start of a whole line
+                last = _later(last, before[1].last)
+            ledger[path] = _Read(head, stats.consumed, last, stats.year_source, held)
         yield None, stats
+    for events in partial.values():
+        yield events, None
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max(a, b) if a and b else a or b
 
 
 def events_frame(spark: SparkSession, jobs: list[GroupJob], *, tz: str, fmt: str | None,
@@ -193,8 +278,8 @@ def events_frame(spark: SparkSession, jobs: list[GroupJob], *, tz: str, fmt: str
     from functools import partial
 
     stats_dir.mkdir(parents=True, exist_ok=True)
-    rows = [(json.dumps({"index": j.index, "start_year": j.start_year,
-                         "files": [asdict(f) for f in j.files]}),) for j in jobs]
+    rows = [(json.dumps({"index": j.index, "files": [asdict(f) for f in j.files]}),)
+            for j in jobs]
     parallelism = spark.sparkContext.defaultParallelism if _classic(spark) else 2
     n = max(1, min(len(rows), tasks or parallelism * 4))
     jobs_df = spark.createDataFrame(rows, "job STRING").repartition(n)
