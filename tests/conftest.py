@@ -145,7 +145,8 @@ def spark_session() -> Iterator[Any]:
     # and parallel GC spent half the CPU of a test run warming up (bench/README.md)
     spark = start("local[2]", conf={
         "spark.sql.shuffle.partitions": "2",
-        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m"})
+        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC "
+                                         "-XX:ReservedCodeCacheSize=240m"})
     try:
         yield spark
     finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import sys
 from importlib.util import find_spec as _find_spec
 from pathlib import Path
@@ -177,6 +178,23 @@ def test_the_sample_logs_and_a_mixed_day_give_the_same_tables_and_incidents(
     # the copies: one row, the longest's, counting each of its lines once
     copies = [row for row in ledgers[0] if "/copies/" in row[0]]
     assert [(Path(row[0]).name, row[5]) for row in copies] == [("copy-3.log", COPY_LINES)]
+
+
+#: the corpus's differential is CI's own step (.ci/run), apart from the test suite: a Spark
+#: run over its 46 files takes about a minute and a half
+CORPUS_STEP = "MAILSTORM_SPARK_CORPUS"
+
+
+@pytest.mark.spark
+@pytest.mark.skipif(os.environ.get(CORPUS_STEP) != "1",
+                    reason=f"{CORPUS_STEP}=1 runs it (.ci/run does, after the suite)")
+def test_the_corpus_gives_the_same_tables_and_incidents(
+        spark_session: Any, corpus_dir: Path, tmp_path: Path) -> None:
+    """Real logs of servers nobody here wrote (../shared/corpus, seven MTAs' formats),
+    every table and incident compared."""
+    duck, spk = _both(spark_session, [corpus_dir], tmp_path, skip_unknown=True)
+    _assert_same(duck, spk, tables=["events", "messages", "deliveries", "logical_messages",
+                                    "threads", "list_posts"])
 
 
 def test_without_pyspark_the_spark_engine_is_a_one_line_usage_error(
