@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -30,6 +30,7 @@ from detector.sources import (
     BATCH_BYTES,
     MAX_LINE,
     STDIN,
+    LineBatches,
     LogFile,
     head_lines,
     iter_batches,
@@ -268,6 +269,34 @@ def _leap_days_without_time(batch: pl.DataFrame, events: pl.DataFrame) -> tuple[
     return int(n), set(years["_year"].drop_nulls().unique().to_list())
 
 
+def continue_after(years: YearState, zone: ZoneInfo, last_ts: datetime | None,
+                   year_source: str, earlier_source: str | None) -> str:
+    """For a file read on from a file read before (the ledger's row of it: its newest
+    line ``last_ts``, where its year came from ``earlier_source``): its year goes on from
+    that line; returns where its year comes from, given ``year_source`` (its group's, or
+    "its stamps" where they carry their year)."""
+    if last_ts is not None:
+        local = last_ts.astimezone(zone)
+        years.year, years.prev_month = local.year, local.month
+        if year_source != "its stamps":
+            year_source = "the last line read from it before"
+    if earlier_source and year_source != "its stamps":
+        year_source = earlier_source  # where the year of its first line came from
+    return year_source
+
+
+def dated_batches(batches: LineBatches, years: YearState, consumed: int
+                  ) -> Iterator[tuple[pl.DataFrame, int, bool]]:
+    """(batch with each line's year, bytes of whole lines read after it, whether it holds
+    only an unterminated last line) of a file's ``batches``, read on from ``consumed``:
+    both engines' read loop."""
+    for batch, read_to in batches:
+        partial = read_to == consumed and batch.height > 0
+        consumed = read_to
+        yield batch.with_columns(assign_years(months_of_raw(batch["raw"]), years)), read_to, \
+            partial
+
+
 @dataclass(frozen=True)
 class ParsedBatch:
     """A batch of lines parsed: its events and what the run reports of it."""
@@ -350,15 +379,11 @@ class _Run:
                for j in self.jobs):
             self.commit_all()  # a copy of a file still in flight: let the ledger see it first
         previous = wh.find_ingested(head)
-        if previous is not None and previous.last_ts is not None:
-            # resume the year where the earlier run stopped
-            local = previous.last_ts.astimezone(ZoneInfo(tz))
-            years.year, years.prev_month = local.year, local.month
-            year_source = "the last line read from it before"
         if not any(map(sniff_rfc3164, head_text[:20])):  # its stamps carry their year
             year_source = "its stamps"
-        if previous is not None and previous.year_source and year_source != "its stamps":
-            year_source = previous.year_source  # where the year of its first line came from
+        if previous is not None:
+            year_source = continue_after(years, ZoneInfo(tz), previous.last_ts, year_source,
+                                         previous.year_source)
         ctx = ParseContext(source_file=path, tz=tz, years=years, head=head_text)
         skip = previous.bytes_ingested if previous else 0
         job = _Job(path, name, head, previous, wh.begin_file(),
@@ -376,12 +401,10 @@ class _Run:
 
         batches = iter_batches(path, batch_bytes, skip_bytes=skip, max_line=max_line)
         try:
-            for batch, read_to in batches:
-                partial = read_to == job.consumed and batch.height > 0
+            for batch, read_to, partial in dated_batches(batches, years, job.consumed):
                 if not partial:
                     job.whole += batch.height
                 job.consumed = read_to
-                batch = batch.with_columns(assign_years(months_of_raw(batch["raw"]), years))
                 job.futures.append((self.pool.submit(parse_and_write, batch), partial))
                 job.lines += batch.height
                 while sum(len(j.futures) for j in self.jobs) > self.workers:

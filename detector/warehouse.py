@@ -312,7 +312,7 @@ def head_digest(head: bytes) -> str:
     return hashlib.sha256(head).hexdigest()
 
 
-def _extreme(pick: Callable[[list[datetime]], datetime], a: datetime | None,
+def extreme(pick: Callable[[list[datetime]], datetime], a: datetime | None,
              b: datetime | None) -> datetime | None:
     """min or max of two optional times (None when both are)."""
     present = [t for t in (a, b) if t is not None]
@@ -343,8 +343,8 @@ class FileWrite:
         for part in [parts] if isinstance(parts, Part) else parts or []:
             self.written.append((part.path, part.rows, partial))
             self.unparsed += part.unparsed
-            self.first_ts = _extreme(min, self.first_ts, part.first_ts)
-            self.last_ts = _extreme(max, self.last_ts, part.last_ts)
+            self.first_ts = extreme(min, self.first_ts, part.first_ts)
+            self.last_ts = extreme(max, self.last_ts, part.last_ts)
 
 
 class Warehouse:
@@ -488,8 +488,8 @@ class Warehouse:
                                       "WHERE kind = 'unparsed'").fetchone()
                     superseded = int(row[0]) if row else 0
                 unparsed += previous.unparsed - superseded
-                first = _extreme(min, first, previous.first_ts)
-                last = _extreme(max, last, previous.last_ts)
+                first = extreme(min, first, previous.first_ts)
+                last = extreme(max, last, previous.last_ts)
             for tmp, rows, partial in txn.written:
                 con.execute("INSERT INTO parts VALUES (?, ?, ?, ?)",
                             [tmp.name, path, rows, partial])

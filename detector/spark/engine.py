@@ -50,7 +50,14 @@ from detector.rules.model import Rule
 from detector.schema import TABLES
 from detector.sources import BATCH_BYTES, MAX_LINE, LogFile, read_head
 from detector.spark.parse import EVENTS_DDL, FileStats, events_frame, plan_jobs, read_stats
-from detector.warehouse import HEAD_BYTES, MODEL_PARTS, Warehouse, head_digest, sql_path
+from detector.warehouse import (
+    HEAD_BYTES,
+    MODEL_PARTS,
+    Warehouse,
+    extreme,
+    head_digest,
+    sql_path,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -267,15 +274,14 @@ class SparkEngine:
                 before = rows.pop(s.continues)
                 row["lines"] += before["lines"]
                 row["unparsed"] += before["unparsed"]
-                row["first_ts"] = _either(min, first, before["first_ts"])
-                row["last_ts"] = _either(max, last, before["last_ts"])
+                row["first_ts"] = extreme(min, first, before["first_ts"])
+                row["last_ts"] = extreme(max, last, before["last_ts"])
             rows[path] = row
         now = datetime.now(UTC)
         for row in rows.values():
-            wh.con.execute("INSERT INTO files (path, format, head_len, head_sha256, "
-                           "bytes_ingested, lines, unparsed, first_ts, last_ts, ingested_at, "
-                           "year_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           [*list(row.values())[:9], now, row["year_source"]])
+            row["ingested_at"] = now
+            wh.con.execute(f"INSERT INTO files ({', '.join(row)}) "
+                           f"VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
     # --- 4. rules ------------------------------------------------------------------------
     def rule_runner(self, scope: Scope | None) -> Callable[[Rule, str], tuple[CompiledRule,
@@ -324,12 +330,6 @@ class SparkEngine:
                                    f"{sql_path(folder / 'part-0.parquet')} (FORMAT parquet, "
                                    "COMPRESSION zstd)")
             write_catalog(self.dataset)
-
-
-def _either(pick: Callable[..., Any], a: Any, b: Any) -> Any:
-    """``pick`` (min or max) of the two that are not None, or None."""
-    present = [x for x in (a, b) if x is not None]
-    return pick(present) if present else None
 
 
 def _link(source: Path, target: Path) -> None:

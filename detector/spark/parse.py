@@ -33,7 +33,7 @@ from detector.formats.syslog import sniff_rfc3164
 from detector.ingest import FileResult, Sniffed, _head_text, _start_year, file_host
 from detector.schema import EVENTS_SCHEMA
 from detector.sources import BATCH_BYTES, MAX_LINE, LogFile, read_head
-from detector.warehouse import HEAD_BYTES
+from detector.warehouse import HEAD_BYTES, extreme
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -195,8 +195,8 @@ def _read_group(job: dict[str, Any], *, tz: str, dispatch: bool, batch_bytes: in
     last line (read again as the start of a whole one) is dropped, so the events of a
     file's last, partial batch wait until the job's end."""
     from detector.formats.context import ParseContext
-    from detector.formats.syslog import YearState, assign_years, months_of_raw
-    from detector.ingest import parse_batch
+    from detector.formats.syslog import YearState
+    from detector.ingest import continue_after, dated_batches, parse_batch
     from detector.sources import iter_batches
 
     zone = ZoneInfo(tz)
@@ -218,30 +218,25 @@ def _read_group(job: dict[str, Any], *, tz: str, dispatch: bool, batch_bytes: in
         if before is not None:
             previous = before[1]
             stats.continues, stats.consumed = before[0], previous.consumed
-            if previous.last is not None:  # the year goes on from its last line
-                local = previous.last.astimezone(zone)
-                years.year, years.prev_month = local.year, local.month
-            if stats.year_source != "its stamps":
-                stats.year_source = previous.year_source
+            stats.year_source = continue_after(years, zone, previous.last, stats.year_source,
+                                               previous.year_source)
             held |= previous.held
         ctx = ParseContext(source_file=path, tz=tz, years=years, head=_head_text(head))
         last: datetime | None = None
         lines = iter_batches(opened, batch_bytes, skip_bytes=stats.consumed,
                              max_line=max_line)
         try:
-            for batch, read_to in lines:
-                unterminated = read_to == stats.consumed and batch.height > 0
+            for batch, read_to, unterminated in dated_batches(lines, years, stats.consumed):
                 if not unterminated:
                     stats.whole += batch.height
                 stats.consumed = read_to
-                batch = batch.with_columns(assign_years(months_of_raw(batch["raw"]), years))
                 parsed = parse_batch(batch, ctx, name, dispatch=dispatch, host=spec["host"])
                 held |= parsed.held
                 stats.leap_days += parsed.leap_days
                 stats.leap_years = sorted(set(stats.leap_years) | parsed.leap_years)
                 stats.lines += batch.height
                 newest = parsed.events["ts"].max()
-                last = _later(last, newest if isinstance(newest, datetime) else None)
+                last = extreme(max, last, newest if isinstance(newest, datetime) else None)
                 if unterminated:
                     partial[path] = parsed.events
                 else:
@@ -258,15 +253,11 @@ def _read_group(job: dict[str, Any], *, tz: str, dispatch: bool, batch_bytes: in
             if before is not None:  # its row replaces the one it repeats
                 del ledger[before[0]]
                 partial.pop(before[0], None)  # read again as the start of a whole line
-                last = _later(last, before[1].last)
+                last = extreme(max, last, before[1].last)
             ledger[path] = _Read(head, stats.consumed, last, stats.year_source, held)
         yield None, stats
     for events in partial.values():
         yield events, None
-
-
-def _later(a: datetime | None, b: datetime | None) -> datetime | None:
-    return max(a, b) if a and b else a or b
 
 
 def events_frame(spark: SparkSession, jobs: list[GroupJob], *, tz: str, fmt: str | None,
