@@ -13,6 +13,7 @@ import re
 
 import polars as pl
 
+from detector import fastpath
 from detector.formats.context import ParseContext
 from detector.formats.finish import finish
 from detector.formats.kinds import (
@@ -544,7 +545,26 @@ def _with_kinds(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
-    """Turn a batch of raw lines (columns raw, line_no) into the events frame."""
+    """Turn a batch of raw lines (columns raw, line_no) into the events frame.
+
+    With the Rust fast path (detector.fastpath) and years assigned ahead (``_year``), the
+    lines it vouches for are split there and only the others parsed here; the events are
+    the same, in line order."""
+    if "_year" in lines.columns and lines.height and fastpath.enabled():
+        fast, rest = fastpath.split(lines, ctx)
+        if not rest.height:
+            return fast
+        slow = parse_lines(rest, ctx).sort("line_no")
+        if not fast.height:
+            return slow
+        if lines["line_no"].is_sorted():
+            return fast.merge_sorted(slow, "line_no")
+        return pl.concat([fast, slow]).sort("line_no", maintain_order=True)
+    return parse_lines(lines, ctx)
+
+
+def parse_lines(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """The Polars parser: every line, any shape."""
     frame = parse_header(lines, ctx.tz, ctx.years)
     # "QUEUEID: rest": one literal split, then the id checked on its own short column
     frame = frame.with_columns(
