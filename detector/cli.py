@@ -22,7 +22,7 @@ from typing import Any
 import click
 import duckdb
 
-from detector import __version__, pipeline, schema
+from detector import __version__, fastpath, pipeline, schema
 from detector.digest import text_summary
 from detector.display import DisplayOptions
 from detector.errors import MailstormError, UsageError
@@ -331,6 +331,9 @@ def run(logs: tuple[str, ...], out_dir: Path, db: Path | None, tz: str | None,
     """
     display = _display(display_tz, redact)
     with _progress(quiet) as progress:  # its last stage line ends before any other
+        if progress.live and not fastpath.available():
+            progress.line("note: the Rust fast path (./fastpath) is not installed: Postfix "
+                          "lines take the Polars parser")
         result = pipeline.run(
             logs, out_dir, db=db, tz=tz or _local_zone(), year=year, fmt=fmt,
             skip_unknown=skip_unknown, rules_dir=rules_dir, templates_dir=templates_dir,
