@@ -149,9 +149,27 @@ fn split_postfix<'py>(py: Python<'py>, raw: &Bound<'py, PyAny>, year: &Bound<'py
     Ok(out)
 }
 
+/// count_postfix(raw, year) -> lines vouched: the splitter alone, no columns built (for
+/// bench/fastpath.py, which times the split and the Arrow building apart).
+#[pyfunction]
+fn count_postfix(py: Python<'_>, raw: &Bound<'_, PyAny>, year: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let raw = StringViewArray::from(ArrayData::from_pyarrow_bound(raw)?);
+    let years = Int64Array::from(ArrayData::from_pyarrow_bound(year)?);
+    if years.len() != raw.len() {
+        return Err(PyValueError::new_err("raw and _year differ in length"));
+    }
+    Ok(py.detach(|| {
+        let lines = (0..raw.len()).map(|i| {
+            ((!raw.is_null(i)).then(|| raw.value(i).as_bytes()), (!years.is_null(i)).then(|| years.value(i)))
+        });
+        split_batch(lines, |_, _| {})
+    }))
+}
+
 #[pymodule]
 fn mailstorm_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split_postfix, m)?)?;
+    m.add_function(wrap_pyfunction!(count_postfix, m)?)?;
     m.add("KINDS", Kind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>())?;
     Ok(())
 }
