@@ -125,8 +125,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let first = *needle.first()?;
     let mut i = 0usize;
     while i < hay.len() {
-        // memchr-like skip to the needle's first byte, then compare the rest
-        let pos = hay.get(i..)?.iter().position(|&c| c == first)?;
+        // skip to the needle's first byte (SIMD), then compare the rest
+        let pos = memchr::memchr(first, hay.get(i..)?)?;
         let s = i.checked_add(pos)?;
         if hay.get(s..)?.starts_with(needle) {
             return Some(s);
@@ -301,11 +301,17 @@ impl Out {
     }
 }
 
+/// Bytes 0x20..=0x7e only. A fold without early exit per 64-byte chunk, which the compiler
+/// turns into SIMD (the short-circuiting `all` stays a byte loop: a fifth of the split).
+fn printable(line: &[u8]) -> bool {
+    line.chunks(64).all(|ch| ch.iter().fold(true, |ok, &c| ok & (c.wrapping_sub(0x20) < 0x5f)))
+}
+
 /// Split one line (no newline) whose year was assigned ahead (`_year`).
 pub fn split_line(line: &[u8], year: i64) -> Option<Parsed> {
     // printable ASCII only: no NUL, tabs, CR, non-ASCII (byte and char offsets agree, and
     // no Unicode class of a regex can differ from the byte test used here)
-    if line.len() > MAX_LINE || !line.iter().all(|&c| (0x20..0x7f).contains(&c)) {
+    if line.len() > MAX_LINE || !printable(line) {
         return None;
     }
     let l = Line { b: line };
@@ -494,24 +500,25 @@ fn unqueued_kind(l: Line, rest: usize, r: &[u8], out: &mut Out) -> Option<Kind> 
 fn delivery(l: Line, rest: usize, out: &mut Out) -> Option<()> {
     let n = l.b.len();
     let st = l.find(rest, n, b", status=")?;
-    let mut pieces: Vec<(usize, usize)> = Vec::with_capacity(8);
+    // at most 8 pieces (more never fit the positional reading): a fixed array, no heap
+    let mut pieces = [(0usize, 0usize); 8];
+    let mut count = 0usize;
     let mut s = rest;
     loop {
-        if pieces.len() >= 8 {
-            return None;
-        }
+        let slot = pieces.get_mut(count)?;
+        count += 1;
         match l.find(s, st, b", ") {
             Some(e) => {
-                pieces.push((s, e));
+                *slot = (s, e);
                 s = e + 2;
             }
             None => {
-                pieces.push((s, st));
+                *slot = (s, st);
                 break;
             }
         }
     }
-    let piece = |i: usize| pieces.get(i).copied();
+    let piece = |i: usize| if i < count { pieces.get(i).copied() } else { None };
     let text = |p: (usize, usize)| l.slice(p.0, p.1);
     let starts = |i: usize, pre: &[u8]| piece(i).and_then(text).is_some_and(|t| t.starts_with(pre));
     let orig = starts(1, b"orig_to=<");
@@ -557,21 +564,21 @@ fn delivery(l: Line, rest: usize, out: &mut Out) -> Option<()> {
     Some(())
 }
 
-/// `(?:queued as|forwarded as) ([0-9A-Za-z]{5,})`: the leftmost match's group.
+/// `(?:queued as|forwarded as) ([0-9A-Za-z]{5,})`: the leftmost match's group. Both
+/// words end in " as ", so only its occurrences are looked at (two matches cannot overlap:
+/// the first to end starts first).
 fn next_queue_id(d: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0usize;
-    while i < d.len() {
-        let t = d.get(i..)?;
-        for pre in [&b"queued as "[..], &b"forwarded as "[..]] {
-            if t.starts_with(pre) {
-                let s = i + pre.len();
-                let run = d.get(s..)?.iter().take_while(|c| c.is_ascii_alphanumeric()).count();
-                if run >= 5 {
-                    return Some((s, s + run));
-                }
+    let mut from = 0usize;
+    while let Some(j) = d.get(from..).and_then(|t| find(t, b" as ")).and_then(|j| j.checked_add(from)) {
+        let before = d.get(..j)?;
+        if before.ends_with(b"queued") || before.ends_with(b"forwarded") {
+            let s = j + 4;
+            let run = d.get(s..)?.iter().take_while(|c| c.is_ascii_alphanumeric()).count();
+            if run >= 5 {
+                return Some((s, s + run));
             }
         }
-        i += 1;
+        from = j + 1;
     }
     None
 }
@@ -625,10 +632,15 @@ fn header(l: Line, value: usize, kind: Kind, out: &mut Out) -> Option<()> {
 }
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.len() > hay.len() {
-        return None;
+    let first = *needle.first()?;
+    let mut end = hay.len();
+    loop {
+        let s = memchr::memrchr(first, hay.get(..end)?)?;
+        if hay.get(s..)?.starts_with(needle) {
+            return Some(s);
+        }
+        end = s;
     }
-    (0..=hay.len() - needle.len()).rev().find(|&i| hay.get(i..).is_some_and(|t| t.starts_with(needle)))
 }
 
 type Spans3 = ((usize, usize), (usize, usize), (usize, usize));
