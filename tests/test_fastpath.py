@@ -192,3 +192,12 @@ def _mutated(draw: st.DrawFn) -> str:
 @given(st.lists(_mutated(), min_size=1, max_size=40), st.sampled_from([2016, 2015, 1, 9999]))
 def test_mutated_lines_equal(lines: list[str], year: int) -> None:
     _both(lines, year=year)
+
+
+def test_equal_stamps_a_year_apart_keep_their_years() -> None:
+    """Found by the property test: the lines left to Polars may hold one stamp twice with
+    the fast path's lines (and a year's rollover) between; each keeps its own year."""
+    _both(["Oct  1 12:18:16",
+           "Feb  1 13:17:02 mail postfix/pickup[28541]: 08ACF1541B01: uid=0 from=<root>",
+           "Oct  1 12:18:16 u86 postfix/bounce[12107]:  2FEB28781: sender non-delivery "
+           "notification: B876628785"])

@@ -109,7 +109,10 @@ def parse_header(lines: pl.DataFrame, tz: str, years: YearState) -> pl.DataFrame
     ).unnest("_h")
     stamp_tokens, (host, tag, msg) = names[:k], names[k:]
     # a run of equal stamps: every stamp token equal to the line before's
-    changed = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in stamp_tokens)
+    # (and, with years assigned ahead, the same year: equal stamps a year apart meet when
+    # the fast path took the lines between them)
+    keys = [*stamp_tokens, *(["_year"] if "_year" in frame.columns else [])]
+    changed = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in keys)
     first = frame.select(changed.fill_null(True).alias("first"))["first"]
     first[0] = True
     run = first.cast(pl.Int64).cum_sum() - 1
@@ -222,6 +225,8 @@ def add_timestamps(frame: pl.DataFrame, tz: str, years: YearState) -> pl.DataFra
     """
     stamp = frame["_stamp"]
     first = stamp.ne_missing(stamp.shift(1)).fill_null(True)
+    if "_year" in frame.columns:  # a run is one stamp of one year (see parse_header)
+        first = first | frame["_year"].ne_missing(frame["_year"].shift(1)).fill_null(True)
     if frame.height:
         first[0] = True
     run = (first.cast(pl.Int64).cum_sum() - 1).alias("_run")
