@@ -44,6 +44,26 @@ def enabled() -> bool:
     return _NATIVE is not None and os.environ.get(ENV, "1") != "0"
 
 
+def split_file_batch(lines: pl.DataFrame, ctx: ParseContext, fmt: str, *, dispatch: bool
+                     ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """``split`` for a batch of a file sniffed (or forced) as ``fmt`` ahead of
+    ``formats.shared``'s dispatch: None where the fast path does not apply (another
+    format, no years assigned, turned off). With ``dispatch``, a line of another syslog
+    format's program (Sendmail, Exim) is left with the rest, for its own parser."""
+    if fmt != "postfix" or not lines.height or "_year" not in lines.columns or not enabled():
+        return None
+    events, rest = split(lines, ctx)
+    if dispatch:
+        from detector.formats.shared import other_programs
+
+        other = (pl.col("kind") == "foreign") & other_programs(fmt)
+        if events.select(other.any()).item():
+            back = events.filter(other)["line_no"]
+            events = events.filter(~other)
+            rest = pl.concat([rest, lines.filter(pl.col("line_no").is_in(back.implode()))])
+    return events, rest
+
+
 def split(lines: pl.DataFrame, ctx: ParseContext) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(events of the lines the fast path vouches for, in line order; the other lines).
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from detector import formats
+from detector import fastpath, formats
 from detector.errors import DamagedInputError, InputError, UnreadableInputsError, UsageError
 from detector.formats import shared
 from detector.formats.context import ParseContext
@@ -305,20 +305,36 @@ class ParsedBatch:
     held: set[str]  # the formats whose lines it held
     leap_days: int  # lines dated Feb 29 given a year that is not leap (no time)
     leap_years: set[int]  # the years they were given
+    #: lines left unparsed for a later parse_batch (``defer``), with their columns
+    deferred: pl.DataFrame | None = None
+
+
+#: the lines the Rust fast path leaves are pooled across a file's batches up to this many
+#: before the Polars parser reads them: its fixed cost per call is that of thousands of
+#: lines (bench/README.md)
+DEFER_LINES = 50_000
 
 
 def parse_batch(batch: pl.DataFrame, ctx: ParseContext, fmt: str, *, dispatch: bool,
-                host: str | None) -> ParsedBatch:
+                host: str | None, defer: bool = False) -> ParsedBatch:
     """Parse a batch of raw lines (with their years assigned) of a file of format ``fmt``:
     the one parse step of both engines (ingest's workers here, Spark's executors in
     ``detector.spark.parse``). ``host`` fills the host of the lines of a format that names
-    none (``file_host``)."""
-    events, held = shared.parse(batch, ctx, fmt, shared=dispatch)
+    none (``file_host``). With ``defer``, the lines the Rust fast path cannot vouch for
+    are not parsed but returned (``deferred``), for the caller to parse many batches'
+    worth at once."""
+    split = fastpath.split_file_batch(batch, ctx, fmt, dispatch=dispatch) if defer else None
+    deferred = None
+    if split is not None:
+        events, deferred = split
+        held = {fmt}
+    else:
+        events, held = shared.parse(batch, ctx, fmt, shared=dispatch)
     if host is not None and fmt in formats.ONE_HOST and events["host"].null_count():
         events = events.with_columns(pl.col("host").fill_null(
             pl.when(pl.col("kind") != "unparsed").then(pl.lit(host))))
     leap_days, leap_years = _leap_days_without_time(batch, events)
-    return ParsedBatch(events, held, leap_days, leap_years)
+    return ParsedBatch(events, held, leap_days, leap_years, deferred)
 
 
 @dataclass
@@ -332,6 +348,8 @@ class _Job:
     txn: FileWrite
     result: FileResult  # what the caller is told; completed as the job goes
     futures: deque[tuple[Future, bool]] = field(default_factory=deque)
+    #: lines the fast path left, waiting for one Polars parse (``DEFER_LINES``)
+    deferred: list[pl.DataFrame] = field(default_factory=list)
     held: set[str] = field(default_factory=set)  # formats whose lines the file held
     leap_years: set[int] = field(default_factory=set)  # years Feb 29 lines wrongly got
     consumed: int = 0
@@ -339,15 +357,21 @@ class _Job:
     lines: int = 0
     reading: bool = True
     failed: bool = False  # a batch could not be parsed or written
+    flush: Callable[[], None] = lambda: None  # submits the parse of ``deferred``
 
     def take_next(self) -> None:
         """Wait for the oldest batch in flight and add its part to the file's write."""
         future, partial = self.futures.popleft()
-        part, held, leap_days, leap_years = future.result()
+        part, held, leap_days, leap_years, deferred = future.result()
         self.txn.add(part, partial)
         self.held |= held
         self.result.leap_days += leap_days
         self.leap_years |= leap_years
+        if deferred is not None and deferred.height:
+            self.deferred.append(deferred)
+
+    def deferred_lines(self) -> int:
+        return sum(d.height for d in self.deferred)
 
 
 class _Run:
@@ -393,11 +417,18 @@ class _Run:
             job.held |= shared.held_by(previous.format)
         self.jobs.append(job)
 
-        def parse_and_write(batch: pl.DataFrame
-                            ) -> tuple[list[Part], set[str], int, set[int]]:
-            parsed = parse_batch(batch, ctx, name, dispatch=dispatch, host=host)
+        def parse_and_write(batch: pl.DataFrame, defer: bool = True
+                            ) -> tuple[list[Part], set[str], int, set[int], pl.DataFrame | None]:
+            parsed = parse_batch(batch, ctx, name, dispatch=dispatch, host=host, defer=defer)
             return wh.write_part(parsed.events), parsed.held, parsed.leap_days, \
-                parsed.leap_years
+                parsed.leap_years, parsed.deferred
+
+        def flush() -> None:  # the lines the fast path left, parsed together
+            lines = pl.concat(job.deferred).sort("line_no")
+            job.deferred.clear()
+            job.futures.append((self.pool.submit(parse_and_write, lines, False), False))
+
+        job.flush = flush
 
         batches = iter_batches(path, batch_bytes, skip_bytes=skip, max_line=max_line)
         try:
@@ -405,7 +436,10 @@ class _Run:
                 if not partial:
                     job.whole += batch.height
                 job.consumed = read_to
-                job.futures.append((self.pool.submit(parse_and_write, batch), partial))
+                # a half-written last line alone is parsed as it is: its part is the one
+                # the next run's read of it supersedes
+                job.futures.append((self.pool.submit(parse_and_write, batch, not partial),
+                                    partial))
                 job.lines += batch.height
                 while sum(len(j.futures) for j in self.jobs) > self.workers:
                     self._wait_one()
@@ -440,10 +474,15 @@ class _Run:
         except BaseException:
             job.failed = True
             raise
+        if job.deferred_lines() >= DEFER_LINES:
+            job.flush()
         self._commit_ready()
 
     def _commit_ready(self) -> None:
         while self.jobs and not self.jobs[0].reading and not self.jobs[0].futures:
+            if self.jobs[0].deferred:  # the last of its lines, then it commits
+                self.jobs[0].flush()
+                return
             job = self.jobs.popleft()
             if job.previous is not None and job.lines == 0:
                 self.wh.rollback(job.txn)
@@ -466,18 +505,25 @@ class _Run:
                                 year_source=job.result.year_source)
 
     def commit_all(self) -> None:
-        while any(j.futures for j in self.jobs):
-            self._wait_one()
-        self._commit_ready()
+        while True:
+            while any(j.futures for j in self.jobs):
+                self._wait_one()
+            self._commit_ready()  # may hand a file's deferred lines to the workers
+            if not any(j.futures for j in self.jobs):
+                return
 
     def abandon(self) -> None:
         """After a failure: files read whole are committed, the one that failed is not."""
         for job in list(self.jobs):
-            while job.futures:
-                try:
-                    job.take_next()
-                except BaseException:
-                    job.failed = True
+            for _ in range(2):  # its parts, then those of the lines it deferred
+                while job.futures:
+                    try:
+                        job.take_next()
+                    except BaseException:
+                        job.failed = True
+                if job.reading or job.failed or not job.deferred:
+                    break
+                job.flush()
             if job.reading or job.failed:
                 self.jobs.remove(job)
                 self.wh.rollback(job.txn)

@@ -201,3 +201,55 @@ def test_equal_stamps_a_year_apart_keep_their_years() -> None:
            "Feb  1 13:17:02 mail postfix/pickup[28541]: 08ACF1541B01: uid=0 from=<root>",
            "Oct  1 12:18:16 u86 postfix/bounce[12107]:  2FEB28781: sender non-delivery "
            "notification: B876628785"])
+
+
+def test_lines_left_over_are_pooled_across_batches_and_read_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest pools the lines the fast path leaves over several batches before the Polars
+    parser reads them (ingest.DEFER_LINES): a Postfix log with Sendmail lines in it (they
+    go to their own parser) and a half-written last line, read in small batches with a
+    small pool, gives the events and ledger of the Polars path alone."""
+    import duckdb
+
+    from detector import ingest as ingest_module
+    from detector.ingest import ingest
+    from detector.sources import discover
+    from detector.warehouse import Warehouse
+
+    lines = _read(ROOT / "sample_logs" / "mail.log")[:3000]
+    sendmail = ("Nov 14 10:02:11 mx1 sendmail[4242]: u9EA2B0x004242: from=<root@mx1>, "
+                "size=1234, class=0, nrcpts=1, msgid=<201611141002.u9EA2B0x004242@mx1>, "
+                "relay=root@localhost")
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(lines[:1000] + [sendmail] + lines[1000:]) + "\n"
+                   + lines[0][:30])  # no newline yet: a half-written line
+    monkeypatch.setattr(ingest_module, "DEFER_LINES", 7)
+    calls: list[bool] = []
+    parse = ingest_module.parse_batch
+
+    def counted(*args: object, **kw: object) -> ingest_module.ParsedBatch:
+        calls.append(bool(kw.get("defer")))
+        return parse(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_module, "parse_batch", counted)
+    tables = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv(fastpath.ENV, mode)
+        db = tmp_path / f"w{mode}.duckdb"
+        with Warehouse(db) as wh:
+            ingest(wh, discover([str(log)]), tz="UTC", year=2016, batch_bytes=16_384)
+        tables[mode] = db
+    assert calls.count(False) > 3  # the pooled lines were read in several flushes
+    con = duckdb.connect()
+    for mode, db in tables.items():
+        con.execute(f"ATTACH '{db}' AS w{mode} (READ_ONLY)")
+    for a, b in (("w1", "w0"), ("w0", "w1")):
+        diff = con.execute(f"SELECT count(*) FROM (SELECT * FROM {a}.events EXCEPT ALL "
+                           f"SELECT * FROM {b}.events)").fetchone()
+        assert diff == (0,), (a, b)
+    ledger = "SELECT format, bytes_ingested, lines, unparsed, first_ts, last_ts FROM {}.files"
+    assert con.execute(ledger.format("w1")).fetchall() == \
+        con.execute(ledger.format("w0")).fetchall()
+    kinds = dict(con.execute("SELECT kind, count(*) FROM w1.events GROUP BY kind").fetchall())
+    assert kinds.get("delivery", 0) > 100 and con.execute(
+        "SELECT count(*) FROM w1.events WHERE program = 'sendmail'").fetchone() == (1,)

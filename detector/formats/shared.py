@@ -36,15 +36,22 @@ def _tag_pattern(names: list[str]) -> str:
     return rf" (?:{programs})(?:\[\d+\])?: "
 
 
-def _owner(names: list[str]) -> pl.Expr:
-    """The format whose program wrote the line (``prog``), null for none of ``names``."""
-    prog = pl.col("prog")
+def _owner(names: list[str], column: str = "prog") -> pl.Expr:
+    """The format whose program wrote the line (``column``: the program as the header
+    split gave it), null for none of ``names``."""
+    prog = pl.col(column)
     chain: Any = None
     for n in names:
         test = prog.str.contains(f"^(?:{SYSLOG[n].SYSLOG_PROGRAM})$").fill_null(False)
         chain = (pl.when(test) if chain is None else chain.when(test)).then(pl.lit(n))
     assert chain is not None
     return chain.otherwise(None).alias("_fmt")
+
+
+def other_programs(fmt: str) -> pl.Expr:
+    """Whether a line's ``program`` is one of the other syslog formats' (not ``fmt``'s):
+    such lines go to their own format's parser."""
+    return _owner([n for n in SYSLOG if n != fmt], column="program").is_not_null()
 
 
 def held_by(names: str) -> set[str]:
