@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from detector.schema import EVENTS_SCHEMA
+from detector.schema import conform
 
 if TYPE_CHECKING:  # the formats package imports this module
     from detector.formats.context import ParseContext
@@ -81,5 +81,4 @@ def split(lines: pl.DataFrame, ctx: ParseContext) -> tuple[pl.DataFrame, pl.Data
         ts=naive, line_no=lines["line_no"].gather(index),
         source_file=pl.lit(ctx.source_file, pl.String)).with_columns(
         _localize(pl.col("ts"), ctx.tz))
-    events = frame.select(pl.col(name).cast(dtype) for name, dtype in EVENTS_SCHEMA.items())
-    return events, lines.filter(~vouched)
+    return conform(frame).collect(), lines.filter(~vouched)

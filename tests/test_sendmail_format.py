@@ -214,6 +214,8 @@ def test_line_kind_and_fields(line: str, kind: str, fields: dict[str, object]) -
     assert out.height == 1
     row = out.row(0, named=True)
     assert row["kind"] == kind
+    if kind == "delivery" and fields.get("status") == "sent":  # its reply is not kept
+        fields = {**fields, "detail": None}
     for name in FIELDS:
         assert row[name] == fields.get(name), name
     assert row["raw"] == (line if kind in ("foreign", "unparsed") else None)
@@ -294,7 +296,7 @@ def test_next_queue_id_from_the_receivers_reply(reply: str, next_qid: str | None
                           f"mailer=esmtp, pri=1, relay=mx.b.example. [192.0.2.1], dsn=2.0.0, "
                           f"stat=Sent ({reply})"])
     assert out["next_queue_id"].item() == next_qid
-    assert out["detail"].item() == reply
+    assert out["detail"].item() is None  # a successful delivery's reply is not kept
 
 
 def test_header_values_need_a_queue_id() -> None:
