@@ -81,4 +81,13 @@ def split(lines: pl.DataFrame, ctx: ParseContext) -> tuple[pl.DataFrame, pl.Data
         ts=naive, line_no=lines["line_no"].gather(index),
         source_file=pl.lit(ctx.source_file, pl.String)).with_columns(
         _localize(pl.col("ts"), ctx.tz))
-    return conform(frame).collect(), lines.filter(~vouched)
+    return conform(frame).collect(), _compact(lines.filter(~vouched))
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with its strings in buffers of their own: a filter keeps views into the
+    whole batch's buffers, so a few lines left over, pooled by ingest (DEFER_LINES), would
+    hold every 24 MB batch they came from."""
+    out = pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    assert isinstance(out, pl.DataFrame)
+    return out.cast(dict(frame.schema))
