@@ -90,4 +90,4 @@ def _compact(frame: pl.DataFrame) -> pl.DataFrame:
     hold every 24 MB batch they came from."""
     out = pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
     assert isinstance(out, pl.DataFrame)
-    return out.cast(dict(frame.schema))
+    return out.cast(frame.schema)

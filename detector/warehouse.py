@@ -98,6 +98,9 @@ _DDL = [
     # partial: the part holds only a last line that had no newline yet (re-read next run)
     """CREATE TABLE IF NOT EXISTS parts (
         part VARCHAR PRIMARY KEY, source_file VARCHAR, rows BIGINT, partial BOOLEAN)""",
+    # the line kinds each part holds (null: a part written before they were recorded), by
+    # which the model skips its statements over kinds no part holds
+    "ALTER TABLE parts ADD COLUMN IF NOT EXISTS kinds VARCHAR[]",
     # the messages of events parts removed since the model was built (a half-written last
     # line superseded): the next build reads them again (detector/model/build.py)
     "CREATE TABLE IF NOT EXISTS model_dirty (host VARCHAR, queue_id VARCHAR, "
@@ -328,20 +331,24 @@ class Part:
     unparsed: int
     first_ts: datetime | None
     last_ts: datetime | None
+    kinds: tuple[str, ...] = ()  # the line kinds it holds
 
 
 @dataclass
 class FileWrite:
     """The parts of one file being ingested, not yet visible."""
 
-    written: list[tuple[Path, int, bool]] = field(default_factory=list)  # (tmp path, rows, partial)
+    written: list[Part] = field(default_factory=list)
+    partial: set[Path] = field(default_factory=set)  # parts of a half-written last line
     unparsed: int = 0
     first_ts: datetime | None = None
     last_ts: datetime | None = None
 
     def add(self, parts: Part | list[Part] | None, partial: bool) -> None:
         for part in [parts] if isinstance(parts, Part) else parts or []:
-            self.written.append((part.path, part.rows, partial))
+            self.written.append(part)
+            if partial:
+                self.partial.add(part.path)
             self.unparsed += part.unparsed
             self.first_ts = extreme(min, self.first_ts, part.first_ts)
             self.last_ts = extreme(max, self.last_ts, part.last_ts)
@@ -457,7 +464,8 @@ class Warehouse:
                           str(path)) from exc
         ts = events["ts"]
         return Part(path, events.height, int((events["kind"] == "unparsed").sum()),
-                    ts.min(), ts.max())  # type: ignore[arg-type]
+                    ts.min(), ts.max(),  # type: ignore[arg-type]
+                    tuple(sorted(events["kind"].drop_nulls().unique())))
 
     def commit_file(self, txn: FileWrite, *, path: str, fmt: str, head: bytes,
                     previous: LedgerEntry | None, bytes_ingested: int, lines: int,
@@ -490,28 +498,30 @@ class Warehouse:
                 unparsed += previous.unparsed - superseded
                 first = extreme(min, first, previous.first_ts)
                 last = extreme(max, last, previous.last_ts)
-            for tmp, rows, partial in txn.written:
-                con.execute("INSERT INTO parts VALUES (?, ?, ?, ?)",
-                            [tmp.name, path, rows, partial])
+            for part in txn.written:
+                con.execute("INSERT INTO parts (part, source_file, rows, partial, kinds) "
+                            "VALUES (?, ?, ?, ?, ?)", [part.path.name, path, part.rows,
+                                                       part.path in txn.partial,
+                                                       list(part.kinds)])
             con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
                         [path, fmt, head_len, head_digest(head[:head_len]), bytes_ingested,
                          lines, unparsed, first, last, year_source or None])
-            for tmp, _, _ in txn.written:
-                os.replace(tmp, self.parts_dir / tmp.name)
+            for part in txn.written:
+                os.replace(part.path, self.parts_dir / part.path.name)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
-            for tmp, _, _ in txn.written:  # moved or not, none of them is committed
-                (self.parts_dir / tmp.name).unlink(missing_ok=True)
-                tmp.unlink(missing_ok=True)
+            for part in txn.written:  # moved or not, none of them is committed
+                (self.parts_dir / part.path.name).unlink(missing_ok=True)
+                part.path.unlink(missing_ok=True)
             raise
         for name in stale:
             (self.parts_dir / name).unlink(missing_ok=True)
         self.refresh_events_view()
 
     def rollback(self, txn: FileWrite) -> None:
-        for tmp, _, _ in txn.written:
-            tmp.unlink(missing_ok=True)
+        for part in txn.written:
+            part.path.unlink(missing_ok=True)
 
     def _tidy_parts(self) -> None:
         """Remove what a crash left (parts written but never committed), and check that
@@ -606,6 +616,15 @@ class Warehouse:
         for (name,) in self.con.execute("SELECT table_name FROM duckdb_tables() "
                                         "WHERE temporary").fetchall():
             self.con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
+
+    def event_kinds(self) -> set[str] | None:
+        """The line kinds the committed events parts hold; None when a part's are not
+        recorded (written by an older mailstorm, or linked from a Spark dataset)."""
+        row = self.scalar_row("SELECT bool_or(kinds IS NULL), "
+                              "list_distinct(flatten(list(kinds))) FROM parts")
+        if row is None or row[0] is None:
+            return set()  # no parts
+        return None if row[0] else set(row[1] or [])
 
     def refresh_events_view(self) -> None:
         """The events view over every committed part (a typed empty view when none)."""

@@ -463,3 +463,41 @@ def test_each_sub_lists_copy_on_one_host_is_a_delivery(tmp_path: Path) -> None:
     with _model(tmp_path, ("mail.log", ward1 + ward2)) as wh:
         assert wh.query("SELECT recipients, deliveries FROM logical_messages").rows() == [
             (3, 4)]
+
+
+def test_statements_over_kinds_no_part_holds_are_skipped_and_change_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """model.sql's "-- needs kinds:" statements (Exchange's expansions, Mailman's posts)
+    make empty tables without reading the events when no part holds those kinds: the
+    tables are those of the statements run in full."""
+    log = tmp_path / "logs" / "mail.log"
+    log.parent.mkdir()
+    sample = Path(__file__).parents[1] / "sample_logs" / "mail.log"
+    log.write_text("".join(sample.read_text().splitlines(keepends=True)[:6000]))
+    ran: list[str] = []
+    write = Warehouse.write_model_part
+
+    def recorded(self: Warehouse, name: str, select: str, build: int) -> tuple[Path, int]:
+        ran.append(name + (" skipped" if "none_of_its_kinds" in select else ""))
+        return write(self, name, select, build)
+
+    monkeypatch.setattr(Warehouse, "write_model_part", recorded)
+    rows = {}
+    for mode in ("skipping", "full"):
+        if mode == "full":  # as for parts written before their kinds were recorded
+            monkeypatch.setattr(Warehouse, "event_kinds", lambda self: None)
+        ran.clear()
+        with Warehouse(tmp_path / f"{mode}.duckdb") as wh:
+            ingest(wh, discover([str(log)]), tz="UTC", year=2016)
+            if mode == "skipping":
+                kinds = wh.event_kinds()
+                assert kinds is not None and "delivery" in kinds and "expansion" not in kinds
+            build_model(wh)
+            rows[mode] = {t: sorted(map(str, wh.query(f"SELECT * FROM {t}")
+                                        .rows()))
+                          for t in ("messages", "deliveries", "logical_messages", "threads",
+                                    "expansions", "list_posts")}
+        assert ("expansions skipped" in ran) == (mode == "skipping"), ran
+        assert "deliveries" in ran
+    assert rows["skipping"] == rows["full"]
+    assert rows["full"]["deliveries"] and rows["full"]["logical_messages"]

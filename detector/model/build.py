@@ -80,11 +80,16 @@ PATTERNS = {
 class Statement(NamedTuple):
     """One step of the model: ``kind`` "table" materialises the SELECT ``sql`` as table
     ``name``, "view" makes view ``name`` over it, "drop" drops view ``name`` (``sql`` is
-    the DROP VIEW IF EXISTS statement)."""
+    the DROP VIEW IF EXISTS statement). ``needs``: the line kinds without which its
+    SELECT has no rows (model.sql's ``-- needs kinds:`` line above it)."""
 
     name: str | None
     kind: str
     sql: str
+    needs: tuple[str, ...] = ()
+
+
+_NEEDS = re.compile(r"^-- needs kinds: ([\w, ]+)$", re.MULTILINE)
 
 
 def _settled_statement(dialect: Dialect) -> Statement:
@@ -97,12 +102,18 @@ def _settled_statement(dialect: Dialect) -> Statement:
 
 def _rendered(name: str, dialect: Dialect) -> list[Statement]:
     out = []
-    for text in statements(render_resource("detector.model", f"sql/{name}", dialect,
-                                           **PATTERNS)):
+    script = render_resource("detector.model", f"sql/{name}", dialect, **PATTERNS)
+    # the other comments go (they may hold a ';'); a "-- needs kinds:" line stays with
+    # the statement below it
+    script = re.sub(r"--(?! needs kinds:)[^\n]*", "", script)
+    for chunk in filter(None, (c.strip() for c in script.split(";"))):
+        needs = tuple(k.strip() for m in _NEEDS.findall(chunk) for k in m.split(","))
+        text = _NEEDS.sub("", chunk).strip()
         made = _MADE.match(text)
         dropped = _DROPPED.fullmatch(text)
         if made:
-            out.append(Statement(made.group(2), made.group(1).lower(), made.group(3)))
+            out.append(Statement(made.group(2), made.group(1).lower(), made.group(3),
+                                 needs))
         elif dropped:
             out.append(Statement(dropped.group(1), "drop", text))
         else:
@@ -251,17 +262,22 @@ def _in_scratch(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 def _run(wh: Warehouse, script: list[Statement], build: int, written: dict[Path, int]
          ) -> None:
     """Run model statements in the scratch database; a model table becomes this build's
-    Parquet part, which the later statements read (not the query again)."""
+    Parquet part, which the later statements read (not the query again). A statement
+    over line kinds no events part holds makes its table empty without reading them."""
+    kinds = wh.event_kinds()
     for step in script:
+        sql = step.sql
+        if step.needs and kinds is not None and not kinds.intersection(step.needs):
+            sql = f"SELECT * FROM ({sql}) AS none_of_its_kinds WHERE false"
         if step.kind == "drop":
             wh.con.execute(step.sql)
         elif step.name in MODEL_PARTS:
-            path, rows = wh.write_model_part(step.name, step.sql, build)
+            path, rows = wh.write_model_part(step.name, sql, build)
             written[path] = rows
             wh.con.execute(f"CREATE OR REPLACE VIEW {step.name} AS SELECT * EXCLUDE (build) "
                            f"FROM read_parquet({sql_path(path)})")
         else:
-            wh.con.execute(f"CREATE OR REPLACE {step.kind.upper()} {step.name} AS {step.sql}")
+            wh.con.execute(f"CREATE OR REPLACE {step.kind.upper()} {step.name} AS {sql}")
 
 
 def _parts_of(name: str, written: dict[Path, int], *, keep_empty: bool) -> list[Path]:

@@ -229,7 +229,8 @@ class SparkEngine:
                     else:
                         _link(part, wh.parts_dir / part.name)
                     meta = pq.read_metadata(part)
-                    con.execute("INSERT INTO parts VALUES (?, ?, ?, false)",
+                    con.execute("INSERT INTO parts (part, source_file, rows, partial) "
+                                "VALUES (?, ?, ?, false)",
                                 [part.name, _one_source(meta), meta.num_rows])
                 wh.refresh_events_view()
                 self._ledger(wh)

@@ -13,6 +13,7 @@
 -- every event would sort them all; almost every id is removed at most once, so the
 -- generation is found by comparing with its one removal, and only ids removed more than
 -- once pay for the window. _qev is a view: each stage reads only the columns it needs.
+-- needs kinds: queue_removed
 CREATE OR REPLACE TABLE _removals AS
 SELECT host, queue_id, count(*) AS removals, max(ts) AS removed_at
 FROM events
@@ -211,6 +212,7 @@ LEFT JOIN adopted USING (message_key);
 -- aliases): one row per message, list and member. Postfix and Exim name the list on the
 -- delivery line itself (deliveries.list). The expanding host may not be the delivering
 -- one, so expansions are keyed by the message across hosts.
+-- needs kinds: expansion
 CREATE OR REPLACE TABLE expansions AS
 SELECT m.message_uid, e.host, e.queue_id, e.orig_to AS list, e.recipient, min(e.ts) AS ts
 FROM _qev e
@@ -221,6 +223,7 @@ GROUP BY ALL;
 -- Posts a list server logged (Mailman): they name the list of a message whose MTA log
 -- shows only the members. Mailman 2 logs the list's name, not its address; the address is
 -- recovered from the envelope sender of the list's own copies (<name>-bounces@domain).
+-- needs kinds: list_post
 CREATE OR REPLACE TABLE list_posts AS
 WITH posts AS (
     SELECT message_id, {{ arg_min('orig_to', 'ts', 'orig_to') }} AS list, {{ arg_min('sender', 'ts', 'sender') }} AS sender,
