@@ -24,9 +24,11 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.cli import main
-from detector.dataset import NULL_DAY, write_catalog
+from detector.dataset import NULL_DAY, day_sql, utc_midnight_sql, write_catalog
 from detector.schema import TABLES, conform
 from detector.sqltext import sql_string
 from detector.warehouse import Warehouse
@@ -264,3 +266,18 @@ def test_parts_are_split_by_utc_day(tmp_path: Path) -> None:
                            "hive_partitioning = true) WHERE day IS NULL").fetchone() == (2,)
     finally:
         con.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.datetimes(min_value=datetime(1, 1, 1),
+                             max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
+                             timezones=st.just(UTC)), min_size=1, max_size=20))
+def test_the_day_of_an_instant_by_integers_is_its_utc_date(times: list[datetime]) -> None:
+    """The dataset finds a model part's days by integer arithmetic (``utc_midnight_sql``):
+    the day Python's calendar gives, before 1970 and at a day's last microsecond too."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    got = con.execute(f"SELECT list({day_sql('d', naive_utc=True)} ORDER BY i) FROM ("
+                      f"SELECT i, {utc_midnight_sql('t')} AS d FROM (SELECT unnest(?) AS t, "
+                      "unnest(range(?)) AS i))", [times, len(times)]).fetchone()
+    assert got == ([t.date().isoformat() for t in times],)
