@@ -15,20 +15,28 @@ use crate::splitter::{split_line, Kind, Parsed, FIELDS};
 
 const NFIELDS: usize = FIELDS.len();
 
-/// A view of `data` (bytes `offset..` of buffer `block`), inline when 12 bytes or fewer as
-/// the Arrow spec requires. `data` is part of a line whose own view had a u32 length.
-fn view(data: &[u8], block: u32, offset: u32) -> u128 {
-    let len = data.len() as u32; // a sub-slice of a line of at most u32::MAX bytes
-    let mut raw = [0u8; 16];
-    raw[..4].copy_from_slice(&len.to_le_bytes());
-    if let Some(inline) = raw.get_mut(4..4 + data.len()).filter(|_| data.len() <= 12) {
-        inline.copy_from_slice(data);
-        return u128::from_le_bytes(raw);
+/// A view of bytes `s..e` of `line`, which starts at `offset` of buffer `block`: inline
+/// when 12 bytes or fewer, as the Arrow spec requires. `line`'s own view had a u32 length.
+///
+/// Built with integer arithmetic, not in a byte array: small stores read back as one u128
+/// stall store forwarding (they were 40% of building the columns).
+fn view(line: &[u8], s: usize, e: usize, block: u32, offset: u32) -> Option<u128> {
+    let data = line.get(s..e)?;
+    let len = u128::from(u32::try_from(data.len()).ok()?);
+    if data.len() > 12 {
+        let prefix = u32::from_le_bytes(data.get(..4)?.try_into().ok()?);
+        return Some(len | u128::from(prefix) << 32 | u128::from(block) << 64 | u128::from(offset) << 96);
     }
-    raw[4..8].copy_from_slice(data.get(..4).unwrap_or(&[0; 4]));
-    raw[8..12].copy_from_slice(&block.to_le_bytes());
-    raw[12..16].copy_from_slice(&offset.to_le_bytes());
-    u128::from_le_bytes(raw)
+    // inline, zero-padded: one 16-byte load, masked, where the line has 16 bytes from `s`
+    let bytes = match line.get(s..s.checked_add(16)?) {
+        Some(w) => u128::from_le_bytes(w.try_into().ok()?) & ((1u128 << (8 * data.len())) - 1),
+        None => {
+            let mut raw = [0u8; 16];
+            raw.get_mut(..data.len())?.copy_from_slice(data);
+            u128::from_le_bytes(raw)
+        }
+    };
+    Some(len | bytes << 32)
 }
 
 /// The columns of a batch's vouched lines, in line order.
@@ -83,7 +91,8 @@ pub fn split_columns(raw: &BinaryViewArray, years: &Int64Array) -> Result<Column
     let mut kind_views = [0u128; Kind::ALL.len()];
     for (slot, k) in kind_views.iter_mut().zip(Kind::ALL) {
         let at = u32::try_from(names.len()).map_err(|_| "kind names".to_string())?;
-        *slot = view(k.name().as_bytes(), kind_block, at);
+        let name = k.name().as_bytes();
+        *slot = view(name, 0, name.len(), kind_block, at).ok_or("kind names")?;
         names.extend_from_slice(k.name().as_bytes());
     }
     let mut buffers: Vec<Buffer> = data.to_vec();
@@ -94,8 +103,11 @@ pub fn split_columns(raw: &BinaryViewArray, years: &Int64Array) -> Result<Column
     let mut index: Vec<u32> = Vec::with_capacity(n);
     let mut micros: Vec<i64> = Vec::with_capacity(n);
     let mut kind: Vec<u128> = Vec::with_capacity(n);
-    let mut strings: [Vec<u128>; NFIELDS] = std::array::from_fn(|_| Vec::with_capacity(n));
-    let (mut size, mut nrcpt, mut delay) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    // zeroed up front (one memset each), so a null costs no store: most fields are null on
+    // most lines (a delivery has no sender, message-id, client, subject...)
+    let mut strings: [Vec<u128>; NFIELDS] = std::array::from_fn(|_| vec![0u128; n]);
+    let mut m = 0usize; // lines vouched so far
+    let (mut size, mut nrcpt, mut delay) = (vec![0i64; n], vec![0i64; n], vec![0f64; n]);
     let mut masks: Vec<u32> = Vec::with_capacity(n);
     for (i, &v) in raw.views().iter().enumerate() {
         let at = ByteView::from(v);
@@ -125,21 +137,35 @@ pub fn split_columns(raw: &BinaryViewArray, years: &Int64Array) -> Result<Column
         for (f, (col, sp)) in strings.iter_mut().zip(p.spans.iter()).enumerate() {
             // spans_fit: the slice exists and its offset fits (the fallbacks are unreachable)
             let v = sp.and_then(|(s, e)| {
-                Some(view(line.get(s as usize..e as usize)?, at.buffer_index, at.offset.saturating_add(s)))
+                view(line, s as usize, e as usize, at.buffer_index, at.offset.saturating_add(s))
             });
-            mask |= u32::from(v.is_some()) << f;
-            col.push(v.unwrap_or(0));
+            if let (Some(v), Some(slot)) = (v, col.get_mut(m)) {
+                *slot = v;
+                mask |= 1 << f;
+            }
         }
-        mask |= u32::from(p.size.is_some()) << SIZE_BIT
-            | u32::from(p.nrcpt.is_some()) << NRCPT_BIT
-            | u32::from(p.delay.is_some()) << DELAY_BIT;
+        for (bit, v, col) in [(SIZE_BIT, p.size, &mut size), (NRCPT_BIT, p.nrcpt, &mut nrcpt)] {
+            if let (Some(v), Some(slot)) = (v, col.get_mut(m)) {
+                *slot = v;
+                mask |= 1 << bit;
+            }
+        }
+        if let (Some(v), Some(slot)) = (p.delay, delay.get_mut(m)) {
+            *slot = v;
+            mask |= 1 << DELAY_BIT;
+        }
         masks.push(mask);
-        size.push(p.size.unwrap_or(0));
-        nrcpt.push(p.nrcpt.unwrap_or(0));
-        delay.push(p.delay.unwrap_or(0.0));
+        m += 1;
     }
+    for col in [&mut size, &mut nrcpt] {
+        col.truncate(m);
+    }
+    delay.truncate(m);
     let strings = strings.into_iter().enumerate()
-        .map(|(f, views)| string_column(views.into(), nulls_of(&masks, f), &buffers))
+        .map(|(f, mut views)| {
+            views.truncate(m);
+            string_column(views.into(), nulls_of(&masks, f), &buffers)
+        })
         .collect();
     Ok(Columns {
         vouched: vouched.finish(),
@@ -225,6 +251,30 @@ mod tests {
         assert_eq!(c.size.value(1), 2193);
         assert!(c.size.is_null(0));
         assert_eq!(c.delay.value(0), 1.6);
+    }
+
+    #[test]
+    fn views_match_arrow() {
+        // every length around the inline limit, with and without 16 bytes after the start
+        let line = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        for s in 0..line.len() {
+            for e in s..=line.len() {
+                let ours = view(line, s, e, 3, 100 + s as u32).unwrap();
+                let theirs = arrow_data::ByteView::from(ours);
+                assert_eq!(theirs.length as usize, e - s);
+                let mut want = [0u8; 16];
+                want[..4].copy_from_slice(&((e - s) as u32).to_le_bytes());
+                if e - s <= 12 {
+                    want[4..4 + e - s].copy_from_slice(&line[s..e]);
+                } else {
+                    want[4..8].copy_from_slice(&line[s..s + 4]);
+                    want[8..12].copy_from_slice(&3u32.to_le_bytes());
+                    want[12..16].copy_from_slice(&(100 + s as u32).to_le_bytes());
+                }
+                assert_eq!(ours, u128::from_le_bytes(want), "{s}..{e}");
+            }
+        }
+        assert_eq!(view(line, 5, 99, 0, 0), None);
     }
 
     #[test]
