@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A bounded libFuzzer campaign on the splitter: fastpath/fuzz.sh SECONDS
 # Stable toolchain only: cargo-fuzz's nightly flags are let through by RUSTC_BOOTSTRAP=1
-# and no sanitizer is used (-s none: the splitter has no unsafe code to instrument for;
-# panics, overflow checks (debug assertions on) and the target's asserts are what it finds).
+# and no sanitizer is used (-s none: the splitter has no unsafe code; the one unsafe call,
+# columns.rs's unchecked string views, is checked by the target running Arrow's full
+# validation on every array it builds; panics, overflow checks (debug assertions on) and
+# the target's asserts are what it finds).
 # New inputs go to a scratch copy of the kept seed corpus, which stays small.
 set -euo pipefail
 secs="${1:?usage: fuzz.sh SECONDS}"

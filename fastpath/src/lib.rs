@@ -1,11 +1,16 @@
 //! mailstorm's fast path for the hottest Postfix line shapes.
 //!
-//! `splitter` is the whole parser, safe Rust on bytes; `edge` (feature `python`) is the
-//! thin pyo3/Arrow layer: it reads a batch's `raw` string-view array in place and returns
-//! the vouched lines' fields as string views into the same buffers (no string is copied).
-#![forbid(unsafe_code)]
+//! `splitter` is the whole parser, safe Rust on bytes (it forbids `unsafe`); `columns`
+//! (feature `arrow`) builds the vouched lines' Arrow columns as string views into the
+//! batch's own buffers (no string is copied), its one `unsafe` call skipping a second
+//! UTF-8 pass over views it made from ASCII lines; `edge` (feature `python`) is the thin
+//! pyo3 layer over both.
+#![deny(unsafe_code)]
 
 pub mod splitter;
+
+#[cfg(feature = "arrow")]
+pub mod columns;
 
 #[cfg(feature = "python")]
 mod edge;
