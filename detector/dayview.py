@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from detector.sqltext import truncated
 from detector.warehouse import Warehouse
 
 #: rows in each top list (pflogsumm's -h / -u default is 10)
@@ -58,14 +59,7 @@ def day_overview(wh: Warehouse, since: datetime | None = None,
 
 
 def _truncated(wh: Warehouse, bucket: str, column: str) -> str:
-    """``date_trunc(bucket, column)`` of a TIMESTAMPTZ column; in UTC (the warehouse's
-    zone) by integer arithmetic on its microseconds, as date_trunc goes through the
-    calendar for each of millions of rows (the same instants either way)."""
-    if wh.con.execute("SELECT current_setting('TimeZone')").fetchone() != ("UTC",):
-        return f"date_trunc('{bucket}', {column})"
-    unit = {"hour": 3_600_000_000, "day": 86_400_000_000}[bucket]
-    us = f"epoch_us({column})"
-    return f"to_timestamp(({us} - (({us} % {unit}) + {unit}) % {unit}) // 1000000)"
+    return truncated(str(wh.scalar("SELECT current_setting('TimeZone')")), bucket, column)
 
 
 def _bucket(wh: Warehouse, since: datetime | None, until: datetime | None) -> str:

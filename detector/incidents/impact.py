@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from detector.incidents.model import Incident
+from detector.sqltext import truncated
 from detector.warehouse import Warehouse
 
 #: the hours compared with: the same hours one day before
@@ -61,8 +62,7 @@ class Impact:
 _STATS = """
     count(*) FILTER (WHERE final) AS deliveries,
     count(delay) FILTER (WHERE final) AS with_delay,
-    median(delay) FILTER (WHERE final) AS median,
-    quantile_cont(delay, 0.95) FILTER (WHERE final) AS p95,
+    quantile_cont(delay, [0.5, 0.95]) FILTER (WHERE final) AS q,
     max(delay) FILTER (WHERE final) AS max,
     count(*) FILTER (WHERE status = 'deferred') AS deferred
 """
@@ -91,9 +91,12 @@ WITH w AS (
     JOIN {deliveries} dl ON dl.ts BETWEEN w.t0 - ? AND w.t1 - ?
     WHERE NOT dl.is_hop
 )
-SELECT 'incident' AS part, incident_id, {stats} FROM own GROUP BY incident_id
-UNION ALL SELECT 'others', incident_id, {stats} FROM others GROUP BY incident_id
-UNION ALL SELECT 'before', incident_id, {stats} FROM before GROUP BY incident_id
+SELECT part, incident_id, deliveries, with_delay, q[1] AS median, q[2] AS p95, max, deferred
+FROM (
+    SELECT 'incident' AS part, incident_id, {stats} FROM own GROUP BY incident_id
+    UNION ALL SELECT 'others', incident_id, {stats} FROM others GROUP BY incident_id
+    UNION ALL SELECT 'before', incident_id, {stats} FROM before GROUP BY incident_id
+)
 """
 
 IMPACT_MINUTES = """
@@ -101,7 +104,7 @@ WITH w AS (
     SELECT unnest(?) AS incident_id, unnest(?::TIMESTAMPTZ[]) AS t0,
         unnest(?::TIMESTAMPTZ[]) AS t1
 ), rows AS (
-    SELECT w.incident_id, date_trunc('minute', dl.ts) AS minute, dl.delay, dl.status,
+    SELECT w.incident_id, {minute} AS minute, dl.delay, dl.status,
         k.message_key IS NOT NULL AS own
     FROM w
     JOIN {deliveries} dl ON dl.ts BETWEEN w.t0 AND w.t1
@@ -132,7 +135,9 @@ def impacts(wh: Warehouse, incidents: Sequence[Incident],
         stats[(r["part"], r["incident_id"])] = DelayStats(
             int(r["deliveries"]), int(r["with_delay"]), r["median"], r["p95"], r["max"],
             int(r["deferred"]))
-    minutes = _grouped(wh.query(IMPACT_MINUTES.format(**names), [ids, starts, ends]))
+    minute = truncated(str(wh.scalar("SELECT current_setting('TimeZone')")), "minute", "dl.ts")
+    minutes = _grouped(wh.query(IMPACT_MINUTES.format(minute=minute, **names),
+                                [ids, starts, ends]))
     # the hours a day before count only where the warehouse read a log of them
     first_logged = wh.scalar("SELECT min(first_ts) FROM files")
     empty = DelayStats(0, 0, None, None, None, 0)
