@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from detector.sqltext import truncated
 from detector.warehouse import Warehouse
 
 #: rows in each top list (pflogsumm's -h / -u default is 10)
@@ -51,11 +52,14 @@ def day_overview(wh: Warehouse, since: datetime | None = None,
         "traffic": _traffic(wh, bucket, since, until),
         "senders": _senders(wh, since, until),
         "lists": _lists(wh, since, until),
-        "domains": _domains(wh, since, until, "delivered DESC"),
-        "slow_domains": _domains(wh, since, until, "p95_delay DESC NULLS LAST"),
+        **_domains(wh, since, until),
         "reasons": _reasons(wh, since, until),
         "top": TOP,
     }
+
+
+def _truncated(wh: Warehouse, bucket: str, column: str) -> str:
+    return truncated(str(wh.scalar("SELECT current_setting('TimeZone')")), bucket, column)
 
 
 def _bucket(wh: Warehouse, since: datetime | None, until: datetime | None) -> str:
@@ -74,14 +78,14 @@ def _traffic(wh: Warehouse, bucket: str, since: datetime | None,
     r_where, r_params = _in_span("first_seen", since, until)
     rows = wh.con.execute(f"""
         WITH d AS (
-            SELECT date_trunc('{bucket}', ts) AS t,
+            SELECT {_truncated(wh, bucket, 'ts')} AS t,
                    count(*) FILTER (WHERE status = 'sent') AS delivered,
                    count(*) FILTER (WHERE status = 'deferred') AS deferred,
                    count(*) FILTER (WHERE list_contains(?, status)) AS bounced
             FROM deliveries WHERE NOT coalesce(is_hop, false) AND {d_where} GROUP BY ALL),
-        r AS (SELECT date_trunc('{bucket}', first_seen) AS t, count(*) AS received
+        r AS (SELECT {_truncated(wh, bucket, 'first_seen')} AS t, count(*) AS received
               FROM logical_messages WHERE {r_where} GROUP BY ALL),
-        j AS (SELECT date_trunc('{bucket}', ts) AS t, count(*) AS rejected FROM events
+        j AS (SELECT {_truncated(wh, bucket, 'ts')} AS t, count(*) AS rejected FROM events
               WHERE {_REJECTED} AND {d_where} GROUP BY ALL),
         span AS (SELECT min(t) AS lo, max(t) AS hi
                  FROM (SELECT t FROM d UNION ALL SELECT t FROM r UNION ALL SELECT t FROM j)),
@@ -126,22 +130,32 @@ def _lists(wh: Warehouse, since: datetime | None,
         GROUP BY ALL ORDER BY deliveries DESC, list LIMIT ?""", [FAILED, *params, TOP])
 
 
-def _domains(wh: Warehouse, since: datetime | None, until: datetime | None,
-             order: str) -> list[dict[str, Any]]:
+def _domains(wh: Warehouse, since: datetime | None,
+             until: datetime | None) -> dict[str, list[dict[str, Any]]]:
     """Recipient domains with their delays: pflogsumm's "Host/Domain Summary: Message
-    Delivery" (``order`` is one of this module's two orderings, never input)."""
+    Delivery", the busiest (``domains``) and the slowest (``slow_domains``): one pass
+    over the deliveries, kept in a temporary table for the two orderings."""
     where, params = _in_span("ts", since, until)
-    return _dicts(wh, f"""
-        SELECT lower(split_part(recipient, '@', 2)) AS domain,
-               count(*) FILTER (WHERE status = 'sent') AS delivered,
-               count(*) FILTER (WHERE status = 'deferred') AS deferred,
-               count(*) FILTER (WHERE list_contains(?, status)) AS bounced,
-               quantile_cont(delay, 0.5) FILTER (WHERE status = 'sent') AS median_delay,
-               quantile_cont(delay, 0.95) FILTER (WHERE status = 'sent') AS p95_delay,
-               max(delay) FILTER (WHERE status = 'sent') AS max_delay
-        FROM deliveries
-        WHERE NOT coalesce(is_hop, false) AND recipient LIKE '%@%' AND {where}
-        GROUP BY ALL ORDER BY {order}, domain LIMIT ?""", [FAILED, *params, TOP])
+    wh.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _day_domains AS
+        SELECT domain, delivered, deferred, bounced, q[1] AS median_delay,
+               q[2] AS p95_delay, max_delay
+        FROM (SELECT lower(split_part(recipient, '@', 2)) AS domain,
+                     count(*) FILTER (WHERE status = 'sent') AS delivered,
+                     count(*) FILTER (WHERE status = 'deferred') AS deferred,
+                     count(*) FILTER (WHERE list_contains(?, status)) AS bounced,
+                     quantile_cont(delay, [0.5, 0.95]) FILTER (WHERE status = 'sent') AS q,
+                     max(delay) FILTER (WHERE status = 'sent') AS max_delay
+              FROM deliveries
+              WHERE NOT coalesce(is_hop, false) AND recipient LIKE '%@%' AND {where}
+              GROUP BY ALL)""", [FAILED, *params])
+    try:
+        return {key: _dicts(wh, f"SELECT * FROM _day_domains ORDER BY {order}, domain "
+                                "LIMIT ?", [TOP])
+                for key, order in (("domains", "delivered DESC"),
+                                   ("slow_domains", "p95_delay DESC NULLS LAST"))}
+    finally:
+        wh.con.execute("DROP TABLE IF EXISTS temp._day_domains")
 
 
 def _reasons(wh: Warehouse, since: datetime | None,

@@ -303,3 +303,24 @@ def test_redactor_hashes_local_parts_only_and_stably() -> None:
     assert first == second and re.fullmatch(r"h[0-9a-f]{10}", first)  # case-insensitive
     assert shown.endswith("at 10:02 @ home")  # no address: left alone
     assert other.text(text) != shown  # keyed: another warehouse, other stand-ins
+
+
+@pytest.mark.parametrize("unit", ["minute", "hour", "day"])
+def test_truncated_times_are_date_trunc_in_utc(unit: str) -> None:
+    """The day overview's and the impact's buckets cut by integer arithmetic on
+    microseconds: the instants date_trunc gives in a UTC session, before 1970 too; in
+    another session zone, date_trunc itself."""
+    import duckdb
+
+    from detector.sqltext import truncated
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("""CREATE TABLE t AS SELECT to_timestamp(s) + INTERVAL (us) MICROSECONDS AS ts
+                   FROM (SELECT unnest([-86_400 * 400 - 1, -1, 0, 1, 59, 60, 3599, 3600,
+                                        86_399, 86_400, 1_479_117_494, 1_710_000_000])
+                                AS s) CROSS JOIN (SELECT unnest([0, 1, 999_999]) AS us)""")
+    differ = con.execute(f"SELECT count(*) FROM t WHERE {truncated('UTC', unit, 'ts')} "
+                         f"IS DISTINCT FROM date_trunc('{unit}', ts)").fetchall()
+    assert differ == [(0,)]
+    assert truncated("Europe/London", unit, "ts") == f"date_trunc('{unit}', ts)"

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from detector.incidents.model import Incident
+from detector.sqltext import truncated
 from detector.warehouse import Warehouse
 
 #: the hours compared with: the same hours one day before
@@ -61,8 +62,7 @@ class Impact:
 _STATS = """
     count(*) FILTER (WHERE final) AS deliveries,
     count(delay) FILTER (WHERE final) AS with_delay,
-    median(delay) FILTER (WHERE final) AS median,
-    quantile_cont(delay, 0.95) FILTER (WHERE final) AS p95,
+    quantile_cont(delay, [0.5, 0.95]) FILTER (WHERE final) AS q,
     max(delay) FILTER (WHERE final) AS max,
     count(*) FILTER (WHERE status = 'deferred') AS deferred
 """
@@ -84,16 +84,23 @@ WITH w AS (
     JOIN {deliveries} dl ON dl.ts BETWEEN w.t0 AND w.t1
     LEFT JOIN _detail_keys k ON k.incident_id = w.incident_id AND k.message_key = dl.message_key
     WHERE NOT dl.is_hop AND k.message_key IS NULL
+), logged AS (
+    -- the incidents whose hours a day before the warehouse holds a log of
+    SELECT unnest(?) AS incident_id, unnest(?::TIMESTAMPTZ[]) AS t0,
+        unnest(?::TIMESTAMPTZ[]) AS t1
 ), before AS (
     SELECT w.incident_id, dl.delay, dl.status,
         dl.status NOT IN ('deferred', 'discarded') AS final
-    FROM w
+    FROM logged w
     JOIN {deliveries} dl ON dl.ts BETWEEN w.t0 - ? AND w.t1 - ?
     WHERE NOT dl.is_hop
 )
-SELECT 'incident' AS part, incident_id, {stats} FROM own GROUP BY incident_id
-UNION ALL SELECT 'others', incident_id, {stats} FROM others GROUP BY incident_id
-UNION ALL SELECT 'before', incident_id, {stats} FROM before GROUP BY incident_id
+SELECT part, incident_id, deliveries, with_delay, q[1] AS median, q[2] AS p95, max, deferred
+FROM (
+    SELECT 'incident' AS part, incident_id, {stats} FROM own GROUP BY incident_id
+    UNION ALL SELECT 'others', incident_id, {stats} FROM others GROUP BY incident_id
+    UNION ALL SELECT 'before', incident_id, {stats} FROM before GROUP BY incident_id
+)
 """
 
 IMPACT_MINUTES = """
@@ -101,7 +108,7 @@ WITH w AS (
     SELECT unnest(?) AS incident_id, unnest(?::TIMESTAMPTZ[]) AS t0,
         unnest(?::TIMESTAMPTZ[]) AS t1
 ), rows AS (
-    SELECT w.incident_id, date_trunc('minute', dl.ts) AS minute, dl.delay, dl.status,
+    SELECT w.incident_id, {minute} AS minute, dl.delay, dl.status,
         k.message_key IS NOT NULL AS own
     FROM w
     JOIN {deliveries} dl ON dl.ts BETWEEN w.t0 AND w.t1
@@ -126,24 +133,32 @@ def impacts(wh: Warehouse, incidents: Sequence[Incident],
     ids = [i.id for i in incidents]
     starts = [i.start for i in incidents]
     ends = [i.end for i in incidents]
+    # the hours a day before count only where the warehouse read a log of them (the
+    # others' figures would be thrown away: not read)
+    first_logged = wh.scalar("SELECT min(first_ts) FROM files")
+    logged = [i for i in incidents if isinstance(first_logged, datetime)
+              and first_logged <= i.start - DAY_BEFORE]
+    logged_ids = {i.id for i in logged}
     stats: dict[tuple[str, str], DelayStats] = {}
     for r in wh.query(IMPACT.format(stats=_STATS, **names),
-                      [ids, starts, ends, DAY_BEFORE, DAY_BEFORE]).iter_rows(named=True):
+                      [ids, starts, ends, [i.id for i in logged], [i.start for i in logged],
+                       [i.end for i in logged], DAY_BEFORE, DAY_BEFORE]
+                      ).iter_rows(named=True):
         stats[(r["part"], r["incident_id"])] = DelayStats(
             int(r["deliveries"]), int(r["with_delay"]), r["median"], r["p95"], r["max"],
             int(r["deferred"]))
-    minutes = _grouped(wh.query(IMPACT_MINUTES.format(**names), [ids, starts, ends]))
-    # the hours a day before count only where the warehouse read a log of them
-    first_logged = wh.scalar("SELECT min(first_ts) FROM files")
+    minute = truncated(str(wh.scalar("SELECT current_setting('TimeZone')")), "minute", "dl.ts")
+    minutes = _grouped(wh.query(IMPACT_MINUTES.format(minute=minute, **names),
+                                [ids, starts, ends]))
     empty = DelayStats(0, 0, None, None, None, 0)
     out = {}
     for inc in incidents:
-        logged = isinstance(first_logged, datetime) and first_logged <= inc.start - DAY_BEFORE
         out[inc.id] = Impact(
             start=inc.start, end=inc.end,
             incident=stats.get(("incident", inc.id), empty),
             others=stats.get(("others", inc.id), empty),
-            day_before=stats.get(("before", inc.id), empty) if logged else None,
+            day_before=stats.get(("before", inc.id), empty) if inc.id in logged_ids
+            else None,
             minutes=tuple(DelayMinute(r["minute"], r["incident_p95"], r["others_p95"],
                                       int(r["deferred"])) for r in minutes.get(inc.id, [])))
     return out
