@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from detector.dialect import DUCKDB
 from detector.model.build import view_statements
 from detector.schema import TABLES, Table, comment_statements
-from detector.sqltext import sql_string
+from detector.sqltext import sql_string, truncated
 from detector.warehouse import (
     MODEL_PARTS,
     Warehouse,
@@ -89,28 +89,13 @@ def dataset_dir_of(out_dir: Path) -> Path:
     return out_dir / DATASET_DIR
 
 
-_DAY_US = 86_400_000_000
-
-
-def day_sql(column: str, alias: str = "", *, null: str | None = NULL_DAY,
-            naive_utc: bool = False) -> str:
-    """The UTC date of ``column`` (of the relation ``alias``; ``naive_utc``: a TIMESTAMP
-    holding UTC, not an instant) as a partition value, and ``null`` when it is null.
-    COPY's PARTITION_BY is given the null itself (it names the folder NULL_DAY; given the
-    text, it would escape it)."""
+def day_sql(column: str, alias: str = "", *, null: str | None = NULL_DAY) -> str:
+    """The UTC date of ``column`` (of the relation ``alias``) as a partition value, and
+    ``null`` when it is null. COPY's PARTITION_BY is given the null itself (it names the
+    folder NULL_DAY; given the text, it would escape it)."""
     ref = f'{alias}."{column}"' if alias else f'"{column}"'
-    utc = ref if naive_utc else f"timezone('UTC', {ref})"
-    value = f"strftime({utc}, '%Y-%m-%d')"
+    value = f"strftime(timezone('UTC', {ref}), '%Y-%m-%d')"
     return value if null is None else f"coalesce({value}, {sql_string(null)})"
-
-
-def utc_midnight_sql(column: str) -> str:
-    """The UTC midnight starting the day of the instant ``column``, as a TIMESTAMP
-    holding UTC, by integer arithmetic on its microseconds (a time before 1970 is in the
-    day before: ``//`` truncates towards zero, so negatives are floored first)."""
-    us = f'epoch_us("{column}")'
-    days = f"(CASE WHEN {us} >= 0 THEN {us} ELSE {us} - {_DAY_US - 1} END) // {_DAY_US}"
-    return f"make_timestamp(({days}) * {_DAY_US})"
 
 
 def _columns(table: Table) -> str:
@@ -258,10 +243,10 @@ def _model_days(wh: Warehouse, name: str, known: dict[str, list[str]] | None, bu
     if new:
         # the distinct UTC days as integers first: formatting a date per row of a storm
         # night's deliveries cost more than the rest of the scan
+        midnight = truncated("UTC", "day", f'"{table.day}"')
         for part, days in con.execute(
-                f"SELECT part, list({day_sql('d', null=NULL_DAY, naive_utc=True)}) FROM ("
-                f"  SELECT DISTINCT parse_filename(filename) AS part, "
-                f"    {utc_midnight_sql(str(table.day))} AS d"
+                f"SELECT part, list({day_sql('d')}) FROM ("
+                f"  SELECT DISTINCT parse_filename(filename) AS part, {midnight} AS d"
                 f"  FROM read_parquet({new_listed}, filename = true)) GROUP BY part"
         ).fetchall():
             now[part] = sorted(days)

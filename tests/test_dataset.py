@@ -28,9 +28,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.cli import main
-from detector.dataset import NULL_DAY, day_sql, utc_midnight_sql, write_catalog
+from detector.dataset import NULL_DAY, day_sql, write_catalog
 from detector.schema import TABLES, conform
-from detector.sqltext import sql_string
+from detector.sqltext import sql_string, truncated
 from detector.warehouse import Warehouse
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_logs"
@@ -273,11 +273,12 @@ def test_parts_are_split_by_utc_day(tmp_path: Path) -> None:
                              max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
                              timezones=st.just(UTC)), min_size=1, max_size=20))
 def test_the_day_of_an_instant_by_integers_is_its_utc_date(times: list[datetime]) -> None:
-    """The dataset finds a model part's days by integer arithmetic (``utc_midnight_sql``):
-    the day Python's calendar gives, before 1970 and at a day's last microsecond too."""
+    """The dataset finds a model part's days from instants cut to their day by integer
+    arithmetic (``sqltext.truncated``): the day Python's calendar gives, before 1970 and
+    at a day's last microsecond too."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    got = con.execute(f"SELECT list({day_sql('d', naive_utc=True)} ORDER BY i) FROM ("
-                      f"SELECT i, {utc_midnight_sql('t')} AS d FROM (SELECT unnest(?) AS t, "
+    got = con.execute(f"SELECT list({day_sql('d')} ORDER BY i) FROM ("
+                      f"SELECT i, {truncated('UTC', 'day', 't')} AS d FROM (SELECT unnest(?) AS t, "
                       "unnest(range(?)) AS i))", [times, len(times)]).fetchone()
     assert got == ([t.date().isoformat() for t in times],)
