@@ -562,12 +562,21 @@ class Warehouse:
         its own table storage, and a build adds a part rather than rewriting a table."""
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
         path = self.parquet_dir / f"{name}-{uuid.uuid4().hex}.parquet"
+        # the part's newest time comes with the write's own statistics, not a read back
         row = self.con.execute(f"COPY (SELECT *, CAST({int(build)} AS INTEGER) AS build "
                                f"FROM ({select})) TO {sql_path(path)} "
-                               "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
-                               ).fetchone()
-        self.record_part_times(name, [path])
-        return path, int(row[0]) if row else 0
+                               "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
+                               "RETURN_STATS true)").fetchone()
+        rows = int(row[1]) if row else 0
+        time = MODEL_PARTS[name].time
+        if not time.isidentifier():  # an expression (logical_messages): read back
+            self.record_part_times(name, [path])
+            return path, rows
+        stats = (row[4] or {}).get(f'"{time}"', {}) if row else {}
+        self.con.execute(f"INSERT OR REPLACE INTO {self.catalog}.main.model_part_times "
+                         "VALUES (?, CAST(? AS TIMESTAMPTZ))",
+                         [path.name, stats.get("max") if rows else None])
+        return path, rows
 
     def record_part_times(self, name: str, paths: list[Path]) -> None:
         """Record the newest row time of these parts of the model table ``name``."""

@@ -501,3 +501,21 @@ def test_statements_over_kinds_no_part_holds_are_skipped_and_change_nothing(
         assert "deliveries" in ran
     assert rows["skipping"] == rows["full"]
     assert rows["full"]["deliveries"] and rows["full"]["logical_messages"]
+
+
+def test_each_model_part_records_its_newest_row_time(tmp_path: Path) -> None:
+    """Retention drops whole model parts by the newest time recorded as each is written
+    (from the write's own statistics, or read back for an expression's time): the
+    newest time its rows hold, null for a part without rows."""
+    from detector.warehouse import MODEL_PARTS
+
+    lines = (_message("mx1", "09:00:00", "ABCDEF1234", "one@x", [("u1@x", "all@x")])
+             + _message("mx1", "10:30:00", "BCDEF12345", "two@x", [("u2@x", None)]))
+    with _model(tmp_path, ("mail.log", lines)) as wh:
+        recorded = dict(wh.con.execute("SELECT part, last_ts FROM model_part_times").fetchall())
+        assert recorded
+        for name, part in MODEL_PARTS.items():
+            for path in wh.model_files(name):
+                newest = wh.scalar(f"SELECT max({part.time}) FROM read_parquet('{path}')")
+                assert recorded[path.name] == newest, (name, path.name)
+        assert any(v is None for v in recorded.values())  # expansions: no rows
