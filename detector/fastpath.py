@@ -49,7 +49,8 @@ def split_file_batch(lines: pl.DataFrame, ctx: ParseContext, fmt: str, *, dispat
     """``split`` for a batch of a file sniffed (or forced) as ``fmt`` ahead of
     ``formats.shared``'s dispatch: None where the fast path does not apply (another
     format, no years assigned, turned off). With ``dispatch``, a line of another syslog
-    format's program (Sendmail, Exim) is left with the rest, for its own parser."""
+    format's program (Sendmail, Exim) is left with the rest, for its own parser. The rest
+    holds its own bytes (``_compact``): its caller pools it across batches."""
     if fmt != "postfix" or not lines.height or "_year" not in lines.columns or not enabled():
         return None
     events, rest = split(lines, ctx)
@@ -61,7 +62,7 @@ def split_file_batch(lines: pl.DataFrame, ctx: ParseContext, fmt: str, *, dispat
             back = events.filter(other)["line_no"]
             events = events.filter(~other)
             rest = pl.concat([rest, lines.filter(pl.col("line_no").is_in(back.implode()))])
-    return events, rest
+    return events, _compact(rest)
 
 
 def split(lines: pl.DataFrame, ctx: ParseContext) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -82,7 +83,7 @@ def split(lines: pl.DataFrame, ctx: ParseContext) -> tuple[pl.DataFrame, pl.Data
         ts=naive, line_no=lines["line_no"].gather(index),
         source_file=pl.lit(ctx.source_file, pl.String)).with_columns(
         _localize(pl.col("ts"), ctx.tz))
-    return conform(frame).collect(), _compact(lines.filter(~vouched))
+    return conform(frame).collect(), lines.filter(~vouched)
 
 
 def _compact(frame: pl.DataFrame) -> pl.DataFrame:

@@ -260,7 +260,10 @@ def test_lines_left_over_hold_no_buffer_of_their_batch() -> None:
     hold its own bytes, not the whole batch's buffers (a 10M-line night's ingest peaked at
     2 GB before they were compacted)."""
     lines = _read(ROOT / "sample_logs" / "mail.log")[:20000]
-    _, rest = fastpath.split(_batch(lines), ParseContext("f"))
+    split = fastpath.split_file_batch(_batch(lines), ParseContext("f"), "postfix",
+                                      dispatch=True)
+    assert split is not None
+    _, rest = split
     assert 0 < rest.height < len(lines) // 10
     held = rest["raw"].to_arrow(compat_level=pl.CompatLevel.newest()).buffers()
     own = rest["raw"].str.len_bytes().sum() + 16 * rest.height  # its bytes and views
