@@ -378,7 +378,12 @@ def _lines_frame(data: bytes, first_line_no: int, first: bytes = b"",
     """
     frame = _read_lines(data)
     if whole is not None and whole < len(data):  # leave out the unfinished last line
-        frame = frame.head(data.count(b"\n", 0, whole))  # a row per line ending
+        tail = data[whole:]
+        if b"\r" in tail or b"\x00" in tail:  # maybe no row of its own: count the others
+            frame = frame.head(data.count(b"\n", 0, whole))  # a row per line ending
+        else:  # a row of its own, the last (counting the line endings took as long as
+            # reading the lines)
+            frame = frame.head(frame.height - 1)
     if first:  # the first line, whole: read on its own, the same way
         frame = pl.concat([_read_lines(first).head(1), frame.slice(1)])
     frame = frame.with_columns(

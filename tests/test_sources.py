@@ -324,3 +324,19 @@ def test_any_batch_size_reads_the_same_lines(tmp_path_factory: pytest.TempPathFa
     assert cut["raw"].to_list() == whole["raw"].to_list()
     assert cut["line_no"].to_list() == list(range(1, whole.height + 1))
     assert ends[-1] == whole_ends[-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.text(alphabet="ab é\r\x00,\"", max_size=10), max_size=10),
+       last=st.text(alphabet="aé\r\x00", min_size=1, max_size=4))
+def test_a_block_s_unfinished_last_line_is_left_out_and_no_other(lines: list[str],
+                                                                 last: str) -> None:
+    """A block read up to its last line ending gives one row per line ending, the rows
+    of the same block without the unfinished line after it, whatever that line holds (an
+    '\\r', a NUL, nothing but those)."""
+    from detector.sources import _lines_frame
+
+    head = "".join(line + "\n" for line in lines).encode()
+    got = _lines_frame(head + last.encode(), 7, whole=len(head))
+    assert got.height == head.count(b"\n")
+    assert got.to_dicts() == _lines_frame(head, 7).to_dicts()

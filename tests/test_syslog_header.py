@@ -68,3 +68,18 @@ def test_fast_header_reads_each_layout() -> None:
     iso = parse_header(lines_frame([lines[2]]), "UTC", YearState(2016))
     assert iso["ts"][0].isoformat() == "2016-11-14T09:02:11.500000+00:00"
     assert iso["prog"][0] == "postfix/qmgr" and iso["msg"][0] == "x: y"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="JanFebMrApyulgSOctNovDcé \x00", max_size=6),
+                          st.builds(lambda m, rest: m + rest,
+                                    st.sampled_from(["Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+                                                     "jan", "NOV", "Se", "Decé"]),
+                                    st.text(max_size=4))), max_size=30))
+def test_the_month_of_a_line_is_that_of_its_first_three_characters(lines: list[str | None]
+                                                                    ) -> None:
+    names = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+    want = [None if line is None or line[:3] not in names else names.index(line[:3]) + 1
+            for line in lines]
+    assert months_of_raw(pl.Series("raw", lines, dtype=pl.String)).to_list() == want
