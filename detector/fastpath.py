@@ -57,10 +57,10 @@ def split_file_batch(lines: pl.DataFrame, ctx: ParseContext, fmt: str, *, dispat
     if dispatch:
         from detector.formats.shared import other_programs
 
-        other = (pl.col("kind") == "foreign") & other_programs(fmt)
-        if events.select(other.any()).item():
-            back = events.filter(other)["line_no"]
-            events = events.filter(~other)
+        # the programs' patterns tried on the foreign lines only (few), not on every line
+        back = events.filter(pl.col("kind") == "foreign").filter(other_programs(fmt))["line_no"]
+        if back.len():
+            events = events.filter(~pl.col("line_no").is_in(back.implode()))
             rest = pl.concat([rest, lines.filter(pl.col("line_no").is_in(back.implode()))])
     return events, _compact(rest)
 

@@ -455,9 +455,13 @@ class Warehouse:
     def _write_one(self, events: pl.DataFrame) -> Part:
         path = self._tmp_dir / f"part-{uuid.uuid4().hex}.parquet"
         try:
-            pq.write_table(events.to_arrow(), path, compression="zstd", compression_level=1,
+            # Polars' string views as they are (to large strings was a copy of every
+            # string, a sixth of the write); the file's own types, not an Arrow schema
+            # naming views, so that every reader reads plain strings
+            pq.write_table(events.to_arrow(compat_level=pl.CompatLevel.newest()), path,
+                           compression="zstd", compression_level=1,
                            use_dictionary=_DICTIONARY_COLUMNS,
-                           write_statistics=_STATS_COLUMNS)
+                           write_statistics=_STATS_COLUMNS, store_schema=False)
         except OSError as exc:  # Arrow's message names no file: say which
             path.unlink(missing_ok=True)
             raise OSError(exc.errno, str(exc).removeprefix("Error writing bytes to file. "),

@@ -79,7 +79,7 @@ def test_fast_header_reads_each_layout() -> None:
                                     st.text(max_size=4))), max_size=30))
 def test_the_month_of_a_line_is_that_of_its_first_three_characters(lines: list[str | None]
                                                                     ) -> None:
-    names = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+    names = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
     want = [None if line is None or line[:3] not in names else names.index(line[:3]) + 1
             for line in lines]
     assert months_of_raw(pl.Series("raw", lines, dtype=pl.String)).to_list() == want
