@@ -89,7 +89,9 @@ class Statement(NamedTuple):
     needs: tuple[str, ...] = ()
 
 
-_NEEDS = re.compile(r"^-- needs kinds: ([\w, ]+)$", re.MULTILINE)
+#: a "-- needs kinds:" line and the statement right below it
+_NEEDS = re.compile(r"^-- needs kinds: ([\w, ]+)\nCREATE OR REPLACE (?:TABLE|VIEW) (\w+)",
+                    re.MULTILINE | re.IGNORECASE)
 
 
 def _settled_statement(dialect: Dialect) -> Statement:
@@ -103,17 +105,16 @@ def _settled_statement(dialect: Dialect) -> Statement:
 def _rendered(name: str, dialect: Dialect) -> list[Statement]:
     out = []
     script = render_resource("detector.model", f"sql/{name}", dialect, **PATTERNS)
-    # the other comments go (they may hold a ';'); a "-- needs kinds:" line stays with
-    # the statement below it
-    script = re.sub(r"--(?! needs kinds:)[^\n]*", "", script)
-    for chunk in filter(None, (c.strip() for c in script.split(";"))):
-        needs = tuple(k.strip() for m in _NEEDS.findall(chunk) for k in m.split(","))
-        text = _NEEDS.sub("", chunk).strip()
+    needs = {m.group(2): tuple(k.strip() for k in m.group(1).split(","))
+             for m in _NEEDS.finditer(script)}
+    if len(needs) != script.count("-- needs kinds:"):
+        raise ValueError(f"{name}: a '-- needs kinds:' line not right above its statement")
+    for text in statements(script):
         made = _MADE.match(text)
         dropped = _DROPPED.fullmatch(text)
         if made:
             out.append(Statement(made.group(2), made.group(1).lower(), made.group(3),
-                                 needs))
+                                 needs.get(made.group(2), ())))
         elif dropped:
             out.append(Statement(dropped.group(1), "drop", text))
         else:
