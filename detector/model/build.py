@@ -65,7 +65,7 @@ class Built:
 
 
 _MADE = re.compile(r"CREATE OR REPLACE (TABLE|VIEW) (\w+) AS\s+(.*)", re.IGNORECASE | re.DOTALL)
-_DROPPED = re.compile(r"DROP VIEW IF EXISTS (\w+)", re.IGNORECASE)
+_DROPPED = re.compile(r"DROP (?:VIEW|TABLE) IF EXISTS (\w+)", re.IGNORECASE)
 
 #: the regex patterns model.sql names (a template never writes a pattern inline: the
 #: engines quote backslashes differently)
@@ -79,9 +79,10 @@ PATTERNS = {
 
 class Statement(NamedTuple):
     """One step of the model: ``kind`` "table" materialises the SELECT ``sql`` as table
-    ``name``, "view" makes view ``name`` over it, "drop" drops view ``name`` (``sql`` is
-    the DROP VIEW IF EXISTS statement). ``needs``: the line kinds without which its
-    SELECT has no rows (model.sql's ``-- needs kinds:`` line above it)."""
+    ``name``, "view" makes view ``name`` over it, "drop" drops the view or working table
+    ``name`` (``sql`` is its DROP VIEW|TABLE IF EXISTS statement). ``needs``: the line
+    kinds without which its SELECT has no rows (model.sql's ``-- needs kinds:`` line above
+    it)."""
 
     name: str | None
     kind: str

@@ -54,44 +54,43 @@ FROM (
 -- Stage 2. One row per message per host. Postfix spreads a message's facts over several
 -- lines (cleanup, qmgr, header_checks, smtpd); other formats log them on one 'received'
 -- line (docs/formats.md lists the kinds the model reads).
-CREATE OR REPLACE TABLE messages AS
-WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bounce
-    -- daemon, Sendmail's DSN): the notice line names the new message's queue id
-    SELECT DISTINCT host, next_queue_id AS queue_id
-    FROM events
-    WHERE kind IN ('bounce_notification', 'dsn') AND next_queue_id IS NOT NULL
-), inst AS (
-    SELECT
-        message_key,
-        max(host) AS host,
-        max(queue_id) AS queue_id,
-        max(message_id) FILTER (WHERE kind IN ('cleanup_message_id', 'received'))
-            AS message_id,
-        coalesce(
-            max(sender) FILTER (WHERE kind IN ('qmgr_from', 'received')),
-            max(sender) FILTER (WHERE kind IN ('pickup', 'qmgr_expired', 'header_subject'))
-        ) AS sender,
-        max(subject) FILTER (WHERE kind IN ('header_subject', 'received')) AS subject,
-        max(in_reply_to) FILTER (WHERE kind IN ('header_in_reply_to', 'received'))
-            AS in_reply_to,
-        max(refs) FILTER (WHERE kind IN ('header_references', 'received')) AS refs,
-        max(size) FILTER (WHERE kind IN ('qmgr_from', 'received')) AS size,
-        max(nrcpt) FILTER (WHERE kind IN ('qmgr_from', 'received')) AS nrcpt,
-        min(ts) AS first_seen,
-        max(ts) AS last_seen,
-        -- the how-manieth use of its queue id on its host, and when it left the queue
-        CAST(max(generation) AS BIGINT) AS generation,
-        max(ts) FILTER (WHERE kind = 'queue_removed') AS removed_at,
-        max(client) FILTER (WHERE kind IN ('smtpd_client', 'received')) AS client,
-        -- its arrival is in the log (Postfix logs qmgr from= again at every retry of a
-        -- deferred message: that alone is no arrival)
-        bool_or(kind IN ('smtpd_client', 'pickup', 'cleanup_message_id', 'received'))
-            AS intake_logged
-    FROM _qev
-    GROUP BY message_key
-    HAVING bool_or(kind IN ('smtpd_client', 'pickup', 'cleanup_message_id', 'qmgr_from',
-                            'delivery', 'received'))
-), shared AS (
+-- The instances and the hand-overs between those that share a Message-ID are working
+-- tables, not CTEs of messages: messages reads them many times over, and Spark computes a
+-- CTE again at each use (and each round of the recursion below).
+CREATE OR REPLACE TABLE _inst AS
+SELECT
+    message_key,
+    max(host) AS host,
+    max(queue_id) AS queue_id,
+    max(message_id) FILTER (WHERE kind IN ('cleanup_message_id', 'received'))
+        AS message_id,
+    coalesce(
+        max(sender) FILTER (WHERE kind IN ('qmgr_from', 'received')),
+        max(sender) FILTER (WHERE kind IN ('pickup', 'qmgr_expired', 'header_subject'))
+    ) AS sender,
+    max(subject) FILTER (WHERE kind IN ('header_subject', 'received')) AS subject,
+    max(in_reply_to) FILTER (WHERE kind IN ('header_in_reply_to', 'received'))
+        AS in_reply_to,
+    max(refs) FILTER (WHERE kind IN ('header_references', 'received')) AS refs,
+    max(size) FILTER (WHERE kind IN ('qmgr_from', 'received')) AS size,
+    max(nrcpt) FILTER (WHERE kind IN ('qmgr_from', 'received')) AS nrcpt,
+    min(ts) AS first_seen,
+    max(ts) AS last_seen,
+    -- the how-manieth use of its queue id on its host, and when it left the queue
+    CAST(max(generation) AS BIGINT) AS generation,
+    max(ts) FILTER (WHERE kind = 'queue_removed') AS removed_at,
+    max(client) FILTER (WHERE kind IN ('smtpd_client', 'received')) AS client,
+    -- its arrival is in the log (Postfix logs qmgr from= again at every retry of a
+    -- deferred message: that alone is no arrival)
+    bool_or(kind IN ('smtpd_client', 'pickup', 'cleanup_message_id', 'received'))
+        AS intake_logged
+FROM _qev
+GROUP BY message_key
+HAVING bool_or(kind IN ('smtpd_client', 'pickup', 'cleanup_message_id', 'qmgr_from',
+                        'delivery', 'received'));
+
+CREATE OR REPLACE TABLE _split AS
+WITH shared AS (
     -- a Message-ID is not proof of one message: scripts, appliances and anonymisers
     -- reuse a fixed one. The few ids whose instances disagree on envelope sender or size
     -- (a list server's copies aside) are looked at instance by instance below.
@@ -99,34 +98,42 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
     -- message whatever their sizes: a loop adds a Received header at every pass, a relay
     -- chain its own headers.
     SELECT message_id
-    FROM inst
+    FROM _inst
     WHERE message_id <> '' AND {{ list_of_copy('sender') }} IS NULL
     GROUP BY message_id
     HAVING (min(sender) <> max(sender) OR min(size) <> max(size))
         AND NOT (count(subject) = count(*) AND min(sender) = max(sender)
                  AND min(subject) = max(subject))
-), split AS (
-    SELECT i.message_key, i.message_id, i.host, i.queue_id, i.sender, i.size,
-        i.first_seen, i.last_seen
-    FROM inst i
-    JOIN shared USING (message_id)
-), handed AS (
-    -- hand-overs between them ('queued as'): a relay chain is one message whatever its
-    -- hops do to the sender (SRS) or the size (headers added)
-    SELECT DISTINCT a.message_key AS from_key, b.message_key AS to_key
-    FROM split a
-    JOIN _qev d ON d.host = a.host AND d.queue_id = a.queue_id
-        AND d.ts BETWEEN a.first_seen AND a.last_seen
-    JOIN split b ON b.message_id = a.message_id AND b.queue_id = d.next_queue_id
-        AND b.message_key <> a.message_key
-    WHERE d.kind = 'delivery' AND d.next_queue_id IS NOT NULL
+)
+SELECT i.message_key, i.message_id, i.host, i.queue_id, i.sender, i.size,
+    i.first_seen, i.last_seen
+FROM _inst i
+JOIN shared USING (message_id);
+
+-- hand-overs between them ('queued as'): a relay chain is one message whatever its hops
+-- do to the sender (SRS) or the size (headers added)
+CREATE OR REPLACE TABLE _handed AS
+SELECT DISTINCT a.message_key AS from_key, b.message_key AS to_key
+FROM _split a
+JOIN _qev d ON d.host = a.host AND d.queue_id = a.queue_id
+    AND d.ts BETWEEN a.first_seen AND a.last_seen
+JOIN _split b ON b.message_id = a.message_id AND b.queue_id = d.next_queue_id
+    AND b.message_key <> a.message_key
+WHERE d.kind = 'delivery' AND d.next_queue_id IS NOT NULL;
+
+CREATE OR REPLACE TABLE messages AS
+WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bounce
+    -- daemon, Sendmail's DSN): the notice line names the new message's queue id
+    SELECT DISTINCT host, next_queue_id AS queue_id
+    FROM events
+    WHERE kind IN ('bounce_notification', 'dsn') AND next_queue_id IS NOT NULL
 ), origin AS (  -- each instance's first hop: up the hand-overs (Spark: a fixed depth)
     WITH RECURSIVE up(message_key, origin_key, depth) AS (
-        SELECT message_key, message_key, 0 FROM split
+        SELECT message_key, message_key, 0 FROM _split
         UNION ALL
         SELECT u.message_key, h.from_key, u.depth + 1
         FROM up u
-        JOIN handed h ON h.to_key = u.origin_key
+        JOIN _handed h ON h.to_key = u.origin_key
         WHERE u.depth < 8
     )
     SELECT message_key, {{ arg_max('origin_key', 'depth', 'origin_key') }} AS origin_key
@@ -140,8 +147,8 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
                   AND {{ list_of_copy('r.sender') }} IS NULL
              THEN r.sender || ' ' || {{ cast_string('r.size') }} END AS variant
     FROM origin o
-    JOIN split s USING (message_key)
-    JOIN split r ON r.message_key = o.origin_key
+    JOIN _split s USING (message_key)
+    JOIN _split r ON r.message_key = o.origin_key
 ), first_variant AS (
     -- the first message to use the id keeps it as its key, and so do the instances
     -- whose sender or size is unknown
@@ -165,10 +172,10 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
         coalesce(a.message_id, '') <> '' AS from_named,
         coalesce(b.message_id, '') <> '' AS to_named
     FROM _qev d
-    JOIN inst b ON b.host = d.host AND b.queue_id = d.next_queue_id
+    JOIN _inst b ON b.host = d.host AND b.queue_id = d.next_queue_id
         AND b.message_key <> d.message_key
         AND b.first_seen BETWEEN d.ts - INTERVAL 1 HOUR AND d.ts + INTERVAL 1 HOUR
-    JOIN inst a ON a.message_key = d.message_key
+    JOIN _inst a ON a.message_key = d.message_key
     WHERE d.kind = 'delivery' AND d.next_queue_id IS NOT NULL
         AND (coalesce(a.message_id, '') = '' OR coalesce(b.message_id, '') = '')
 ), adopted AS (
@@ -182,7 +189,7 @@ WITH ndr AS (  -- messages the MTA created as non-delivery notices (Postfix's bo
           WHERE to_named AND NOT from_named
           UNION ALL
           SELECT to_key, from_key FROM anonymous_hops WHERE NOT to_named) x
-    JOIN inst h ON h.message_key = x.adopt
+    JOIN _inst h ON h.message_key = x.adopt
     LEFT JOIN uid u ON u.message_key = x.adopt
     GROUP BY x.message_key
 )
@@ -203,10 +210,14 @@ SELECT
     coalesce(sender = '', false) OR coalesce({{ is_auto_subject('subject') }}, false)
         OR ndr.queue_id IS NOT NULL AS is_auto,
     ndr.queue_id IS NOT NULL AS is_local_ndr
-FROM inst
+FROM _inst AS inst
 LEFT JOIN ndr ON ndr.host = inst.host AND ndr.queue_id = inst.queue_id
 LEFT JOIN uid USING (message_key)
 LEFT JOIN adopted USING (message_key);
+
+DROP TABLE IF EXISTS _handed;
+DROP TABLE IF EXISTS _split;
+DROP TABLE IF EXISTS _inst;
 
 -- Stage 3. List expansions logged as events of their own (Exchange EXPAND, Sendmail
 -- aliases): one row per message, list and member. Postfix and Exim name the list on the
@@ -307,15 +318,16 @@ LEFT JOIN posted lp ON lp.message_key = d.message_key
 WHERE d.kind = 'delivery';
 
 -- Stage 5. One row per message across hosts (same Message-ID = same message).
+-- uid_key: the message as a 64-bit integer, so that the stages over every delivery join
+-- and group on integers only (a working table: logical_messages reads it many times)
+CREATE OR REPLACE TABLE _uid_inst AS
+SELECT *, {{ hash64('message_uid') }} AS uid_key FROM messages;
+
 CREATE OR REPLACE TABLE logical_messages AS
-WITH inst AS (
-    -- uid_key: the message as a 64-bit integer, so that the stages over every delivery
-    -- join and group on integers only
-    SELECT *, {{ hash64('message_uid') }} AS uid_key FROM messages
-), listed AS (  -- small: the lists a message's deliveries name (hand-overs excluded)
+WITH listed AS (  -- small: the lists a message's deliveries name (hand-overs excluded)
     SELECT i.uid_key, count(DISTINCT d.list) AS lists, min(d.list) AS list
     FROM deliveries d
-    JOIN inst i USING (message_key)
+    JOIN _uid_inst i USING (message_key)
     WHERE NOT d.is_hop AND d.list IS NOT NULL
     GROUP BY i.uid_key
 ), per_recipient AS (
@@ -343,7 +355,7 @@ WITH inst AS (
         count(*) FILTER (WHERE d.status NOT IN ('deferred', 'discarded')) AS final_lines,
         max(d.ts) AS last_ts
     FROM deliveries d
-    JOIN inst i USING (message_key)
+    JOIN _uid_inst i USING (message_key)
     WHERE NOT d.is_hop
     GROUP BY ALL
 ), extra_copies AS (
@@ -360,7 +372,7 @@ WITH inst AS (
                 FROM (SELECT DISTINCT c.uid_key, c.rh, d.list, d.host, d.message_key, d.ts,
                           d.delay, d.status
                       FROM per_recipient c
-                      JOIN inst i ON i.uid_key = c.uid_key
+                      JOIN _uid_inst i ON i.uid_key = c.uid_key
                       JOIN deliveries d ON d.message_key = i.message_key
                           AND {{ hash64('d.recipient') }} = c.rh
                       WHERE c.final_lines > CASE WHEN (c.routes & 2) <> 0 THEN 1 ELSE 0 END
@@ -390,7 +402,7 @@ WITH inst AS (
         bool_or(d.dsn = '5.4.6') AS looped,
         max(d.ts) AS last_ts
     FROM deliveries d
-    JOIN inst i USING (message_key)
+    JOIN _uid_inst i USING (message_key)
     WHERE NOT d.is_hop AND i.uid_key IN (SELECT uid_key FROM listed WHERE lists > 1)
     GROUP BY ALL
 ), main_list AS (
@@ -432,7 +444,7 @@ WITH inst AS (
     -- between two addresses): small, joined to the few messages with one recipient
     SELECT p.uid_key, min(d.recipient) AS to_address
     FROM per_msg p
-    JOIN inst i USING (uid_key)
+    JOIN _uid_inst i USING (uid_key)
     JOIN deliveries d ON d.message_key = i.message_key AND NOT d.is_hop
     WHERE p.recipients = 1
     GROUP BY p.uid_key
@@ -442,7 +454,7 @@ WITH inst AS (
     -- from <list>-bounces@) are not passes
     SELECT message_uid, max(n) AS max_passes
     FROM (SELECT message_uid, host, count(*) AS n
-          FROM inst
+          FROM _uid_inst
           WHERE {{ list_of_copy('sender') }} IS NULL
           GROUP BY ALL)
     GROUP BY message_uid
@@ -455,10 +467,10 @@ WITH inst AS (
         min('mail queued before the log to @' || lower(split_part(d.recipient, '@', 2))
             || ' via ' || {{ regexp_replace_first("coalesce(d.relay, 'none')", RELAY_PORT, '') }})
             AS origin
-    FROM inst i
+    FROM _uid_inst i
     JOIN deliveries d ON d.message_key = i.message_key AND NOT d.is_hop
     WHERE d.status = 'bounced' AND i.message_uid IN (
-        SELECT message_uid FROM inst GROUP BY message_uid HAVING NOT bool_or(intake_logged))
+        SELECT message_uid FROM _uid_inst GROUP BY message_uid HAVING NOT bool_or(intake_logged))
     GROUP BY i.message_uid
 ), merged AS (
     SELECT
@@ -492,7 +504,7 @@ WITH inst AS (
         max(last_seen) AS last_seen,
         count(*) AS hops,
         {{ string_agg_distinct_sorted('host', ',') }} AS hosts
-    FROM inst
+    FROM _uid_inst
     GROUP BY message_uid
 ), keyed AS (
     SELECT
@@ -542,6 +554,8 @@ SELECT
     substr(md5(coalesce(r.subject_key, k.subject_key)), 1, 16) AS thread_id
 FROM keyed k
 LEFT JOIN keyed r ON r.message_id = nullif(k.root_ref, '') AND r.message_uid <> k.message_uid;
+
+DROP TABLE IF EXISTS _uid_inst;
 
 DROP VIEW IF EXISTS _qev;
 
