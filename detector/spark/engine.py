@@ -207,7 +207,8 @@ class SparkEngine:
                 else:  # a working table: computed once, its plan cut
                     spark.sql(statement.sql).localCheckpoint(eager=True) \
                         .createOrReplaceTempView(name)
-                self.timings.statements[name] = time.monotonic() - started
+                if statement.kind != "drop":  # (a drop would overwrite its table's)
+                    self.timings.statements[name] = time.monotonic() - started
             self._write(spark.table("threads"), self.dataset / "threads", "threads")
 
     # --- 3. the warehouse reads the dataset ---------------------------------------------

@@ -323,7 +323,9 @@ WHERE d.kind = 'delivery';
 CREATE OR REPLACE TABLE _uid_inst AS
 SELECT *, {{ hash64('message_uid') }} AS uid_key FROM messages;
 
-CREATE OR REPLACE TABLE logical_messages AS
+-- Each message's recipients and deliveries, and each message with its thread key, are
+-- working tables: logical_messages reads them more than once.
+CREATE OR REPLACE TABLE _per_msg AS
 WITH listed AS (  -- small: the lists a message's deliveries name (hand-overs excluded)
     SELECT i.uid_key, count(DISTINCT d.list) AS lists, min(d.list) AS list
     FROM deliveries d
@@ -412,38 +414,40 @@ WITH listed AS (  -- small: the lists a message's deliveries name (hand-overs ex
     FROM (SELECT uid_key, list, count(*) AS n FROM routes
           WHERE list IS NOT NULL GROUP BY ALL)
     GROUP BY uid_key
-), per_msg AS (
-    SELECT p.uid_key, p.recipients, p.deliveries + coalesce(e.extra, 0) AS deliveries,
-        p.bounced, p.loop_bounces,
-        -- what the sender wrote: the list once, each direct recipient once
-        p.direct_routes + coalesce(l.lists, 0) AS submitted,
-        l.list,  -- its one list, if any
-        p.last_delivery
-    FROM per_msg_one_list p
-    LEFT JOIN listed l USING (uid_key)
-    LEFT JOIN extra_copies e USING (uid_key)
-    WHERE coalesce(l.lists, 0) <= 1
-    UNION ALL
-    SELECT r.uid_key, r.recipients, r.deliveries + coalesce(e.extra, 0), r.bounced,
-        r.loop_bounces, r.submitted, main_list.list, r.last_delivery
-    FROM (SELECT
-            uid_key,
-            count(DISTINCT rh) AS recipients,
-            count(*) FILTER (WHERE delivered) AS deliveries,
-            count(*) FILTER (WHERE bounced) AS bounced,
-            count(*) FILTER (WHERE looped) AS loop_bounces,
-            -- what the sender wrote: each list once, each direct recipient once
-            count(DISTINCT list) + count(*) FILTER (WHERE list IS NULL) AS submitted,
-            max(last_ts) AS last_delivery
-          FROM routes
-          GROUP BY uid_key) r
-    LEFT JOIN main_list USING (uid_key)
-    LEFT JOIN extra_copies e USING (uid_key)
-), solo AS (
+)
+SELECT p.uid_key, p.recipients, p.deliveries + coalesce(e.extra, 0) AS deliveries,
+    p.bounced, p.loop_bounces,
+    -- what the sender wrote: the list once, each direct recipient once
+    p.direct_routes + coalesce(l.lists, 0) AS submitted,
+    l.list,  -- its one list, if any
+    p.last_delivery
+FROM per_msg_one_list p
+LEFT JOIN listed l USING (uid_key)
+LEFT JOIN extra_copies e USING (uid_key)
+WHERE coalesce(l.lists, 0) <= 1
+UNION ALL
+SELECT r.uid_key, r.recipients, r.deliveries + coalesce(e.extra, 0), r.bounced,
+    r.loop_bounces, r.submitted, main_list.list, r.last_delivery
+FROM (SELECT
+        uid_key,
+        count(DISTINCT rh) AS recipients,
+        count(*) FILTER (WHERE delivered) AS deliveries,
+        count(*) FILTER (WHERE bounced) AS bounced,
+        count(*) FILTER (WHERE looped) AS loop_bounces,
+        -- what the sender wrote: each list once, each direct recipient once
+        count(DISTINCT list) + count(*) FILTER (WHERE list IS NULL) AS submitted,
+        max(last_ts) AS last_delivery
+      FROM routes
+      GROUP BY uid_key) r
+LEFT JOIN main_list USING (uid_key)
+LEFT JOIN extra_copies e USING (uid_key);
+
+CREATE OR REPLACE TABLE _keyed AS
+WITH solo AS (
     -- the one recipient of a message written to one address (auto-replies, a mail loop
     -- between two addresses): small, joined to the few messages with one recipient
     SELECT p.uid_key, min(d.recipient) AS to_address
-    FROM per_msg p
+    FROM _per_msg p
     JOIN _uid_inst i USING (uid_key)
     JOIN deliveries d ON d.message_key = i.message_key AND NOT d.is_hop
     WHERE p.recipients = 1
@@ -506,54 +510,59 @@ WITH listed AS (  -- small: the lists a message's deliveries name (hand-overs ex
         {{ string_agg_distinct_sorted('host', ',') }} AS hosts
     FROM _uid_inst
     GROUP BY message_uid
-), keyed AS (
-    SELECT
-        merged.*,
-        coalesce(p.recipients, 0) AS recipients,
-        coalesce(p.deliveries, 0) AS deliveries,
-        coalesce(p.bounced, 0) AS bounced,
-        -- what the sender wrote: by routes, or the envelope's recipient count before
-        -- expansion when a host logs it (Sendmail nrcpts=, Exim, Exchange) and it is
-        -- smaller: a list member delivered to a local mailbox shows no list in Sendmail
-        CASE WHEN merged.nrcpt < p.submitted THEN merged.nrcpt
-             ELSE coalesce(p.submitted, 0) END AS submitted,
-        coalesce(p.loop_bounces, 0) AS loop_bounces,
-        solo.to_address,
-        passes.max_passes,
-        -- a non-delivery notice a remote server sent back to a list's bounce address
-        -- (null sender, to "<list>-bounces@", VERP too) is a bounce of that list's posts
-        -- (the notices this host's own bounces made are counted as those bounces)
-        coalesce(p.list, lp.list, merged.copy_list,
-                 CASE WHEN merged.sender = '' AND NOT merged.is_local_ndr
-                           AND merged.from_client THEN {{ list_of_copy('solo.to_address') }} END)
-            AS list,
-        CASE WHEN merged.sender = '' AND NOT merged.is_local_ndr AND merged.from_client
-                  AND {{ list_of_copy('solo.to_address') }} IS NOT NULL THEN 1 ELSE 0 END
-            AS returned,
-        uo.origin AS prelog_origin,
-        p.last_delivery,
-        -- the thread root: first id of References, else In-Reply-To
-        {{ root_ref('refs', 'in_reply_to') }} AS root_ref,
-        CASE
-            WHEN coalesce(thread_subject, '') <> ''
-                THEN coalesce(p.list, lp.list, '') || ' | ' || thread_subject
-            WHEN coalesce(p.list, lp.list) IS NOT NULL  -- no subject logged: by list
-                THEN coalesce(p.list, lp.list) || ' |'
-            ELSE message_uid
-        END AS subject_key
-    FROM merged
-    LEFT JOIN per_msg p ON p.uid_key = {{ hash64('merged.message_uid') }}
-    LEFT JOIN solo ON solo.uid_key = p.uid_key
-    LEFT JOIN passes USING (message_uid)
-    LEFT JOIN list_posts lp ON lp.message_id = merged.message_id
-    LEFT JOIN prelog uo USING (message_uid)
 )
+SELECT
+    merged.*,
+    coalesce(p.recipients, 0) AS recipients,
+    coalesce(p.deliveries, 0) AS deliveries,
+    coalesce(p.bounced, 0) AS bounced,
+    -- what the sender wrote: by routes, or the envelope's recipient count before
+    -- expansion when a host logs it (Sendmail nrcpts=, Exim, Exchange) and it is
+    -- smaller: a list member delivered to a local mailbox shows no list in Sendmail
+    CASE WHEN merged.nrcpt < p.submitted THEN merged.nrcpt
+         ELSE coalesce(p.submitted, 0) END AS submitted,
+    coalesce(p.loop_bounces, 0) AS loop_bounces,
+    solo.to_address,
+    passes.max_passes,
+    -- a non-delivery notice a remote server sent back to a list's bounce address
+    -- (null sender, to "<list>-bounces@", VERP too) is a bounce of that list's posts
+    -- (the notices this host's own bounces made are counted as those bounces)
+    coalesce(p.list, lp.list, merged.copy_list,
+             CASE WHEN merged.sender = '' AND NOT merged.is_local_ndr
+                       AND merged.from_client THEN {{ list_of_copy('solo.to_address') }} END)
+        AS list,
+    CASE WHEN merged.sender = '' AND NOT merged.is_local_ndr AND merged.from_client
+              AND {{ list_of_copy('solo.to_address') }} IS NOT NULL THEN 1 ELSE 0 END
+        AS returned,
+    uo.origin AS prelog_origin,
+    p.last_delivery,
+    -- the thread root: first id of References, else In-Reply-To
+    {{ root_ref('refs', 'in_reply_to') }} AS root_ref,
+    CASE
+        WHEN coalesce(thread_subject, '') <> ''
+            THEN coalesce(p.list, lp.list, '') || ' | ' || thread_subject
+        WHEN coalesce(p.list, lp.list) IS NOT NULL  -- no subject logged: by list
+            THEN coalesce(p.list, lp.list) || ' |'
+        ELSE message_uid
+    END AS subject_key
+FROM merged
+LEFT JOIN _per_msg p ON p.uid_key = {{ hash64('merged.message_uid') }}
+LEFT JOIN solo ON solo.uid_key = p.uid_key
+LEFT JOIN passes USING (message_uid)
+LEFT JOIN list_posts lp ON lp.message_id = merged.message_id
+LEFT JOIN prelog uo USING (message_uid);
+
+CREATE OR REPLACE TABLE logical_messages AS
 SELECT
     {{ except_columns('k.*', 'subject_key', 'root_ref', 'is_local_ndr', 'from_client', 'copy_list') }},
     nullif(k.root_ref, '') AS root_ref,
     substr(md5(coalesce(r.subject_key, k.subject_key)), 1, 16) AS thread_id
-FROM keyed k
-LEFT JOIN keyed r ON r.message_id = nullif(k.root_ref, '') AND r.message_uid <> k.message_uid;
+FROM _keyed k
+LEFT JOIN _keyed r ON r.message_id = nullif(k.root_ref, '') AND r.message_uid <> k.message_uid;
+
+DROP TABLE IF EXISTS _keyed;
+
+DROP TABLE IF EXISTS _per_msg;
 
 DROP TABLE IF EXISTS _uid_inst;
 
