@@ -33,6 +33,7 @@ from detector.model.subjects import normalize_subject
 from detector.rules.compiler import compile_rule
 from detector.rules.loader import load_rules
 from detector.schema import EVENT_COLUMNS
+from detector.sqltext import markers, split_with
 from tests.test_subjects import AUTO_CASES, NORMALIZE_CASES, REPLY_CASES
 
 CORPUS = Path("/work/shared/corpus")
@@ -195,6 +196,28 @@ def test_every_rule_plans_on_spark(spark: Any, spark_model: dict[str, Any]) -> N
     assert start
     micros = spark.sql(f"SELECT {SPARK.epoch_us(start.group(0))} AS t").collect()[0].t
     assert micros == int((since - SCOPE_MARGIN).timestamp()) * 1_000_000
+
+
+def test_split_with_sees_ctes_past_literals_and_comments() -> None:
+    sql = ("WITH a AS (SELECT ')' AS x, '(?d)\\'' AS y -- (a comment?\n FROM t),\n"
+           "-- between\nb AS (SELECT * FROM a WHERE z = ? AND (w IN (1, 2)))\n"
+           "SELECT * FROM b WHERE v > ?")
+    ctes, final = split_with(sql)
+    assert [name for name, _ in ctes] == ["a", "b"]
+    assert ctes[0][1].endswith("FROM t") and "')'" in ctes[0][1]
+    assert [markers(body) for _, body in ctes] == [0, 1]
+    assert final.strip() == "SELECT * FROM b WHERE v > ?" and markers(final) == 1
+    assert split_with("WITH RECURSIVE up AS (SELECT 1) SELECT * FROM up")[0] == []
+    assert split_with("SELECT 1") == ([], "SELECT 1")
+
+
+def test_split_with_takes_every_rule_apart_and_back() -> None:
+    for rule in RULES:
+        compiled = compile_rule(rule, dialect=SPARK)
+        ctes, final = split_with(compiled.sql)
+        again = "WITH " + ", ".join(f"{n} AS ({b})" for n, b in ctes) + final
+        assert " ".join(again.split()) == " ".join(compiled.sql.replace(",\n", ", ").split())
+        assert sum(markers(b) for _, b in ctes) + markers(final) == len(compiled.params)
 
 
 # --- the same answers on both engines -------------------------------------------------------

@@ -21,6 +21,7 @@ logs it is given (the warehouse keeps what earlier runs reported, for the status
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -50,6 +51,7 @@ from detector.rules.model import Rule
 from detector.schema import TABLES
 from detector.sources import BATCH_BYTES, MAX_LINE, LogFile, read_head
 from detector.spark.parse import EVENTS_DDL, FileStats, events_frame, plan_jobs, read_stats
+from detector.sqltext import markers, split_with
 from detector.warehouse import (
     HEAD_BYTES,
     MODEL_PARTS,
@@ -303,7 +305,7 @@ class SparkEngine:
             with self.timings.stage("rules"):
                 compiled = compile_rule(rule, source=source, dialect=SPARK) \
                     if source != ALL_MESSAGES else compile_rule(rule, dialect=SPARK)
-                hits = spark.sql(compiled.sql, args=list(compiled.params)).toArrow()
+                hits = staged_sql(spark, compiled.sql, list(compiled.params))
             return compiled, hits
 
         return run
@@ -332,6 +334,54 @@ class SparkEngine:
                                    f"{sql_path(folder / 'part-0.parquet')} (FORMAT parquet, "
                                    "COMPRESSION zstd)")
             write_catalog(self.dataset)
+
+
+def staged_sql(spark: SparkSession, sql: str, params: list[Any]) -> Any:
+    """The rows of ``sql`` (Spark SQL with ``?`` markers bound to ``params``) as Arrow,
+    each of its CTEs that later parts read more than once computed once first: Spark
+    computes a CTE again at every use (a windowed rule reads its numbered messages four
+    times). The CTEs are temporary views of their own names while it runs, unless the
+    session has a view of that name."""
+    ctes, final = split_with(sql)
+    names = [name for name, _ in ctes]
+    uses = {name: sum(len(re.findall(rf"\b{name}\b", text))
+                      for text in [*(body for _, body in ctes[k + 1:]), final])
+            for k, name in enumerate(names)}
+    kept = [name for name in names
+            if uses[name] > 1 and not spark.catalog.tableExists(name)]
+    offsets, at = {}, 0
+    for name, body in ctes:
+        offsets[name] = (at, at + markers(body))
+        at += markers(body)
+
+    def piece(select: str, own: list[Any], done: set[str]) -> tuple[str, list[Any]]:
+        # the CTEs it reads, not yet views, with theirs, in the order of the statement
+        need, todo = set(), [select]
+        while todo:
+            text = todo.pop()
+            for name, body in ctes:
+                if name not in need and name not in done and re.search(rf"\b{name}\b", text):
+                    need.add(name)
+                    todo.append(body)
+        used = [(name, body) for name, body in ctes if name in need]
+        args = [v for name, _ in used for v in params[slice(*offsets[name])]] + own
+        head = ("WITH " + ", ".join(f"{name} AS ({body})" for name, body in used) + " "
+                if used else "")
+        return head + select, args
+
+    done: set[str] = set()
+    try:
+        for name, body in ctes:
+            if name in kept:
+                text, args = piece(body, params[slice(*offsets[name])], done)
+                spark.sql(text, args=args).localCheckpoint(eager=True) \
+                    .createOrReplaceTempView(name)
+                done.add(name)
+        text, args = piece(final, params[at:], done)
+        return spark.sql(text, args=args).toArrow()
+    finally:
+        for name in done:
+            spark.catalog.dropTempView(name)
 
 
 def _link(source: Path, target: Path) -> None:
