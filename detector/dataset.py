@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -373,7 +373,9 @@ def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
         where, params = f"{col} IS NULL", list[object]()
         if day != NULL_DAY:
             start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-            where, params = f"{col} >= ? AND {col} < ?", [start, start + timedelta(days=1)]
+            where, params = f"{col} >= ?", [start]
+            if start.date() < date.max:  # (9999-12-31, a log's wildest date, has no next)
+                where, params = f"{where} AND {col} < ?", [start, start + timedelta(days=1)]
         row = wh.con.execute(f"COPY (SELECT {_columns(table)} FROM {source({day})} "
                              f"WHERE {where}) TO {sql_path(file)} ({options})",
                              params).fetchone()

@@ -20,6 +20,9 @@ TOP = 10
 #: a span longer than this is shown per day instead of per hour (a report over months
 #: would otherwise draw thousands of bars)
 HOURLY_UP_TO = timedelta(days=7)
+#: days from the first to the last with traffic up to which the quiet ones are shown as
+#: zeros; beyond (a log's line dated year 1 or 9999), only the days with traffic
+FILLED_DAYS = 3660
 #: line kinds that refuse mail in the SMTP dialogue, of every format, and the statuses of
 #: those kinds that mean a refusal (a Postfix ``warn`` or ``hold`` action is none; Exim's
 #: and Sendmail's recipient rejects carry no status)
@@ -91,14 +94,16 @@ def _traffic(wh: Warehouse, bucket: str, since: datetime | None,
                  FROM (SELECT t FROM d UNION ALL SELECT t FROM r UNION ALL SELECT t FROM j)),
         every AS (SELECT unnest(range(lo::TIMESTAMP, hi::TIMESTAMP + {step}, {step}))
                          ::TIMESTAMPTZ AS t
-                  FROM span WHERE lo IS NOT NULL)
+                  FROM span WHERE lo IS NOT NULL AND hi - lo <= INTERVAL {FILLED_DAYS} DAY
+                  UNION SELECT t FROM d UNION SELECT t FROM r UNION SELECT t FROM j)
         SELECT every.t, coalesce(received, 0), coalesce(delivered, 0),
                coalesce(deferred, 0), coalesce(bounced, 0), coalesce(rejected, 0)
         FROM every LEFT JOIN d USING (t) LEFT JOIN r USING (t) LEFT JOIN j USING (t)
         ORDER BY every.t""",
         [FAILED, *d_params, *r_params, REJECT_KINDS, REJECT_STATUSES, *d_params]).fetchall()
     length = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
-    return [{"start": _utc(t), "end": _utc(t) + length, "received": rec, "delivered": dlv,
+    return [{"start": _utc(t), "end": _after(_utc(t), length), "received": rec,
+             "delivered": dlv,
              "deferred": dfr, "bounced": bnc, "rejected": rej}
             for t, rec, dlv, dfr, bnc, rej in rows]
 
@@ -194,6 +199,14 @@ def _dicts(wh: Warehouse, sql: str, params: list[Any]) -> list[dict[str, Any]]:
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _after(start: datetime, length: timedelta) -> datetime:
+    """``start + length``, or the last instant Python has (a line dated 9999-12-31)."""
+    try:
+        return start + length
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def hours_of(start: datetime, end: datetime, incidents: list[dict[str, Any]]

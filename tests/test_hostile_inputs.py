@@ -27,8 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
+from detector.dayview import day_overview
 from detector.ingest import ingest
 from detector.sources import (
     MAX_LINE,
@@ -511,3 +513,43 @@ def test_max_line_option_cuts_and_counts(tmp_path: Path) -> None:
                                         "--year", "2016", "--tz", "UTC", "--max-line", "1000"])
     assert res.exit_code == 0, res.output
     assert f"warning: {log}: 1 line(s) longer than 1,000 bytes cut to 1,000" in res.output
+
+
+#: Exim lines (ISO stamps) of one message dated the last day Python's datetime has, and
+#: of one dated its first
+FAR_LINES = [
+    "9999-12-31 10:02:11 1c66j7-0000Wa-3A <= a@b.example H=x [192.0.2.1] P=esmtp S=1 "
+    "id=m2@b.example",
+    '9999-12-31 23:59:59 1c66j7-0000Wa-3A => c@d.example R=dnslookup T=remote_smtp '
+    'H=mx.d.example [192.0.2.9] C="250 OK"',
+    "9999-12-31 23:59:59 1c66j7-0000Wa-3A Completed",
+]
+NEAR_LINES = [
+    "0001-01-01 00:00:01 1c66j7-0000Wa-3B <= a@b.example H=x [192.0.2.1] P=esmtp S=1 "
+    "id=m3@b.example",
+    '0001-01-01 00:00:02 1c66j7-0000Wa-3B => c@d.example R=dnslookup T=remote_smtp '
+    'H=mx.d.example [192.0.2.9] C="250 OK"',
+]
+
+
+def test_lines_dated_year_1_and_9999_are_read_and_shown_by_the_days_they_have(
+        tmp_path: Path) -> None:
+    """A log's wildest dates (a clock gone wrong, a forged line) are no crash: the run ends
+    well, the dataset keeps each line under its own day (9999-12-31 has no next day to
+    end a range before), and the day view lists the two days with traffic, not the
+    3.65 million quiet days between them."""
+    log = tmp_path / "far.log"
+    log.write_text("\n".join(FAR_LINES + NEAR_LINES) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+
+    res = invoke("run", str(log), "--out", str(out), "-q")
+
+    assert res.exit_code == 0, res.output
+    days = {p.parent.name: pq.read_metadata(p).num_rows
+            for p in (out / "dataset" / "events").glob("*/*.parquet")}
+    assert days == {"day=9999-12-31": len(FAR_LINES), "day=0001-01-01": len(NEAR_LINES)}
+    with Warehouse(out / "mailstorm.duckdb") as wh:
+        traffic = day_overview(wh)["traffic"]
+    assert [(t["start"].date().isoformat(), t["delivered"]) for t in traffic] == [
+        ("0001-01-01", 1), ("9999-12-31", 1)]
+    assert traffic[-1]["end"] == datetime.max.replace(tzinfo=UTC)
