@@ -95,7 +95,8 @@ def _traffic(wh: Warehouse, bucket: str, since: datetime | None,
         every AS (SELECT unnest(range(lo::TIMESTAMP, hi::TIMESTAMP + {step}, {step}))
                          ::TIMESTAMPTZ AS t
                   FROM span WHERE lo IS NOT NULL AND hi - lo <= INTERVAL {FILLED_DAYS} DAY
-                  UNION SELECT t FROM d UNION SELECT t FROM r UNION SELECT t FROM j)
+                  UNION SELECT t FROM (SELECT t FROM d UNION SELECT t FROM r
+                                       UNION SELECT t FROM j) WHERE t IS NOT NULL)
         SELECT every.t, coalesce(received, 0), coalesce(delivered, 0),
                coalesce(deferred, 0), coalesce(bounced, 0), coalesce(rejected, 0)
         FROM every LEFT JOIN d USING (t) LEFT JOIN r USING (t) LEFT JOIN j USING (t)
