@@ -90,13 +90,13 @@ def _traffic(wh: Warehouse, bucket: str, since: datetime | None,
               FROM logical_messages WHERE {r_where} GROUP BY ALL),
         j AS (SELECT {_truncated(wh, bucket, 'ts')} AS t, count(*) AS rejected FROM events
               WHERE {_REJECTED} AND {d_where} GROUP BY ALL),
-        span AS (SELECT min(t) AS lo, max(t) AS hi
-                 FROM (SELECT t FROM d UNION ALL SELECT t FROM r UNION ALL SELECT t FROM j)),
+        seen AS (SELECT t FROM (SELECT t FROM d UNION SELECT t FROM r UNION SELECT t FROM j)
+                 WHERE t IS NOT NULL),
+        span AS (SELECT min(t) AS lo, max(t) AS hi FROM seen),
         every AS (SELECT unnest(range(lo::TIMESTAMP, hi::TIMESTAMP + {step}, {step}))
                          ::TIMESTAMPTZ AS t
                   FROM span WHERE lo IS NOT NULL AND hi - lo <= INTERVAL {FILLED_DAYS} DAY
-                  UNION SELECT t FROM (SELECT t FROM d UNION SELECT t FROM r
-                                       UNION SELECT t FROM j) WHERE t IS NOT NULL)
+                  UNION SELECT t FROM seen)
         SELECT every.t, coalesce(received, 0), coalesce(delivered, 0),
                coalesce(deferred, 0), coalesce(bounced, 0), coalesce(rejected, 0)
         FROM every LEFT JOIN d USING (t) LEFT JOIN r USING (t) LEFT JOIN j USING (t)

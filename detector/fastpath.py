@@ -60,8 +60,9 @@ def split_file_batch(lines: pl.DataFrame, ctx: ParseContext, fmt: str, *, dispat
         # the programs' patterns tried on the foreign lines only (few), not on every line
         back = events.filter(pl.col("kind") == "foreign").filter(other_programs(fmt))["line_no"]
         if back.len():
-            events = events.filter(~pl.col("line_no").is_in(back.implode()))
-            rest = pl.concat([rest, lines.filter(pl.col("line_no").is_in(back.implode()))])
+            handed = pl.col("line_no").is_in(back.implode())
+            events = events.filter(~handed)
+            rest = pl.concat([rest, lines.filter(handed)])
     return events, _compact(rest)
 
 

@@ -63,6 +63,7 @@ def markers(sql: str) -> int:
 
 #: a CTE's name and the parenthesis its body opens with (comments before it skipped)
 _CTE_NAME = re.compile(r"(?:\s|--[^\n]*\n)*(\w+)\s+AS\s*\(", re.IGNORECASE)
+_COMMA = re.compile(r"\s*,")
 
 
 def split_with(sql: str) -> tuple[list[tuple[str, str]], str]:
@@ -88,7 +89,7 @@ def split_with(sql: str) -> tuple[list[tuple[str, str]], str]:
                 depth += {"(": 1, ")": -1}.get(sql[j], 0)
             j += 1
         ctes.append((m.group(1), sql[m.end():j - 1]))
-        comma = re.compile(r"\s*,").match(sql, j)
+        comma = _COMMA.match(sql, j)
         if not comma:
             return ctes, sql[j:]
         i = comma.end()

@@ -343,16 +343,17 @@ def staged_sql(spark: SparkSession, sql: str, params: list[Any]) -> Any:
     times). The CTEs are temporary views of their own names while it runs, unless the
     session has a view of that name."""
     ctes, final = split_with(sql)
-    names = [name for name, _ in ctes]
-    uses = {name: sum(len(re.findall(rf"\b{name}\b", text))
-                      for text in [*(body for _, body in ctes[k + 1:]), final])
-            for k, name in enumerate(names)}
-    kept = [name for name in names
-            if uses[name] > 1 and not spark.catalog.tableExists(name)]
+
+    def reads(text: str, name: str) -> int:
+        return len(re.findall(rf"\b{name}\b", text))
+
+    kept = [name for k, (name, _) in enumerate(ctes)
+            if sum(reads(text, name) for text in [*(b for _, b in ctes[k + 1:]), final]) > 1
+            and not spark.catalog.tableExists(name)]
     offsets, at = {}, 0
     for name, body in ctes:
         offsets[name] = (at, at + markers(body))
-        at += markers(body)
+        at = offsets[name][1]
 
     def piece(select: str, own: list[Any], done: set[str]) -> tuple[str, list[Any]]:
         # the CTEs it reads, not yet views, with theirs, in the order of the statement
@@ -360,7 +361,7 @@ def staged_sql(spark: SparkSession, sql: str, params: list[Any]) -> Any:
         while todo:
             text = todo.pop()
             for name, body in ctes:
-                if name not in need and name not in done and re.search(rf"\b{name}\b", text):
+                if name not in need and name not in done and reads(text, name):
                     need.add(name)
                     todo.append(body)
         used = [(name, body) for name, body in ctes if name in need]
