@@ -79,3 +79,26 @@ def test_unknown_table_is_a_usage_error() -> None:
     res = CliRunner().invoke(main, ["schema", "nope"])
     assert res.exit_code == 2
     assert "unknown table 'nope'" in res.output
+
+
+def test_a_view_asked_for_again_unchanged_keeps_its_comments(tmp_path: Path) -> None:
+    """Every open asks for its views again (the folder may have moved): one whose text is
+    the same is not made again, so its comments stay; a changed one reads its new text."""
+    from detector.warehouse import replace_views
+
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        con.execute("CREATE TABLE t AS SELECT range AS n FROM range(5)")
+        select = "select n from t  where n > 1"  # spacing and case as DuckDB does not keep
+        replace_views(con, {"v": select})
+        con.execute("COMMENT ON COLUMN v.n IS 'a number'")
+
+        def state() -> tuple[str | None, int]:
+            comment = con.execute("SELECT comment FROM duckdb_columns() "
+                                  "WHERE table_name = 'v'").fetchall()[0][0]
+            rows = con.execute("SELECT count(*) FROM v").fetchall()[0][0]
+            return comment, rows
+
+        replace_views(con, {"v": select})
+        assert state() == ("a number", 3)
+        replace_views(con, {"v": "SELECT n FROM t WHERE n > 3"})
+        assert state() == (None, 1)

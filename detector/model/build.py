@@ -30,6 +30,7 @@ from detector.warehouse import (
     Warehouse,
     database_name,
     dead_table,
+    replace_views,
     sql_path,
     table_exists,
 )
@@ -202,8 +203,9 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
             if full:
                 _drop_retired(wh)
             result = merge()
-            for view in view_statements(DUCKDB):  # the views over the new tables
-                con.execute(f"CREATE OR REPLACE VIEW {view.name} AS {view.sql}")
+            # the views over the new tables
+            replace_views(con, {view.name: view.sql for view in view_statements(DUCKDB)
+                                if view.name})
             con.execute("DELETE FROM model_parts")
             con.execute("INSERT INTO model_parts SELECT part FROM parts")
             con.execute("DELETE FROM model_dirty")
