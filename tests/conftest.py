@@ -10,8 +10,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-import pytest
+# One thread each for DuckDB and Polars in a test process (unless set): the parallel run
+# (make test) already keeps both cores busy with its worker processes, and their inputs
+# are small, where a second engine thread costs more CPU than it saves (bench/README.md).
+# Before Polars is first imported: it sizes its pool then. Tests of threading set their
+# own counts.
+os.environ.setdefault("MAILSTORM_THREADS", "1")
+os.environ.setdefault("POLARS_MAX_THREADS", os.environ["MAILSTORM_THREADS"])
+
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
 
 from detector.formats import ParseContext, postfix
 from detector.formats.syslog import YearState
