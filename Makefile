@@ -25,14 +25,14 @@ demo: $(STAMP)
 	$(BIN)/mailstorm run sample_logs --year 2016 --tz UTC --out out/demo
 	@echo "open out/demo/index.html"
 
-# Tests run in three processes (pytest-xdist), each taking whole test files (--dist
-# loadfile: a module-scoped fixture is built once). Three on 2 cores: a worker waiting on
-# a subprocess, Chromium or the Spark JVM leaves its core to another (bench/README.md has
+# Tests run in two processes (pytest-xdist), each taking whole test files (--dist
+# loadfile: a module-scoped fixture is built once), each with one DuckDB and one Polars
+# thread (tests/conftest.py): on 2 cores that beat three processes (bench/README.md has
 # the timings). `.venv/bin/pytest` alone still runs in one process.
 test: $(STAMP)
 	$(BIN)/ruff check detector tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -n 3 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # Debian's Chromium for the browser tests (tests/test_browser.py). Playwright drives it and
 # never downloads a browser of its own. Installs as root only; otherwise it says what to
