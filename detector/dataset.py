@@ -375,7 +375,8 @@ def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
             start = datetime.fromisoformat(day).replace(tzinfo=UTC)
             where, params = f"{col} >= ?", [start]
             if start.date() < date.max:  # (9999-12-31, a log's wildest date, has no next)
-                where, params = f"{where} AND {col} < ?", [start, start + timedelta(days=1)]
+                where += f" AND {col} < ?"
+                params.append(start + timedelta(days=1))
         row = wh.con.execute(f"COPY (SELECT {_columns(table)} FROM {source({day})} "
                              f"WHERE {where}) TO {sql_path(file)} ({options})",
                              params).fetchone()

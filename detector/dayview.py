@@ -104,8 +104,7 @@ def _traffic(wh: Warehouse, bucket: str, since: datetime | None,
         [FAILED, *d_params, *r_params, REJECT_KINDS, REJECT_STATUSES, *d_params]).fetchall()
     length = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
     return [{"start": _utc(t), "end": _after(_utc(t), length), "received": rec,
-             "delivered": dlv,
-             "deferred": dfr, "bounced": bnc, "rejected": rej}
+             "delivered": dlv, "deferred": dfr, "bounced": bnc, "rejected": rej}
             for t, rec, dlv, dfr, bnc, rej in rows]
 
 

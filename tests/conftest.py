@@ -13,11 +13,11 @@ from typing import Any
 # One thread each for DuckDB and Polars in a test process (unless set): the parallel run
 # (make test) already keeps both cores busy with its worker processes, and their inputs
 # are small, where a second engine thread costs more CPU than it saves (bench/README.md).
-# Before Polars is first imported: it sizes its pool then. Tests of threading set their
-# own counts.
+# Tests of threading set their own counts. The package, imported before Polars, passes
+# the count on to Polars' pool (detector/__init__.py).
 os.environ.setdefault("MAILSTORM_THREADS", "1")
-os.environ.setdefault("POLARS_MAX_THREADS", os.environ["MAILSTORM_THREADS"])
 
+import detector  # noqa: E402, F401, I001  (before Polars: see above)
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 

@@ -141,6 +141,13 @@ def view_statements(dialect: Dialect) -> list[Statement]:
     return _rendered("threads.sql", dialect)
 
 
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """The views over the model tables (``threads``) in the warehouse; one unchanged is
+    left as it is, comments and all (``warehouse.replace_views``)."""
+    replace_views(con, {v.name: v.sql for v in view_statements(DUCKDB)
+                        if v.kind == "view" and v.name})
+
+
 def create_macros(con: duckdb.DuckDBPyConnection) -> None:
     """SQL macros of the model's functions in the warehouse, for analysts and the
     incremental build's own SQL (the model's statements expand them inline)."""
@@ -203,9 +210,7 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
             if full:
                 _drop_retired(wh)
             result = merge()
-            # the views over the new tables
-            replace_views(con, {view.name: view.sql for view in view_statements(DUCKDB)
-                                if view.name})
+            create_views(con)
             con.execute("DELETE FROM model_parts")
             con.execute("INSERT INTO model_parts SELECT part FROM parts")
             con.execute("DELETE FROM model_dirty")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 
 from detector.dataset import NULL_DAY, dataset_dir_of, day_sql, write_catalog
-from detector.dialect import DUCKDB, SPARK
+from detector.dialect import SPARK
 from detector.incidents.execute import (
     ALL_MESSAGES,
     Scope,
@@ -45,7 +45,7 @@ from detector.incidents.execute import (
     scoped_table_sql,
 )
 from detector.ingest import FileResult, IngestResult, Sniffed
-from detector.model.build import model_statements, view_statements
+from detector.model.build import create_views, model_statements
 from detector.rules.compiler import CompiledRule, compile_rule
 from detector.rules.model import Rule
 from detector.schema import TABLES
@@ -244,10 +244,7 @@ class SparkEngine:
                         _link(part, paths[-1])
                     wh.set_model_files(name, paths)
                     wh.record_part_times(name, paths)
-                for statement in view_statements(DUCKDB):
-                    if statement.kind == "view":
-                        con.execute(f"CREATE OR REPLACE VIEW {statement.name} AS "
-                                    f"{statement.sql}")
+                create_views(con)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
