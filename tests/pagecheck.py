@@ -60,9 +60,12 @@ class Page:
         return self.path.relative_to(root).as_posix()
 
 
-def crawl(browser: Any, index: Path, artefacts: Path, tag: str) -> list[Page]:
-    """Open ``index`` and every report page its links reach; measure, print and
-    photograph each. Screenshots and PDFs go to ``artefacts`` named ``<tag>-<page>``."""
+def crawl(browser: Any, index: Path, artefacts: Path, tag: str, *,
+          screenshots: bool = False) -> list[Page]:
+    """Open ``index`` and every report page its links reach; measure and print each, and
+    photograph it at each width with ``screenshots`` (for a reader: nothing judges a
+    screenshot, and they are much of the browser's work). PDFs and screenshots go to
+    ``artefacts`` named ``<tag>-<page>``."""
     script = _script()
     root = index.parent
     artefacts.mkdir(parents=True, exist_ok=True)
@@ -101,7 +104,9 @@ def crawl(browser: Any, index: Path, artefacts: Path, tag: str) -> list[Page]:
                     "openDetails": True, "charts": True, "contrast": width == DESKTOP,
                     "minCharsPerLine": MIN_CHARS_PER_LINE,
                 })
-                page.screenshot(path=str(artefacts / f"{tag}-{stem}-{width}.png"), full_page=True)
+                if screenshots:
+                    page.screenshot(path=str(artefacts / f"{tag}-{stem}-{width}.png"),
+                                    full_page=True)
             pages.append(found)
             for link in found.screen[DESKTOP]["links"]:
                 target = local_path(link["url"])

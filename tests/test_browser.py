@@ -2,12 +2,13 @@
 
 Two reports are built once with the real CLI: the demo (sample_logs) and a simulated
 reply storm with 500 repliers. Every page their index links to, directly or through other
-pages, is opened, measured at 400 px and 1400 px, printed to A4 and photographed
-(tests/pagecheck.py). The standards are not the report's: the viewport's width, WCAG 2 AA
-contrast, the A4 page, the files on disk, the truth files of the logs.
+pages, is opened, measured at 400 px and 1400 px and printed to A4 (tests/pagecheck.py).
+The standards are not the report's: the viewport's width, WCAG 2 AA contrast, the A4
+page, the files on disk, the truth files of the logs.
 
-Screenshots and PDFs are kept in ``$MAILSTORM_ARTEFACTS`` when set, else in the
-``browser-artefacts`` folder of pytest's temporary directory.
+With ``$MAILSTORM_ARTEFACTS`` set (``make browser`` sets it to out/browser), every page's
+PDF and its screenshots at both widths are kept there; otherwise the PDFs go to the
+``browser-artefacts`` folder of pytest's temporary directory and no screenshot is taken.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ def _cli(*args: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+#: the folder a reader asked to keep the pages' PDFs and screenshots in
+KEPT = os.environ.get("MAILSTORM_ARTEFACTS")
+
+
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = os.environ.get("MAILSTORM_ARTEFACTS")
-    folder = Path(where) if where else tmp_path_factory.mktemp("browser-artefacts")
+    folder = Path(KEPT) if KEPT else tmp_path_factory.mktemp("browser-artefacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder.resolve()
 
@@ -72,13 +76,16 @@ def _truth(report: str, out: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def crawled(chromium: Any, built: dict[str, Path], artefacts: Path) -> dict[str, list[Page]]:
-    return {name: pagecheck.crawl(chromium, out / "index.html", artefacts, name)
+    return {name: pagecheck.crawl(chromium, out / "index.html", artefacts, name,
+                                  screenshots=bool(KEPT))
             for name, out in built.items()}
 
 
 def _report(measure: dict[str, Any], artefacts: Path) -> str:
     lines = [f"  {page}: {problem}" for page, problems in measure.items() for problem in problems]
-    return "\n".join(lines) + f"\n(screenshots and PDFs in {artefacts})"
+    kept = ("screenshots and PDFs in" if KEPT else
+            "PDFs in; screenshots with MAILSTORM_ARTEFACTS=<folder> or `make browser`:")
+    return "\n".join(lines) + f"\n({kept} {artefacts})"
 
 
 def _incident_pages(pages: list[Page]) -> list[Page]:
