@@ -268,6 +268,20 @@ def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
             for key, file in rows}
 
 
+def main_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The tables (not views) of the main schemas: the warehouse's and temp's."""
+    return {name for (name,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, values: dict[str, str]) -> None:
+    """Set keys of the ``meta`` table, in the caller's transaction: a delete and an
+    insert, which DuckDB runs in half the time of one ``INSERT OR REPLACE``."""
+    keys = list(values)
+    con.execute("DELETE FROM meta WHERE list_contains($1, key)", [keys])
+    con.execute("INSERT INTO meta SELECT unnest($1), unnest($2)", [keys, list(values.values())])
+
+
 def has_tombstones(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return table_exists(con, dead_table(name))
 
@@ -388,6 +402,8 @@ class Warehouse:
         #: this warehouse's database in SQL, for statements run while another is in use
         #: (the model build's scratch database)
         self.catalog = database_name(self.con)
+        #: newest row time of each model part written and not yet recorded
+        self._part_times: dict[str, str | None] = {}
         # no query here relies on row order; keeping it costs memory on big tables
         self.con.execute("SET preserve_insertion_order = false")
         # the model's tables and the events are many Parquet parts, read by many queries
@@ -586,7 +602,8 @@ class Warehouse:
         """Write the rows of ``select`` to a new Parquet file beside the events, as build
         ``build``'s part of the model table ``name`` (``set_model_files`` makes it
         visible); returns it and its row count. DuckDB writes Parquet a third faster than
-        its own table storage, and a build adds a part rather than rewriting a table."""
+        its own table storage, and a build adds a part rather than rewriting a table.
+        The part's newest row time is kept for ``save_part_times``."""
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
         path = self.parquet_dir / f"{name}-{uuid.uuid4().hex}.parquet"
         # the part's newest time comes with the write's own statistics, not a read back
@@ -596,14 +613,29 @@ class Warehouse:
                                "RETURN_STATS true)").fetchone()
         rows = int(row[1]) if row else 0
         time = MODEL_PARTS[name].time
-        if not time.isidentifier():  # an expression (logical_messages): read back
-            self.record_part_times(name, [path])
-            return path, rows
-        stats = (row[4] or {}).get(f'"{time}"', {}) if row else {}
-        self.con.execute(f"INSERT OR REPLACE INTO {self.catalog}.main.model_part_times "
-                         "VALUES (?, CAST(? AS TIMESTAMPTZ))",
-                         [path.name, stats.get("max") if rows else None])
+        if not rows:
+            newest = None
+        elif time.isidentifier():
+            newest = ((row[4] or {}).get(f'"{time}"', {}) if row else {}).get("max")
+        else:  # an expression (logical_messages): read back
+            found = self.con.execute(f"SELECT CAST(max({time}) AS VARCHAR) "
+                                     f"FROM read_parquet({sql_path(path)})").fetchone()
+            newest = found[0] if found else None
+        self._part_times[path.name] = newest
         return path, rows
+
+    def save_part_times(self) -> None:
+        """Record the newest row times of the parts written since the last call, in one
+        statement (the build's transaction: an insert of its own was a commit each)."""
+        if self._part_times:
+            self.con.execute(f"INSERT OR REPLACE INTO {self.catalog}.main.model_part_times "
+                             "SELECT unnest($1), CAST(unnest($2) AS TIMESTAMPTZ)",
+                             [list(self._part_times), list(self._part_times.values())])
+        self._part_times.clear()
+
+    def forget_part_times(self) -> None:
+        """Drop the times kept for parts a failed build wrote (and removes)."""
+        self._part_times.clear()
 
     def record_part_times(self, name: str, paths: list[Path]) -> None:
         """Record the newest row time of these parts of the model table ``name``."""
@@ -617,14 +649,17 @@ class Warehouse:
         self.con.execute(f"INSERT OR IGNORE INTO {self.catalog}.main.model_part_times "
                          "SELECT unnest(?), NULL", [[p.name for p in paths]])
 
-    def set_model_files(self, name: str, paths: list[Path]) -> None:
-        """Make the view ``name`` read these parts, in the caller's transaction."""
+    def set_model_files(self, name: str, paths: list[Path], *,
+                        tombstones: bool | None = None) -> None:
+        """Make the view ``name`` read these parts, in the caller's transaction
+        (``tombstones``: whether its table of dead rows exists, when the caller knows)."""
         if not paths:  # the table is no longer kept
             self.con.execute("DELETE FROM meta WHERE key = ?", [_PARQUET_VIEW + name])
             return
-        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                         [_PARQUET_VIEW + name, ",".join(p.name for p in paths)])
-        select = model_part_sql(name, paths, tombstones=has_tombstones(self.con, name))
+        set_meta(self.con, {_PARQUET_VIEW + name: ",".join(p.name for p in paths)})
+        if tombstones is None:
+            tombstones = has_tombstones(self.con, name)
+        select = model_part_sql(name, paths, tombstones=tombstones)
         self.con.execute(f"CREATE OR REPLACE VIEW main.{name} AS {select}")
 
     def parquet_tables(self) -> list[str]:

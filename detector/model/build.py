@@ -30,9 +30,10 @@ from detector.warehouse import (
     Warehouse,
     database_name,
     dead_table,
+    main_tables,
     replace_views,
+    set_meta,
     sql_path,
-    table_exists,
 )
 
 #: the model's tables, in the order model.sql makes them; each is written to a Parquet
@@ -169,24 +170,22 @@ def _meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
-    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-
-
 def build_model(wh: Warehouse, *, full: bool = False) -> Built:
     """Bring the model tables up to date with the events, in one transaction: all of them
     (``full``, a first build, or a warehouse whose events lost parts) or the messages the
     events parts added since the last build touch."""
     con = wh.con
-    create_macros(con)
-    fresh = not all(table_exists(con, dead_table(name)) for name in MODEL_TABLES)
-    for name in MODEL_TABLES:  # warehouses from before the model was kept as Parquet
-        if table_exists(con, name, base_table=True):
-            con.execute(f"DROP TABLE {name}")
-            fresh = True
-        fresh = fresh or not wh.model_files(name)
-    for ddl in _DDL:
-        con.execute(ddl)
+    tables = main_tables(con)
+    fresh = not all(dead_table(name) in tables for name in MODEL_TABLES)
+    with _transaction(con):  # one commit for these, not one each
+        create_macros(con)
+        for name in MODEL_TABLES:  # warehouses from before the model was kept as Parquet
+            if name in tables:
+                con.execute(f"DROP TABLE {name}")
+                fresh = True
+            fresh = fresh or not wh.model_files(name)
+        for ddl in _DDL:
+            con.execute(ddl)
     parts = {r[0] for r in con.execute("SELECT part FROM parts").fetchall()}
     built = {r[0] for r in con.execute("SELECT part FROM model_parts").fetchall()}
     new = sorted(parts - built)
@@ -214,14 +213,15 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
             con.execute("DELETE FROM model_parts")
             con.execute("INSERT INTO model_parts SELECT part FROM parts")
             con.execute("DELETE FROM model_dirty")
-            _set_meta(con, "model_build", str(build))
-            _set_meta(con, "model_version", MODEL_VERSION)
+            wh.save_part_times()
+            set_meta(con, {"model_build": str(build), "model_version": MODEL_VERSION})
             con.execute("COMMIT")
     except BaseException:
         # after a failed write (a full disk) DuckDB may refuse the rollback too: the first
         # error is the one that says what happened
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
+        wh.forget_part_times()
         for path in written:
             path.unlink(missing_ok=True)
         raise
@@ -230,6 +230,18 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
             wh.drop_temp_tables()
     wh.tidy_parquet_views()
     return result
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def _drop_retired(wh: Warehouse) -> None:
@@ -306,7 +318,8 @@ def _full(wh: Warehouse, build: int, written: dict[Path, int]) -> Callable[[], B
     def merge() -> Built:
         for name in MODEL_TABLES:
             con.execute(f"DELETE FROM {dead_table(name)}")
-            wh.set_model_files(name, _parts_of(name, written, keep_empty=True))
+            wh.set_model_files(name, _parts_of(name, written, keep_empty=True),
+                               tombstones=True)  # (made by _DDL)
         return Built(full=True, messages=int(n[0]) if n else 0, since=n[1] if n else None)
 
     return merge
@@ -581,7 +594,7 @@ def _incremental(wh: Warehouse, build: int, written: dict[Path, int],
         for name in MODEL_TABLES:
             con.execute(f"INSERT INTO {dead_table(name)} {replaced[name]}", [build])
             wh.set_model_files(name, wh.model_files(name)
-                               + _parts_of(name, written, keep_empty=False))
+                               + _parts_of(name, written, keep_empty=False), tombstones=True)
         return Built(full=False, messages=int(n[0]) if n else 0, since=n[1] if n else None)
 
     return merge
