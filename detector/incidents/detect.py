@@ -43,7 +43,9 @@ def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
     members.start(wh)
     spans: list[Span] = []
     for rule in rules:
-        compiled = run_rule(wh, rule, source, runner)
+        compiled, hits = run_rule(wh, rule, source, runner)
+        if not hits:  # (most rules, most nights)
+            continue
         found = merge_repeats(wh, rule, find_spans(wh, compiled))
         members.add(wh, rule, found, source)
         spans += found

@@ -104,18 +104,20 @@ RuleRunner = Callable[[Rule, str], tuple[CompiledRule, Any]]
 
 
 def run_rule(wh: Warehouse, rule: Rule, source: str,
-             runner: RuleRunner | None = None) -> CompiledRule:
+             runner: RuleRunner | None = None) -> tuple[CompiledRule, int]:
     """Execute one rule into ``_hits``: one row per anchor message meeting its conditions
-    (found by ``runner`` on another engine, when given)."""
+    (found by ``runner`` on another engine, when given); the rule and how many rows."""
     if runner is not None:
         compiled, hits = runner(rule, source)
         wh.con.register("_runner_hits", hits)
         try:
-            wh.con.execute("CREATE OR REPLACE TEMP TABLE _hits AS SELECT * FROM _runner_hits")
+            made = wh.con.execute("CREATE OR REPLACE TEMP TABLE _hits AS "
+                                  "SELECT * FROM _runner_hits").fetchone()
         finally:
             wh.con.unregister("_runner_hits")
-        return compiled
+        return compiled, int(made[0]) if made else 0
     compiled = (compile_rule(rule) if source == ALL_MESSAGES
                 else compile_rule(rule, source=source))
-    wh.con.execute(f"CREATE OR REPLACE TEMP TABLE _hits AS {compiled.sql}", compiled.params)
-    return compiled
+    made = wh.con.execute(f"CREATE OR REPLACE TEMP TABLE _hits AS {compiled.sql}",
+                          compiled.params).fetchone()
+    return compiled, int(made[0]) if made else 0

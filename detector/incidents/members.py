@@ -38,12 +38,13 @@ def start(wh: Warehouse) -> None:
 
 
 def add(wh: Warehouse, rule: Rule, spans: Sequence[Span], source: str) -> None:
-    """Record a rule's spans and their member messages."""
-    if spans:  # one statement for all of a rule's spans, however many
-        wh.con.executemany(
-            "INSERT INTO _spans VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(s.key, rule.name, s.group_key, s.span_start, s.span_end,
-              rule.window_seconds or 0, rule.kind in ANSWERING_KINDS) for s in spans])
+    """Record a rule's spans and their member messages (none: nothing to read)."""
+    if not spans:
+        return
+    wh.con.executemany(  # one statement for all of a rule's spans, however many
+        "INSERT INTO _spans VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(s.key, rule.name, s.group_key, s.span_start, s.span_end,
+          rule.window_seconds or 0, rule.kind in ANSWERING_KINDS) for s in spans])
     # the group expression and membership condition come from the rule vocabulary, the
     # source is a table name chosen by execute.py: no text from a rule file or a log
     wh.con.execute(MEMBERS.format(source=source, group=group_sql(rule.group_by, "m"),
