@@ -7,6 +7,7 @@ import hashlib
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -85,17 +86,17 @@ def test_root_and_id_hold_whatever_the_line_order_and_batch_size(
 # --- monotonic thresholds -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def busy_day(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A simulated day with every kind of incident, made by the CLI, as a warehouse."""
+def busy_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+    """A simulated day with every kind of incident, made by the CLI, as a warehouse (open
+    for the module: each detection replaces the last one's tables)."""
     tmp = tmp_path_factory.mktemp("busy")
     kinds = ["reply_storm", "auto_storm", "bounce_storm", "fanout", "mail_loop", "busy_thread"]
     subprocess.run([sys.executable, "-m", "detector", "simulate", "--out", str(tmp), "--seed",
                     "5", "--list-size", "600", "--repliers", "14", "--background", "400",
                     *(a for k in kinds for a in ("--incident", k))], check=True,
                    capture_output=True)
-    db = tmp / "w.duckdb"
-    _warehouse(tmp / "logs", db, 1 << 24).close()
-    return db
+    with _warehouse(tmp / "logs", tmp / "w.duckdb", 1 << 24) as wh:
+        yield wh
 
 
 def _condition_params() -> list[tuple[str, str]]:
@@ -103,11 +104,10 @@ def _condition_params() -> list[tuple[str, str]]:
             if c.op in (">=", ">")]
 
 
-def _members(db: Path, rule: str, overrides: dict[str, str]) -> set[str]:
-    with Warehouse(db) as wh:
-        detect(wh, _rules(overrides, rule))
-        return {uid for (uid,) in wh.con.execute(
-            "SELECT message_uid FROM incident_messages").fetchall()}
+def _members(wh: Warehouse, rule: str, overrides: dict[str, str]) -> set[str]:
+    detect(wh, _rules(overrides, rule))
+    return {uid for (uid,) in wh.con.execute(
+        "SELECT message_uid FROM incident_messages").fetchall()}
 
 
 VALUES = [1, 2, 3, 5, 10, 20, 100, 300, 1000]
@@ -119,7 +119,7 @@ VALUES = [1, 2, 3, 5, 10, 20, 100, 300, 1000]
        raise_by=st.sampled_from([0, 1, 2, 10, 500]),
        others_low=st.booleans())
 def test_raising_any_threshold_never_puts_a_message_into_an_incident(
-        busy_day: Path, which: tuple[str, str], low: int, raise_by: int,
+        busy_day: Warehouse, which: tuple[str, str], low: int, raise_by: int,
         others_low: bool) -> None:
     rule_name, param = which
     rule = _rules({}, rule_name)[0]
@@ -133,7 +133,7 @@ def test_raising_any_threshold_never_puts_a_message_into_an_incident(
     assert higher <= lower
 
 
-def test_the_busy_day_has_incidents_for_the_monotonicity_test(busy_day: Path) -> None:
+def test_the_busy_day_has_incidents_for_the_monotonicity_test(busy_day: Warehouse) -> None:
     """Guards the property above against passing on a day where nothing is ever found."""
     found = set()
     for rule in load_rules(builtin_rules_dir()):
