@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 from detector import pipeline
 from detector.assets import builtin_rules_dir
 from detector.incidents import detect
+from detector.incidents.execute import ALL_MESSAGES, run_rule, run_rules
+from detector.ingest import ingest
 from detector.model.build import build_model
 from detector.rules.compiler import compile_rule
 from detector.rules.loader import load_rules
 from detector.rules.overrides import apply_overrides
+from detector.sources import discover
 from detector.warehouse import Warehouse
 from tests.logsynth import Mail, Site, storm, write_log
 
@@ -147,9 +150,6 @@ def _warehouse_with_storms(tmp_path: Path, repliers: list[int], gap_s: int) -> P
     write_log(tmp_path / "mail.log", site, mails)
     db = tmp_path / "w.duckdb"
     with Warehouse(db) as wh:
-        from detector.ingest import ingest
-        from detector.sources import discover
-
         ingest(wh, discover([str(tmp_path / "mail.log")]), tz="UTC", year=2016)
         build_model(wh)
     return db
@@ -212,3 +212,25 @@ def test_bad_override_is_a_usage_error(tmp_path: Path, key: str, message: str) -
                                     str(tmp_path / "o"), "--set", key])
     assert res.exit_code == 2
     assert message in res.output
+
+
+def test_a_windowed_rule_with_no_message_to_read_is_not_run(tmp_path: Path) -> None:
+    """run_rules skips a windowed rule none of whose messages is there, and says so by
+    leaving no ``_hits``; every rule it runs finds what run_rule alone finds."""
+    site = _site(30)
+    mails = storm(site, list_addr=LIST, start=START, repliers=12)  # replies, no auto
+    write_log(tmp_path / "mail.log", site, mails)
+    rules = apply_overrides(load_rules(builtin_rules_dir()), SMALL)
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        ingest(wh, discover([str(tmp_path / "mail.log")]), tz="UTC", year=2016)
+        build_model(wh)
+        alone = {r.name: run_rule(wh, r, ALL_MESSAGES)[1] for r in rules}
+        seen = {}
+        for compiled, hits in run_rules(wh, rules, ALL_MESSAGES):
+            present = wh.scalar("SELECT count(*) FROM duckdb_tables() "
+                                "WHERE table_name = '_hits' AND temporary")
+            seen[compiled.rule.name] = (hits, bool(present))
+    assert {name: hits for name, (hits, _) in seen.items()} == alone
+    assert alone["reply_storm"] > 0 and seen["reply_storm"][1]  # its window was run
+    # automatic answers: none on this day, so auto_storm's window was never planned
+    assert seen["auto_storm"] == (0, False)

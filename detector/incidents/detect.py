@@ -10,7 +10,7 @@ import polars as pl
 
 from detector.incidents import aggregates, members, store
 from detector.incidents.evidence import cause_of, policy_estimates
-from detector.incidents.execute import RuleRunner, Scope, prepare_scope, run_rule
+from detector.incidents.execute import RuleRunner, Scope, prepare_scope, run_rules
 from detector.incidents.fold import fold_related
 from detector.incidents.islands import Span, find_spans
 from detector.incidents.model import ANSWERING_KINDS, ConditionResult, Incident, stable_id
@@ -42,10 +42,10 @@ def detect(wh: Warehouse, rules: Sequence[Rule], *, scope: Scope | None = None,
     source = prepare_scope(wh, scope)
     members.start(wh)
     spans: list[Span] = []
-    for rule in rules:
-        compiled, hits = run_rule(wh, rule, source, runner)
+    for compiled, hits in run_rules(wh, rules, source, runner):
         if not hits:  # (most rules, most nights)
             continue
+        rule = compiled.rule
         found = merge_repeats(wh, rule, find_spans(wh, compiled))
         members.add(wh, rule, found, source)
         spans += found

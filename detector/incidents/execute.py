@@ -6,7 +6,7 @@ A run can be limited to a time range (``--since`` / ``--until``): the rules then
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -103,6 +103,29 @@ def scoped_model(wh: Warehouse, since: datetime | None) -> Iterator[None]:
 RuleRunner = Callable[[Rule, str], tuple[CompiledRule, Any]]
 
 
+def run_rules(wh: Warehouse, rules: Sequence[Rule], source: str,
+              runner: RuleRunner | None = None) -> Iterator[tuple[CompiledRule, int]]:
+    """``run_rule`` for each rule in turn, as the caller reads ``_hits``. A windowed rule
+    none of whose messages is there is not run (its plan costs milliseconds whatever its
+    input; all are asked for in one query) and ``_hits`` is then absent."""
+    if runner is not None:
+        for rule in rules:
+            yield run_rule(wh, rule, source, runner)
+        return
+    compiled = [compile_rule(rule) if source == ALL_MESSAGES
+                else compile_rule(rule, source=source) for rule in rules]
+    probes = [c.feed for c in compiled if c.feed]
+    found = (wh.con.execute("SELECT " + ", ".join(f"EXISTS ({feed})" for feed in probes))
+             .fetchone() if probes else None) or ()
+    fed = dict(zip(probes, found, strict=False))
+    for each in compiled:
+        if each.feed and not fed.get(each.feed, True):
+            wh.con.execute("DROP TABLE IF EXISTS temp._hits")
+            yield each, 0
+        else:
+            yield each, _execute(wh, each)
+
+
 def run_rule(wh: Warehouse, rule: Rule, source: str,
              runner: RuleRunner | None = None) -> tuple[CompiledRule, int]:
     """Execute one rule into ``_hits``: one row per anchor message meeting its conditions
@@ -118,6 +141,10 @@ def run_rule(wh: Warehouse, rule: Rule, source: str,
         return compiled, int(made[0]) if made else 0
     compiled = (compile_rule(rule) if source == ALL_MESSAGES
                 else compile_rule(rule, source=source))
+    return compiled, _execute(wh, compiled)
+
+
+def _execute(wh: Warehouse, compiled: CompiledRule) -> int:
     made = wh.con.execute(f"CREATE OR REPLACE TEMP TABLE _hits AS {compiled.sql}",
                           compiled.params).fetchone()
-    return compiled, int(made[0]) if made else 0
+    return int(made[0]) if made else 0

@@ -196,6 +196,9 @@ class CompiledRule:
     measures: tuple[str, ...]
     #: what each parameter is, in order: "window (seconds)" or a param name
     param_names: tuple[str, ...] = ()
+    #: a windowed rule's SELECT of the messages it reads at all (no parameters): none of
+    #: them, no hits ("" for a per-message rule, whose plan is cheap)
+    feed: str = ""
 
 
 def compile_rule(rule: Rule, *, source: str = "logical_messages",
@@ -236,5 +239,7 @@ def compile_rule(rule: Rule, *, source: str = "logical_messages",
         names.append("window (seconds)")
     params.extend(rule.value(c.param) for c in rule.conditions)
     names.extend(c.param for c in rule.conditions)
+    feed = (f"SELECT 1 FROM {source} WHERE {fields['select']} AND {fields['group']} "
+            "IS NOT NULL" if shape == "windowed" else "")
     return CompiledRule(rule=rule, sql=template.format(**fields).strip(), params=params,
-                        measures=measures, param_names=tuple(names))
+                        measures=measures, param_names=tuple(names), feed=feed)
