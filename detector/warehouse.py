@@ -269,9 +269,11 @@ def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 
 
 def main_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """The tables (not views) of the main schemas: the warehouse's and temp's."""
+    """The tables (not views) of the main schemas of the current database and temp's (not
+    of another database attached)."""
     return {name for (name,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+        "AND (database_name = current_database() OR temporary)").fetchall()}
 
 
 def set_meta(con: duckdb.DuckDBPyConnection, values: dict[str, str]) -> None:
