@@ -135,7 +135,8 @@ def test_compiled_sql_binds_every_number() -> None:
     assert compiled.sql.count("?") == 3
 
 
-def _warehouse_with_storms(tmp_path: Path, repliers: list[int], gap_s: int) -> Path:
+def _warehouse_with_storms(tmp_path: Path, repliers: list[int], gap_s: int) -> Warehouse:
+    """A warehouse (open: the caller closes it) of storms on lists of 25, one a list."""
     site = Site(lists={f"l{k}@site.example": [f"m{k}.{i}@site.example" for i in range(25)]
                        for k in range(len(repliers))})
     mails: list[Mail] = []
@@ -148,17 +149,15 @@ def _warehouse_with_storms(tmp_path: Path, repliers: list[int], gap_s: int) -> P
             m.in_reply_to = f"{k}-{m.in_reply_to}" if m.in_reply_to else None
         mails += thread
     write_log(tmp_path / "mail.log", site, mails)
-    db = tmp_path / "w.duckdb"
-    with Warehouse(db) as wh:
-        ingest(wh, discover([str(tmp_path / "mail.log")]), tz="UTC", year=2016)
-        build_model(wh)
-    return db
+    wh = Warehouse(tmp_path / "w.duckdb")
+    ingest(wh, discover([str(tmp_path / "mail.log")]), tz="UTC", year=2016)
+    build_model(wh)
+    return wh
 
 
-def _ids(db: Path, overrides: dict[str, str]) -> set[str]:
+def _ids(wh: Warehouse, overrides: dict[str, str]) -> set[str]:
     rules = apply_overrides(load_rules(builtin_rules_dir()), overrides)
-    with Warehouse(db) as wh:
-        return {i.id for i in detect(wh, rules)}
+    return {i.id for i in detect(wh, rules)}
 
 
 @settings(max_examples=12, deadline=None,
@@ -168,10 +167,10 @@ def _ids(db: Path, overrides: dict[str, str]) -> set[str]:
        low=st.integers(1, 12), raise_by=st.integers(0, 6))
 def test_raising_a_threshold_never_adds_an_incident(tmp_path_factory, repliers, gap_s, low,
                                                     raise_by) -> None:
-    db = _warehouse_with_storms(tmp_path_factory.mktemp("w"), repliers, gap_s)
     base = {"reply_storm.min_audience": "10"}
-    lower = _ids(db, {**base, "reply_storm.min_senders": str(low)})
-    higher = _ids(db, {**base, "reply_storm.min_senders": str(low + raise_by)})
+    with _warehouse_with_storms(tmp_path_factory.mktemp("w"), repliers, gap_s) as wh:
+        lower = _ids(wh, {**base, "reply_storm.min_senders": str(low)})
+        higher = _ids(wh, {**base, "reply_storm.min_senders": str(low + raise_by)})
     assert higher <= lower
 
 
@@ -180,10 +179,9 @@ def test_raising_a_threshold_never_adds_an_incident(tmp_path_factory, repliers, 
 @given(repliers=st.lists(st.integers(8, 14), min_size=1, max_size=3),
        seed=st.integers(0, 2**32 - 1))
 def test_shuffling_event_rows_changes_no_incident(tmp_path_factory, repliers, seed) -> None:
-    db = _warehouse_with_storms(tmp_path_factory.mktemp("w"), repliers, 60)
     overrides = {"reply_storm.min_audience": "10", "reply_storm.min_senders": "8"}
     rules = apply_overrides(load_rules(builtin_rules_dir()), overrides)
-    with Warehouse(db) as wh:
+    with _warehouse_with_storms(tmp_path_factory.mktemp("w"), repliers, 60) as wh:
         before = detect(wh, rules)
         # rewrite the events as one Parquet part with the rows in a random order
         events = wh.query("SELECT * FROM events")
