@@ -20,7 +20,7 @@ from pathlib import Path
 
 from detector.errors import UsageError
 from detector.summary import count_parts
-from detector.warehouse import MODEL_PARTS, Warehouse, table_exists
+from detector.warehouse import MODEL_PARTS, Warehouse, table_exists, transaction
 
 _SPAN = re.compile(r"^\s*(\d{1,5})\s*([hdw])\s*$", re.IGNORECASE)
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -76,8 +76,7 @@ def apply_retention(wh: Warehouse, keep: timedelta) -> Dropped:
     size = sum(p.stat().st_size for p in [*old_events, *(f for fs in old_model.values()
                                                            for f in fs)] if p.exists())
     names = [p.name for p in old_events]
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM parts WHERE part IN (SELECT unnest(?))", [names])
         con.execute("DELETE FROM part_stats WHERE part IN (SELECT unnest(?))", [names])
         con.execute("DELETE FROM model_parts WHERE part IN (SELECT unnest(?))", [names])
@@ -89,10 +88,6 @@ def apply_retention(wh: Warehouse, keep: timedelta) -> Dropped:
             con.execute("DELETE FROM incident_messages WHERE incident_id IN "
                         """(SELECT id FROM incidents WHERE "end" < ?)""", [cut])
             con.execute("""DELETE FROM incidents WHERE "end" < ?""", [cut])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     for path in old_events:
         path.unlink(missing_ok=True)
     wh.tidy_parquet_views()

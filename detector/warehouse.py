@@ -17,12 +17,13 @@ removed on the next open, so an error leaves the warehouse as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -282,6 +283,21 @@ def set_meta(con: duckdb.DuckDBPyConnection, values: dict[str, str]) -> None:
     keys = list(values)
     con.execute("DELETE FROM meta WHERE list_contains($1, key)", [keys])
     con.execute("INSERT INTO meta SELECT unnest($1), unnest($2)", [keys, list(values.values())])
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction around the block: committed at its end, rolled back if it raises
+    (a rollback DuckDB refuses after a failed write leaves the first error the one
+    raised)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def has_tombstones(con: duckdb.DuckDBPyConnection, name: str) -> bool:

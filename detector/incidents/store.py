@@ -25,7 +25,7 @@ from typing import Any
 
 from detector.incidents.model import Incident, Status
 from detector.rules.vocabulary import LEVELS
-from detector.warehouse import Warehouse, table_exists
+from detector.warehouse import Warehouse, table_exists, transaction
 
 #: least to most severe
 SEVERITIES: tuple[str, ...] = tuple(reversed(LEVELS))
@@ -205,8 +205,7 @@ def record(wh: Warehouse, incidents: Sequence[Incident], run: RunInfo) -> int:
     ensure_tables(wh)
     con = wh.con
     run_id = int(wh.scalar("SELECT coalesce(max(run_id), 0) + 1 FROM runs") or 1)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [run_id, run.started_at, run.command, run.since, run.until,
                      run.lines_read, data_end(wh)])
@@ -228,8 +227,4 @@ def record(wh: Warehouse, incidents: Sequence[Incident], run: RunInfo) -> int:
                 con.execute("INSERT INTO incident_changes VALUES (?, ?, ?, ?, ?, ?)",
                             [run_id, inc.id, inc.status, inc.severity, inc.messages,
                              inc.deliveries])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return run_id

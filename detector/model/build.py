@@ -34,6 +34,7 @@ from detector.warehouse import (
     replace_views,
     set_meta,
     sql_path,
+    transaction,
 )
 
 #: the model's tables, in the order model.sql makes them; each is written to a Parquet
@@ -177,7 +178,7 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
     con = wh.con
     tables = main_tables(con)
     fresh = not all(dead_table(name) in tables for name in MODEL_TABLES)
-    with _transaction(con):  # one commit for these, not one each
+    with transaction(con):  # one commit for these, not one each
         create_macros(con)
         for name in MODEL_TABLES:  # warehouses from before the model was kept as Parquet
             if name in tables:
@@ -230,18 +231,6 @@ def build_model(wh: Warehouse, *, full: bool = False) -> Built:
             wh.drop_temp_tables()
     wh.tidy_parquet_views()
     return result
-
-
-@contextlib.contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def _drop_retired(wh: Warehouse) -> None:

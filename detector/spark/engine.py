@@ -59,6 +59,7 @@ from detector.warehouse import (
     extreme,
     head_digest,
     sql_path,
+    transaction,
 )
 
 if TYPE_CHECKING:
@@ -220,8 +221,7 @@ class SparkEngine:
         con = wh.con
         with self.timings.stage("attach"):
             before = set(wh.parts_dir.glob("part-*.parquet"))
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(con):
                 con.execute("DELETE FROM parts")
                 con.execute("DELETE FROM files")
                 con.execute("DELETE FROM model_dirty")
@@ -245,10 +245,6 @@ class SparkEngine:
                     wh.set_model_files(name, paths)
                     wh.record_part_times(name, paths)
                 create_views(con)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             for old in before:  # the parts of the run before, no longer in the ledger
                 old.unlink(missing_ok=True)
             wh.tidy_parquet_views()
