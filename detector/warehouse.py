@@ -224,16 +224,19 @@ def sql_path(path: Path) -> str:
     return sql_string(str(path.resolve()))
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, name: str, *,
-                 base_table: bool = False) -> bool:
-    """Whether a main schema (the warehouse's, or temp's) holds ``name`` (a table or
-    view; only a table with ``base_table``)."""
+#: the main schemas a lookup reads: the current database's and temp's, not those of
+#: another database attached to the connection
+_OWN_MAIN = "schema_name = 'main' AND (database_name = current_database() OR temporary)"
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the current database's main schema, or temp's, holds ``name`` (a table or
+    a view)."""
     # DuckDB's own catalog functions: information_schema is a view over them, twice as slow
-    views = "" if base_table else (
-        " UNION ALL SELECT 1 FROM duckdb_views() WHERE view_name = $1 "
-        "AND schema_name = 'main'")
-    return bool(con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = $1 "
-                            f"AND schema_name = 'main'{views}", [name]).fetchall())
+    return bool(con.execute(
+        f"SELECT 1 FROM duckdb_tables() WHERE table_name = $1 AND {_OWN_MAIN} UNION ALL "
+        f"SELECT 1 FROM duckdb_views() WHERE view_name = $1 AND {_OWN_MAIN}",
+        [name]).fetchall())
 
 
 def replace_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:
@@ -270,11 +273,9 @@ def _parquet_view_files(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 
 
 def main_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """The tables (not views) of the main schemas of the current database and temp's (not
-    of another database attached)."""
+    """The tables (not views) of the current database's main schema and temp's."""
     return {name for (name,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
-        "AND (database_name = current_database() OR temporary)").fetchall()}
+        f"SELECT table_name FROM duckdb_tables() WHERE {_OWN_MAIN}").fetchall()}
 
 
 def set_meta(con: duckdb.DuckDBPyConnection, values: dict[str, str]) -> None:
@@ -335,8 +336,7 @@ def model_part_sql(name: str, paths: list[Path], *, tombstones: bool,
 def parquet_views_sql(con: duckdb.DuckDBPyConnection, db: Path | str) -> dict[str, str]:
     """View name -> SELECT over its current files; absolute paths, checked on every
     open."""
-    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
-                                        "WHERE schema_name = 'main'").fetchall()}
+    tables = main_tables(con)
     return {name: model_part_sql(name, paths, tombstones=dead_table(name) in tables)
             for name, paths in parquet_view_paths(con, db).items()}
 
