@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from detector.dialect import DUCKDB
 from detector.model.build import view_statements
 from detector.schema import TABLES, Table, comment_statements
-from detector.sqltext import sql_string, truncated
+from detector.sqltext import sql_string, truncated, utc_text
 from detector.warehouse import (
     MODEL_PARTS,
     Warehouse,
@@ -94,7 +94,7 @@ def day_sql(column: str, alias: str = "", *, null: str | None = NULL_DAY) -> str
     ``null`` when it is null. COPY's PARTITION_BY is given the null itself (it names the
     folder NULL_DAY; given the text, it would escape it)."""
     ref = f'{alias}."{column}"' if alias else f'"{column}"'
-    value = f"strftime(timezone('UTC', {ref}), '%Y-%m-%d')"
+    value = utc_text(ref, "%Y-%m-%d")
     return value if null is None else f"coalesce({value}, {sql_string(null)})"
 
 

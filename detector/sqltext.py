@@ -15,6 +15,12 @@ def sql_string(value: str) -> str:
 _UNIT_US = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
 
 
+def utc_text(column: str, fmt: str) -> str:
+    """``strftime`` of a TIMESTAMPTZ column's UTC time (DuckDB), from its microseconds:
+    ``AT TIME ZONE`` goes through the ICU calendar for each of millions of rows."""
+    return f"strftime(make_timestamp(epoch_us({column})), '{fmt}')"
+
+
 def truncated(session_zone: str, unit: str, column: str) -> str:
     """``date_trunc(unit, column)`` of a TIMESTAMPTZ column (DuckDB). In a UTC session
     (the warehouse's) by integer arithmetic on its microseconds, since date_trunc goes

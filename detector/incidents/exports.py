@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from detector.incidents.details import model_tables
 from detector.redact import Redactor
+from detector.sqltext import utc_text
 from detector.warehouse import Warehouse, sql_path
 
 #: file name endings of the CSVs of an incident, after its id
@@ -37,7 +38,7 @@ def _cell(column: str) -> str:
 
 
 def _time(column: str) -> str:
-    return f"strftime({column} AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')"
+    return utc_text(column, "%Y-%m-%dT%H:%M:%SZ")
 
 
 MESSAGES = f"""
