@@ -52,8 +52,10 @@ from detector.warehouse import (
     dead_table,
     has_tombstones,
     model_part_sql,
+    part_build,
     sql_path,
     table_exists,
+    with_builds_sql,
 )
 
 DATASET_DIR = "dataset"
@@ -71,6 +73,8 @@ _FEW_DAYS = 4
 _CATALOG_MARK = ".mailstorm-catalog"
 #: the relation holding a table's rows of some days (None: all), as SQL
 Source = Callable[[set[str] | None], str]
+#: of some days, those whose rows are exactly some files -> the files
+Links = Callable[[set[str]], dict[str, list[Path]]]
 
 
 @dataclass
@@ -126,7 +130,8 @@ def publish_dataset(wh: Warehouse, out_dir: Path, *, full: bool = False) -> Publ
                                             (folder / name).is_dir())
         done.days[name] = _write_days(wh, folder, name, functools.partial(
             _parts_holding, wh, name, holds=new_state[name]), days, work,
-            among={d for held in new_state[name].values() for d in held})
+            among={d for held in new_state[name].values() for d in held},
+            links=functools.partial(_whole_parts, wh, name, new_state[name]))
     days, source = _thread_days(wh, folder, state, new_state)
     done.days["threads"] = _write_days(wh, folder, "threads", lambda _: source, days, work)
     if table_exists(wh.con, "incidents"):
@@ -196,16 +201,21 @@ def _link_events(wh: Warehouse, folder: Path, work: Path) -> tuple[int, int]:
         if day is None:
             _split_part(wh, parts[name], folder, work)
         else:
-            target = folder / f"day={day}" / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(parts[name], target)
-            except OSError:  # a file system without hard links (or another device)
-                shutil.copy2(parts[name], work / name)
-                os.replace(work / name, target)
+            _link(parts[name], folder / f"day={day}" / name, work)
         linked += 1
     _remove_empty_days(folder)
     return linked, removed
+
+
+def _link(file: Path, target: Path, work: Path) -> None:
+    """Put ``file`` at ``target`` as a hard link (a copy where the file system has none,
+    or ``target`` is on another device)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(file, target)
+    except OSError:
+        shutil.copy2(file, work / file.name)
+        os.replace(work / file.name, target)
 
 
 def _split_part(wh: Warehouse, part: Path, folder: Path, work: Path) -> None:
@@ -262,12 +272,11 @@ def _model_days(wh: Warehouse, name: str, known: dict[str, list[str]] | None, bu
     old = [f for f in files if f.name in known]
     if old and has_tombstones(con, name):
         key = MODEL_PARTS[name].key
-        listed = "[" + ", ".join(sql_path(f) for f in old) + "]"
         # the stored rows this build's tombstones (and those of any build since the
         # dataset was last written) hide
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _hidden AS
             SELECT {day_sql(str(table.day), 'd')} AS day{", d.thread_id" * threads}
-            FROM read_parquet({listed}) d
+            FROM ({with_builds_sql(old)}) d
             JOIN (SELECT {key}, max(build) AS dead FROM main.{dead_table(name)}
                   WHERE build > ? GROUP BY {key}) x ON x.{key} = d.{key}
             WHERE d.build < x.dead""", [build])
@@ -288,6 +297,37 @@ def _parts_holding(wh: Warehouse, name: str, days: set[str] | None, *,
     if not files:
         return f"(SELECT * FROM main.{name} WHERE false)"
     return f"({model_part_sql(name, files, tombstones=has_tombstones(wh.con, name))})"
+
+
+def _whole_parts(wh: Warehouse, name: str, holds: dict[str, list[str]], days: set[str]
+                 ) -> dict[str, list[Path]]:
+    """Of ``days``, those whose rows in the model table ``name`` are exactly the rows of
+    some of its parts, and those parts: every part holding rows of the day holds that
+    day's alone (a build writes deliveries a file per day: ``ModelPart.daily``), holds the
+    table's columns and nothing else, and no tombstone hides a row of it."""
+    table = TABLES[name]
+    by_day: dict[str, list[Path]] = {}
+    mixed: set[str] = set()
+    for part in wh.model_files(name):
+        held = holds.get(part.name, [])
+        if (len(held) == 1 and held[0] in days and part_build(part) is not None
+                and pq.read_schema(part).names == list(table.columns)):
+            by_day.setdefault(held[0], []).append(part)
+        else:
+            mixed.update(held)
+    whole = {day: parts for day, parts in by_day.items() if day not in mixed}
+    if whole and has_tombstones(wh.con, name) and wh.scalar(
+            f"SELECT count(*) > 0 FROM main.{dead_table(name)}"):
+        key = MODEL_PARTS[name].key
+        parts = [p for ps in whole.values() for p in ps]
+        for (day,) in wh.con.execute(f"""
+                SELECT DISTINCT {day_sql(str(table.day), 'd')}
+                FROM ({with_builds_sql(parts)}) d
+                JOIN (SELECT {key}, max(build) AS dead FROM main.{dead_table(name)}
+                      GROUP BY {key}) x ON x.{key} = d.{key}
+                WHERE d.build < x.dead""").fetchall():
+            whole.pop(day, None)
+    return whole
 
 
 def _thread_days(wh: Warehouse, folder: Path, state: dict[str, dict[str, list[str]]],
@@ -342,11 +382,14 @@ def _incident_days(wh: Warehouse, folder: Path) -> set[str] | None:
 
 # --- writing days ----------------------------------------------------------------------
 def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
-                days: set[str] | None, work: Path, *, among: set[str] | None = None) -> int:
+                days: set[str] | None, work: Path, *, among: set[str] | None = None,
+                links: Links | None = None) -> int:
     """Write the rows of ``source(days)`` on ``days`` (None: all) to ``folder/name``, a
     day at a time swapped in; a day left without rows goes. Returns the days written or
     gone. ``among``: the days the table can hold, when known (its parts' days), so that
-    writing all of them does not read the table once more to find them."""
+    writing all of them does not read the table once more to find them. ``links``: the
+    days whose rows are exactly some files, which the day's folder then holds (hard
+    links), written by nobody again."""
     if days is not None and not days:
         return 0
     table = TABLES[name]
@@ -354,20 +397,27 @@ def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
     aside = work / name
     col = f'"{table.day}"'
     options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
-    each = days
+    every = days is None
     if days is None:
-        each = among if among is not None else {r[0] for r in wh.con.execute(
+        days = among if among is not None else {r[0] for r in wh.con.execute(
             f"SELECT DISTINCT {day_sql(str(table.day))} FROM {source(None)}").fetchall()}
-        if len(each) > _FEW_DAYS:
-            each = set()
-            wh.con.execute(f"COPY (SELECT {_columns(table)}, "
-                           f"{day_sql(str(table.day), null=None)} AS day FROM "
-                           f"{source(None)}) TO {sql_path(aside)} ({options}, "
-                           "PARTITION_BY (day), FILENAME_PATTERN 'part-{uuid}', "
-                           "OVERWRITE_OR_IGNORE)")
+    linked = links(days) if links else {}
+    for day, files in linked.items():
+        for file in files:
+            _link(file, aside / f"day={day}" / file.name, work)
+    each = days - set(linked)
+    if every and len(each) > _FEW_DAYS:
+        # all days but the linked: the parts holding them hold no linked day (a day is
+        # linked only when each part holding it holds it alone)
+        wh.con.execute(f"COPY (SELECT {_columns(table)}, "
+                       f"{day_sql(str(table.day), null=None)} AS day FROM "
+                       f"{source(each)}) TO {sql_path(aside)} ({options}, "
+                       "PARTITION_BY (day), FILENAME_PATTERN 'part-{uuid}', "
+                       "OVERWRITE_OR_IGNORE)")
+        each = set()
     # a few days one at a time, each a range of time read from the parts that hold it:
     # a partitioned write of them cost two to three times as much
-    for day in sorted(each or ()):
+    for day in sorted(each):
         file = aside / f"day={day}" / f"part-{uuid.uuid4().hex}.parquet"
         file.parent.mkdir(parents=True)
         where, params = f"{col} IS NULL", list[object]()
@@ -385,7 +435,7 @@ def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
     target.mkdir(parents=True, exist_ok=True)
     made = {p.name: p for p in aside.iterdir()} if aside.is_dir() else {}
     stale = [p for p in target.glob("day=*")
-             if p.name not in made and (days is None or p.name.removeprefix("day=") in days)]
+             if p.name not in made and (every or p.name.removeprefix("day=") in days)]
     for dirname, path in made.items():
         _swap_in(path, target / dirname, work)
     for path in stale:

@@ -85,10 +85,17 @@ def _arrow_views(con: duckdb.DuckDBPyConnection, db: Path) -> None:
     else:
         con.execute(f"CREATE TEMP VIEW events AS {events_view_sql(parts_dir_of(db))}")
     for name, paths in parquet_view_paths(con, db).items():  # the model's Parquet tables
-        con.register(f"_{name}_parts",
-                     pads.dataset([str(p.resolve()) for p in paths], format="parquet"))
+        registered: list[str] = []
+
+        def scan(files: list[Path], name: str = name, registered: list[str] = registered
+                 ) -> str:
+            registered.append(f"_{name}_parts{len(registered)}")
+            con.register(registered[-1], pads.dataset([str(p.resolve()) for p in files],
+                                                      format="parquet"))
+            return registered[-1]
+
         select = model_part_sql(name, paths, tombstones=has_tombstones(con, name),
-                                source=f"_{name}_parts")
+                                source=scan)
         con.execute(f"CREATE TEMP VIEW {name} AS {select}")
 
 

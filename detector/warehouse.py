@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,17 +48,25 @@ HEAD_BYTES = 65536
 _DICTIONARY_COLUMNS = ["host", "source_file", "program", "kind", "status", "dsn", "relay",
                        "client", "sender", "orig_to"]
 _STATS_COLUMNS = ["ts", "kind"]
-#: the file of a model table's part (write_model_part): the table's name, a uuid
-_MODEL_PART_FILE = re.compile(r"([a-z_]+)-[0-9a-f]{32}\.parquet")
+#: the file of a model table's part (write_model_part): the table's name, the build that
+#: wrote it (files of older versions, which held it in a column ``build``, name none), a
+#: uuid
+_MODEL_PART_FILE = re.compile(r"([a-z_]+)-(?:b([0-9]+)-)?[0-9a-f]{32}\.parquet")
+#: microseconds in a day, and day 0
+_DAY_US = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PARQUET_VIEW = "parquet_view:"  # meta key of a model table kept as Parquet: + its name
 class ModelPart(NamedTuple):
     """How a model table kept as Parquet parts is maintained: ``key`` (of SQL type
     ``kind``) names the rows a later build replaces (see model_part_sql), ``time`` is the
-    time of a row, by which retention (--keep) drops whole parts."""
+    time of a row, by which retention (--keep) drops whole parts. ``daily``: a build
+    writes one file per UTC day of ``time`` (a column), so that the dataset's day folders
+    can hold the files themselves, as they do the events parts."""
 
     key: str
     kind: str
     time: str
+    daily: bool = False
 
 
 #: the model tables kept as Parquet parts (one per build), in the order model.sql makes
@@ -67,7 +75,7 @@ MODEL_PARTS: dict[str, ModelPart] = {
     "messages": ModelPart("message_key", "BIGINT", "last_seen"),
     "expansions": ModelPart("message_uid", "VARCHAR", "ts"),
     "list_posts": ModelPart("message_id", "VARCHAR", "ts"),
-    "deliveries": ModelPart("message_key", "BIGINT", "ts"),
+    "deliveries": ModelPart("message_key", "BIGINT", "ts", daily=True),
     "logical_messages": ModelPart("message_uid", "VARCHAR",
                                   "coalesce(last_delivery, last_seen)"),
     # not for analysts: the hashes an incremental build follows (model.sql, stage 6)
@@ -316,18 +324,51 @@ def parquet_view_paths(con: duckdb.DuckDBPyConnection, db: Path | str
             if found and all(p.is_file() for p in found)}
 
 
+def part_build(path: Path) -> int | None:
+    """The build that wrote the model part ``path``, from its name (None: a file of an
+    older version, which holds it in its column ``build``, if anywhere)."""
+    found = _MODEL_PART_FILE.fullmatch(path.name)
+    return int(found.group(2)) if found and found.group(2) is not None else None
+
+
+def model_part_path(parquet_dir: Path, name: str, build: int) -> Path:
+    """A new file name for a part of the model table ``name`` written by ``build``."""
+    return parquet_dir / f"{name}-b{int(build)}-{uuid.uuid4().hex}.parquet"
+
+
+Relation = Callable[[list[Path]], str]
+
+
+def _read_files(paths: list[Path]) -> str:
+    return "read_parquet([" + ", ".join(sql_path(p) for p in paths) + "])"
+
+
+def with_builds_sql(paths: list[Path], source: Relation = _read_files) -> str:
+    """The rows of these model parts, each with the build that wrote it as ``build``:
+    one scan per build, the number a constant (a part's file holds exactly its table's
+    columns, so that the dataset can link it)."""
+    by_build: dict[int | None, list[Path]] = {}
+    for path in paths:
+        by_build.setdefault(part_build(path), []).append(path)
+    older = by_build.pop(None, [])
+    scans = [f"SELECT *, {b} AS build FROM {source(files)}"
+             for b, files in sorted(by_build.items())]
+    if older:  # written before a part's build was in its name: in a column
+        scans.append(f"SELECT * FROM {source(older)}")
+    return " UNION ALL ".join(scans)
+
+
 def model_part_sql(name: str, paths: list[Path], *, tombstones: bool,
-                   source: str | None = None) -> str:
-    """SELECT over the parts of the model table ``name`` (absolute paths, or the relation
-    ``source`` that reads them): each part is one build's rows (column ``build``), and a
+                   source: Relation = _read_files) -> str:
+    """SELECT over the parts of the model table ``name`` (absolute paths; ``source``
+    makes the relation that reads some of them): each part is one build's rows, and a
     message rebuilt later has a tombstone that hides its rows of earlier builds."""
-    files = source or "read_parquet([" + ", ".join(sql_path(p) for p in paths) + "])"
-    if not tombstones:  # written before builds were incremental: one file, no build column
-        return f"SELECT * FROM {files}"
+    if not tombstones:  # a full build's parts, or ones from before builds were incremental
+        return f"SELECT * FROM {source(paths)}"
     key = MODEL_PARTS[name].key
     # a join on the key alone (the newest tombstone of each), then the build compared: a
     # correlated NOT EXISTS with the comparison inside ran 20 times slower
-    return (f"SELECT d.* EXCLUDE (build) FROM {files} d "
+    return (f"SELECT d.* EXCLUDE (build) FROM ({with_builds_sql(paths, source)}) d "
             f"LEFT JOIN (SELECT {key}, max(build) AS dead FROM main.{dead_table(name)} "
             f"GROUP BY {key}) x ON x.{key} = d.{key} "
             "WHERE x.dead IS NULL OR d.build >= x.dead")
@@ -616,19 +657,52 @@ class Warehouse:
                 "warehouse no longer holds every line its ledger counts; move it and its "
                 "Parquet folder aside and run again on the logs to rebuild it")
 
-    def write_model_part(self, name: str, select: str, build: int) -> tuple[Path, int]:
-        """Write the rows of ``select`` to a new Parquet file beside the events, as build
+    def write_model_part(self, name: str, select: str, build: int) -> list[tuple[Path, int]]:
+        """Write the rows of ``select`` to new Parquet files beside the events, as build
         ``build``'s part of the model table ``name`` (``set_model_files`` makes it
-        visible); returns it and its row count. DuckDB writes Parquet a third faster than
-        its own table storage, and a build adds a part rather than rewriting a table.
-        The part's newest row time is kept for ``save_part_times``."""
+        visible); returns each file and its row count. DuckDB writes Parquet a third
+        faster than its own table storage, and a build adds a part rather than rewriting
+        a table. A ``daily`` table's part is a file per UTC day (of the days the events
+        it is built from hold, whose times its rows take), each a copy with that day's
+        time range, which DuckDB pushes down to the events' scan; the days without rows
+        leave no file (but one, when none has rows: a part holds its table's columns).
+        Each file's newest row time is kept for ``save_part_times``."""
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
-        path = self.parquet_dir / f"{name}-{uuid.uuid4().hex}.parquet"
+        part = MODEL_PARTS[name]
+        if not part.daily:
+            return [self._write_part_file(name, select, [], build)]
+        # whole days since 1970 (floored, also before it: e - e mod n is a multiple of n)
+        us = "epoch_us(ts)"
+        days = sorted((r[0] for r in self.con.execute(
+            f"SELECT DISTINCT ({us} - (({us} % {_DAY_US}) + {_DAY_US}) % {_DAY_US}) "
+            f"// {_DAY_US} FROM events").fetchall()), key=lambda d: (d is None, d))
+        files = []
+        for day in days or [None]:
+            params: list[object] = []
+            if day is None:
+                where = f"{part.time} IS NULL" if days else "true"
+            else:
+                start = _EPOCH + timedelta(days=day)
+                where, params = f"{part.time} >= ?", [start]
+                if start.date() < date.max:  # (9999-12-31, a log's wildest date, has no next)
+                    where += f" AND {part.time} < ?"
+                    params.append(start + timedelta(days=1))
+            files.append(self._write_part_file(
+                name, f"SELECT * FROM ({select}) AS rows_of_day WHERE {where}", params, build))
+        kept = [(path, rows) for path, rows in files if rows] or files[:1]
+        for path, _ in files:
+            if all(path != k for k, _ in kept):
+                path.unlink(missing_ok=True)
+                self._part_times.pop(path.name, None)
+        return kept
+
+    def _write_part_file(self, name: str, select: str, params: list[object], build: int
+                         ) -> tuple[Path, int]:
+        path = model_part_path(self.parquet_dir, name, build)
         # the part's newest time comes with the write's own statistics, not a read back
-        row = self.con.execute(f"COPY (SELECT *, CAST({int(build)} AS INTEGER) AS build "
-                               f"FROM ({select})) TO {sql_path(path)} "
+        row = self.con.execute(f"COPY ({select}) TO {sql_path(path)} "
                                "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
-                               "RETURN_STATS true)").fetchone()
+                               "RETURN_STATS true)", params).fetchone()
         rows = int(row[1]) if row else 0
         time = MODEL_PARTS[name].time
         if not rows:

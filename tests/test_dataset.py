@@ -282,3 +282,62 @@ def test_the_day_of_an_instant_by_integers_is_its_utc_date(times: list[datetime]
                       f"SELECT i, {truncated('UTC', 'day', 't')} AS d FROM (SELECT unnest(?) AS t, "
                       "unnest(range(?)) AS i))", [times, len(times)]).fetchone()
     assert got == ([t.date().isoformat() for t in times],)
+
+
+def _postfix_message(day: str, clock: str, queue_id: str, n: int, *, status: str = "sent"
+                     ) -> list[str]:
+    """A message received and delivered on mx1 (Postfix's lines as it writes them)."""
+    head = f"Nov {day} {clock} mx1 postfix"
+    lines = [f"{head}/smtpd[2001]: {queue_id}: client=client.example.org[192.0.2.10]",
+             f"{head}/cleanup[2002]: {queue_id}: message-id=<m{n}@example.org>",
+             f"{head}/qmgr[2003]: {queue_id}: from=<alice@example.org>, size=1200, "
+             "nrcpt=1 (queue active)"]
+    if status == "deferred":
+        lines.append(f"{head}/smtp[2004]: {queue_id}: to=<bob@remote.example>, relay=none, "
+                     "delay=1, delays=0.1/0/1/0, dsn=4.4.1, status=deferred (connect to "
+                     "remote.example[203.0.113.5]:25: Connection timed out)")
+    else:
+        lines += [f"{head}/smtp[2004]: {queue_id}: to=<bob@remote.example>, "
+                  "relay=remote.example[203.0.113.5]:25, delay=0.6, delays=0.1/0/0.3/0.2, "
+                  "dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 9F8E7D6C5B)",
+                  f"{head}/qmgr[2003]: {queue_id}: removed"]
+    return lines
+
+
+def test_a_day_whose_stored_rows_a_rebuild_hides_is_written_and_a_whole_day_linked(
+        tmp_path: Path) -> None:
+    """The dataset's day of deliveries is the warehouse's own daily part (a hard link)
+    while no later build hides a row of it; a message deferred before midnight and
+    delivered after it is rebuilt by the second night, its first day's stored rows
+    hidden: that day is written again, and holds what the warehouse's view holds."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    first = [*_postfix_message("13", "10:00:00", "1A2B3C4D5E", 1),
+             *_postfix_message("13", "23:50:00", "2B3C4D5E6F", 2, status="deferred")]
+    (logs / "mail.log.1").write_text("\n".join(first) + "\n")
+    out = tmp_path / "out"
+    assert _run(logs, "--out", out, *RUN) == 0
+    _check_dataset(out)
+    later = ["Nov 14 00:20:00 mx1 postfix/smtp[2005]: 2B3C4D5E6F: to=<bob@remote.example>, "
+             "relay=remote.example[203.0.113.5]:25, delay=1800, delays=1800/0/0.3/0.2, "
+             "dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 8E7D6C5B4A)",
+             "Nov 14 00:20:00 mx1 postfix/qmgr[2003]: 2B3C4D5E6F: removed",
+             *_postfix_message("14", "09:00:00", "3C4D5E6F7A", 3)]
+    (logs / "mail.log").write_text("\n".join(later) + "\n")
+    assert _run(logs, "--out", out, *RUN) == 0
+    _check_dataset(out)
+    parts = {p.stat().st_ino for p in (out / "mailstorm.parquet").glob("deliveries-*")}
+    day13 = list((out / "dataset" / "deliveries" / "day=2016-11-13").iterdir())
+    day14 = list((out / "dataset" / "deliveries" / "day=2016-11-14").iterdir())
+    assert day14 and all(p.stat().st_ino in parts for p in day14)
+    assert day13 and not any(p.stat().st_ino in parts for p in day13)
+    con = duckdb.connect(str(out / "mailstorm.duckdb"), read_only=True)
+    try:  # the oracle: the log's own lines, not the model
+        rows = con.execute("SELECT queue_id, status, CAST(ts AS VARCHAR) FROM deliveries "
+                           "ORDER BY ts").fetchall()
+    finally:
+        con.close()
+    assert rows == [("1A2B3C4D5E", "sent", "2016-11-13 10:00:00+00"),
+                    ("2B3C4D5E6F", "deferred", "2016-11-13 23:50:00+00"),
+                    ("2B3C4D5E6F", "sent", "2016-11-14 00:20:00+00"),
+                    ("3C4D5E6F7A", "sent", "2016-11-14 09:00:00+00")]

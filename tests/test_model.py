@@ -8,6 +8,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.ingest import ingest
 from detector.model.build import build_model
@@ -477,7 +479,8 @@ def test_statements_over_kinds_no_part_holds_are_skipped_and_change_nothing(
     ran: list[str] = []
     write = Warehouse.write_model_part
 
-    def recorded(self: Warehouse, name: str, select: str, build: int) -> tuple[Path, int]:
+    def recorded(self: Warehouse, name: str, select: str, build: int
+                 ) -> list[tuple[Path, int]]:
         ran.append(name + (" skipped" if "none_of_its_kinds" in select else ""))
         return write(self, name, select, build)
 
@@ -519,3 +522,31 @@ def test_each_model_part_records_its_newest_row_time(tmp_path: Path) -> None:
                 newest = wh.scalar(f"SELECT max({part.time}) FROM read_parquet('{path}')")
                 assert recorded[path.name] == newest, (name, path.name)
         assert any(v is None for v in recorded.values())  # expansions: no rows
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
+    timezones=st.just(UTC))), min_size=0, max_size=12))
+def test_a_daily_part_is_a_file_per_utc_day_and_loses_no_row(
+        tmp_path_factory: pytest.TempPathFactory, times: list[datetime | None]) -> None:
+    """deliveries is written a file per UTC day of the events it is built from (their
+    days found by integer arithmetic, before 1970 and at 9999-12-31 too): every row is in
+    exactly one file, each file's rows are of one UTC day (or all without a time), and a
+    part without rows is one empty file."""
+    with Warehouse(tmp_path_factory.mktemp("daily") / "w.duckdb") as wh:
+        wh.con.execute("CREATE TEMP TABLE events (ts TIMESTAMPTZ, n INTEGER)")
+        if times:
+            wh.con.executemany("INSERT INTO temp.events VALUES (?, ?)",
+                               [[t, i] for i, t in enumerate(times)])
+        files = wh.write_model_part("deliveries", "SELECT ts, n FROM temp.events", 1)
+        assert files and all(path.is_file() for path, _ in files)
+        seen: list[int] = []
+        for path, rows in files:
+            read = duckdb.sql(f"SELECT n, CAST(timezone('UTC', ts) AS DATE) AS day "
+                              f"FROM read_parquet('{path}')").fetchall()
+            assert len(read) == rows
+            assert len({day for _, day in read}) <= 1, path
+            seen += [n for n, _ in read]
+        assert sorted(seen) == list(range(len(times)))
+        assert len(files) == max(1, len({t.date() if t else None for t in times}))

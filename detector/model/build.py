@@ -47,7 +47,7 @@ MODEL_VIEWS = ("threads",)
 #: earliest new line (or its first event, if later)
 LOOKBACK = timedelta(days=10)
 #: the model's meaning of its rows; a build by another version starts afresh
-MODEL_VERSION = "4"
+MODEL_VERSION = "5"
 _SCRATCH = "_inc"
 _DDL = [
     "CREATE TABLE IF NOT EXISTS model_parts (part VARCHAR PRIMARY KEY)",
@@ -282,10 +282,10 @@ def _run(wh: Warehouse, script: list[Statement], build: int, written: dict[Path,
         if step.kind == "drop":
             wh.con.execute(step.sql)
         elif step.name in MODEL_PARTS:
-            path, rows = wh.write_model_part(step.name, sql, build)
-            written[path] = rows
-            wh.con.execute(f"CREATE OR REPLACE VIEW {step.name} AS SELECT * EXCLUDE (build) "
-                           f"FROM read_parquet({sql_path(path)})")
+            files = wh.write_model_part(step.name, sql, build)
+            written.update(files)
+            wh.con.execute(f"CREATE OR REPLACE VIEW {step.name} AS SELECT * FROM read_parquet(["
+                           + ", ".join(sql_path(p) for p, _ in files) + "])")
         else:
             wh.con.execute(f"CREATE OR REPLACE {step.kind.upper()} {step.name} AS {sql}")
 

@@ -56,8 +56,11 @@ from detector.warehouse import (
     HEAD_BYTES,
     MODEL_PARTS,
     Warehouse,
+    dead_table,
     extreme,
+    has_tombstones,
     head_digest,
+    model_part_path,
     sql_path,
     transaction,
 )
@@ -238,9 +241,11 @@ class SparkEngine:
                 wh.refresh_events_view()
                 self._ledger(wh)
                 for name in MODEL_TABLES:
+                    if has_tombstones(con, name):  # of DuckDB builds: these are afresh
+                        con.execute(f"DELETE FROM {dead_table(name)}")
                     paths = []
                     for part in sorted(self.dataset.glob(f"{name}/**/*.parquet")):
-                        paths.append(wh.parquet_dir / f"{name}-{uuid.uuid4().hex}.parquet")
+                        paths.append(model_part_path(wh.parquet_dir, name, 0))
                         _link(part, paths[-1])
                     wh.set_model_files(name, paths)
                     wh.record_part_times(name, paths)
