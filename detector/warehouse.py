@@ -52,6 +52,10 @@ _STATS_COLUMNS = ["ts", "kind"]
 #: wrote it (files of older versions, which held it in a column ``build``, name none), a
 #: uuid
 _MODEL_PART_FILE = re.compile(r"([a-z_]+)-(?:b([0-9]+)-)?[0-9a-f]{32}\.parquet")
+#: a UTC day of at least this many events has a file of its own in a daily model table
+#: (ModelPart.daily), which the dataset links; the other days' rows share one file: a copy
+#: per day costs more than the dataset's writing a small day's rows
+DAILY_MIN_EVENTS = 100_000
 #: microseconds in a day, and day 0
 _DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -662,34 +666,40 @@ class Warehouse:
         ``build``'s part of the model table ``name`` (``set_model_files`` makes it
         visible); returns each file and its row count. DuckDB writes Parquet a third
         faster than its own table storage, and a build adds a part rather than rewriting
-        a table. A ``daily`` table's part is a file per UTC day (of the days the events
-        it is built from hold, whose times its rows take), each a copy with that day's
-        time range, which DuckDB pushes down to the events' scan; the days without rows
-        leave no file (but one, when none has rows: a part holds its table's columns).
-        Each file's newest row time is kept for ``save_part_times``."""
+        a table. A ``daily`` table's rows of each UTC day with at least DAILY_MIN_EVENTS
+        events (whose times its rows take) are a file of their own, the rest one more:
+        each a copy with its ranges of time, which DuckDB pushes down to the events' scan.
+        A file without rows is left out, unless no file has any (a part holds its
+        table's columns). Each file's newest row time is kept for ``save_part_times``."""
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
-        part = MODEL_PARTS[name]
-        if not part.daily:
+        time = MODEL_PARTS[name].time
+        if not MODEL_PARTS[name].daily:
             return [self._write_part_file(name, select, [], build)]
         # whole days since 1970 (floored, also before it: e - e mod n is a multiple of n)
-        us = "epoch_us(ts)"
-        days = sorted((r[0] for r in self.con.execute(
-            f"SELECT DISTINCT ({us} - (({us} % {_DAY_US}) + {_DAY_US}) % {_DAY_US}) "
-            f"// {_DAY_US} FROM events").fetchall()), key=lambda d: (d is None, d))
-        files = []
-        for day in days or [None]:
-            params: list[object] = []
-            if day is None:
-                where = f"{part.time} IS NULL" if days else "true"
-            else:
-                start = _EPOCH + timedelta(days=day)
-                where, params = f"{part.time} >= ?", [start]
-                if start.date() < date.max:  # (9999-12-31, a log's wildest date, has no next)
-                    where += f" AND {part.time} < ?"
-                    params.append(start + timedelta(days=1))
+        us, n = "epoch_us(ts)", _DAY_US
+        big = sorted(day for day, events in self.con.execute(
+            f"SELECT ({us} - (({us} % {n}) + {n}) % {n}) // {n} AS day, count(*) FROM events "
+            "GROUP BY day").fetchall() if day is not None and events >= DAILY_MIN_EVENTS)
+        files: list[tuple[Path, int]] = []
+        # the other days: null, before the first big day, between two, after the last
+        rest, params, since = [f"{time} IS NULL"], list[object](), None
+        for day in big:
+            start = _EPOCH + timedelta(days=day)
+            end = start + timedelta(days=1) if start.date() < date.max else None
+            within = f"{time} >= ?" + (f" AND {time} < ?" if end else "")
             files.append(self._write_part_file(
-                name, f"SELECT * FROM ({select}) AS rows_of_day WHERE {where}", params, build))
-        kept = [(path, rows) for path, rows in files if rows] or files[:1]
+                name, f"SELECT * FROM ({select}) AS rows_of_day WHERE {within}",
+                [start, end] if end else [start], build))
+            rest.append(f"{time} < ?" if since is None else f"({time} >= ? AND {time} < ?)")
+            params += [start] if since is None else [since, start]
+            since = end
+        if since is not None:
+            rest.append(f"{time} >= ?")
+            params.append(since)
+        where = " OR ".join(rest) if big else "true"
+        files.append(self._write_part_file(
+            name, f"SELECT * FROM ({select}) AS other_days WHERE {where}", params, build))
+        kept = [(path, rows) for path, rows in files if rows] or files[-1:]
         for path, _ in files:
             if all(path != k for k, _ in kept):
                 path.unlink(missing_ok=True)

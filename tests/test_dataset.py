@@ -305,11 +305,12 @@ def _postfix_message(day: str, clock: str, queue_id: str, n: int, *, status: str
 
 
 def test_a_day_whose_stored_rows_a_rebuild_hides_is_written_and_a_whole_day_linked(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The dataset's day of deliveries is the warehouse's own daily part (a hard link)
     while no later build hides a row of it; a message deferred before midnight and
     delivered after it is rebuilt by the second night, its first day's stored rows
     hidden: that day is written again, and holds what the warehouse's view holds."""
+    monkeypatch.setattr("detector.warehouse.DAILY_MIN_EVENTS", 1)  # (days of a few lines)
     logs = tmp_path / "logs"
     logs.mkdir()
     first = [*_postfix_message("13", "10:00:00", "1A2B3C4D5E", 1),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import duckdb
 import polars as pl
@@ -524,17 +526,21 @@ def test_each_model_part_records_its_newest_row_time(tmp_path: Path) -> None:
         assert any(v is None for v in recorded.values())  # expansions: no rows
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.datetimes(
     min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
-    timezones=st.just(UTC))), min_size=0, max_size=12))
-def test_a_daily_part_is_a_file_per_utc_day_and_loses_no_row(
-        tmp_path_factory: pytest.TempPathFactory, times: list[datetime | None]) -> None:
-    """deliveries is written a file per UTC day of the events it is built from (their
-    days found by integer arithmetic, before 1970 and at 9999-12-31 too): every row is in
-    exactly one file, each file's rows are of one UTC day (or all without a time), and a
-    part without rows is one empty file."""
-    with Warehouse(tmp_path_factory.mktemp("daily") / "w.duckdb") as wh:
+    timezones=st.just(UTC))), min_size=0, max_size=12), st.integers(1, 3))
+def test_a_daily_part_has_a_file_per_big_utc_day_and_loses_no_row(
+        tmp_path_factory: pytest.TempPathFactory, times: list[datetime | None],
+        at_least: int) -> None:
+    """deliveries is written a file per UTC day with at least DAILY_MIN_EVENTS events
+    (their days found by integer arithmetic, before 1970 and at 9999-12-31 too) and one
+    for the rest: every row is in exactly one file, a big day's file holds that day's
+    rows, the other file none of a big day, and a part without rows is one empty file."""
+    days = Counter(t.date() for t in times if t is not None)
+    big = {day for day, n in days.items() if n >= at_least}
+    with mock.patch("detector.warehouse.DAILY_MIN_EVENTS", at_least), \
+            Warehouse(tmp_path_factory.mktemp("daily") / "w.duckdb") as wh:
         wh.con.execute("CREATE TEMP TABLE events (ts TIMESTAMPTZ, n INTEGER)")
         if times:
             wh.con.executemany("INSERT INTO temp.events VALUES (?, ?)",
@@ -542,11 +548,15 @@ def test_a_daily_part_is_a_file_per_utc_day_and_loses_no_row(
         files = wh.write_model_part("deliveries", "SELECT ts, n FROM temp.events", 1)
         assert files and all(path.is_file() for path, _ in files)
         seen: list[int] = []
+        held = []
         for path, rows in files:
             read = duckdb.sql(f"SELECT n, CAST(timezone('UTC', ts) AS DATE) AS day "
                               f"FROM read_parquet('{path}')").fetchall()
             assert len(read) == rows
-            assert len({day for _, day in read}) <= 1, path
             seen += [n for n, _ in read]
+            held.append({day for _, day in read})
         assert sorted(seen) == list(range(len(times)))
-        assert len(files) == max(1, len({t.date() if t else None for t in times}))
+        for day in big:  # alone in one file
+            assert [h for h in held if day in h] == [{day}]
+        rest = len(times) > sum(days[day] for day in big)
+        assert len(files) == len(big) + rest or (len(files) == 1 and not times)
