@@ -347,28 +347,41 @@ def _read_files(paths: list[Path]) -> str:
     return "read_parquet([" + ", ".join(sql_path(p) for p in paths) + "])"
 
 
-def with_builds_sql(paths: list[Path], source: Relation = _read_files) -> str:
-    """The rows of these model parts, each with the build that wrote it as ``build``:
-    one scan per build, the number a constant (a part's file holds exactly its table's
-    columns, so that the dataset can link it)."""
-    by_build: dict[int | None, list[Path]] = {}
-    for path in paths:
-        by_build.setdefault(part_build(path), []).append(path)
-    older = by_build.pop(None, [])
-    scans = [f"SELECT *, {b} AS build FROM {source(files)}"
-             for b, files in sorted(by_build.items())]
+#: the build in a model part's file name (see _MODEL_PART_FILE)
+_BUILD_IN_NAME = "-b([0-9]+)-[0-9a-f]{32}[.]parquet$"
+
+
+def with_builds_sql(paths: list[Path], source: Relation | None = None) -> str:
+    """The rows of these model parts, each with the build that wrote it as ``build``
+    (a part's file holds exactly its table's columns, so that the dataset can link it):
+    from the file's name, which DuckDB reads once per vector of rows, not per row; with
+    ``source`` (a relation of some of the files, without their names), one scan per
+    build and the number a constant."""
+    older = [p for p in paths if part_build(p) is None]
+    named = [p for p in paths if part_build(p) is not None]
+    scans = []
+    if named and source is None:
+        scans.append(f"SELECT * EXCLUDE (filename), CAST(regexp_extract(filename, "
+                     f"'{_BUILD_IN_NAME}', 1) AS INTEGER) AS build FROM read_parquet(["
+                     + ", ".join(sql_path(p) for p in named) + "], filename = true)")
+    elif named and source is not None:
+        by_build: dict[int, list[Path]] = {}
+        for path in named:
+            by_build.setdefault(part_build(path) or 0, []).append(path)
+        scans += [f"SELECT *, {b} AS build FROM {source(files)}"
+                  for b, files in sorted(by_build.items())]
     if older:  # written before a part's build was in its name: in a column
-        scans.append(f"SELECT * FROM {source(older)}")
+        scans.append(f"SELECT * FROM {(source or _read_files)(older)}")
     return " UNION ALL ".join(scans)
 
 
 def model_part_sql(name: str, paths: list[Path], *, tombstones: bool,
-                   source: Relation = _read_files) -> str:
+                   source: Relation | None = None) -> str:
     """SELECT over the parts of the model table ``name`` (absolute paths; ``source``
     makes the relation that reads some of them): each part is one build's rows, and a
     message rebuilt later has a tombstone that hides its rows of earlier builds."""
     if not tombstones:  # a full build's parts, or ones from before builds were incremental
-        return f"SELECT * FROM {source(paths)}"
+        return f"SELECT * FROM {(source or _read_files)(paths)}"
     key = MODEL_PARTS[name].key
     # a join on the key alone (the newest tombstone of each), then the build compared: a
     # correlated NOT EXISTS with the comparison inside ran 20 times slower
