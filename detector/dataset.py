@@ -303,8 +303,9 @@ def _whole_parts(wh: Warehouse, name: str, holds: dict[str, list[str]], days: se
                  ) -> dict[str, list[Path]]:
     """Of ``days``, those whose rows in the model table ``name`` are exactly the rows of
     some of its parts, and those parts: every part holding rows of the day holds that
-    day's alone (a build writes deliveries a file per day: ``ModelPart.daily``), holds the
-    table's columns and nothing else, and no tombstone hides a row of it."""
+    day's alone (a build writes a big day's deliveries to a file of their own:
+    ``ModelPart.daily``), holds the table's columns and nothing else, and no tombstone
+    hides a row of it."""
     table = TABLES[name]
     by_day: dict[str, list[Path]] = {}
     mixed: set[str] = set()

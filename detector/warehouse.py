@@ -64,8 +64,9 @@ class ModelPart(NamedTuple):
     """How a model table kept as Parquet parts is maintained: ``key`` (of SQL type
     ``kind``) names the rows a later build replaces (see model_part_sql), ``time`` is the
     time of a row, by which retention (--keep) drops whole parts. ``daily``: a build
-    writes one file per UTC day of ``time`` (a column), so that the dataset's day folders
-    can hold the files themselves, as they do the events parts."""
+    writes the rows of each UTC day of ``time`` (a column) with DAILY_MIN_EVENTS events
+    or more to a file of their own, so that the dataset's folder of that day can hold the
+    file itself, as it does the events parts (``Warehouse.write_model_part``)."""
 
     key: str
     kind: str
@@ -679,9 +680,10 @@ class Warehouse:
         ``build``'s part of the model table ``name`` (``set_model_files`` makes it
         visible); returns each file and its row count. DuckDB writes Parquet a third
         faster than its own table storage, and a build adds a part rather than rewriting
-        a table. A ``daily`` table's rows of each UTC day with at least DAILY_MIN_EVENTS
-        events (whose times its rows take) are a file of their own, the rest one more:
-        each a copy with its ranges of time, which DuckDB pushes down to the events' scan.
+        a table. A ``daily`` table's rows of each UTC day on which the events it is built
+        from hold DAILY_MIN_EVENTS lines or more are a file of their own, all the other
+        rows one more: each a copy with its ranges of time, which DuckDB pushes down to
+        the events' scan (a day's events are parts of their own), so each reads its day.
         A file without rows is left out, unless no file has any (a part holds its
         table's columns). Each file's newest row time is kept for ``save_part_times``."""
         self.parquet_dir.mkdir(parents=True, exist_ok=True)
