@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from detector import thread_limit
 from detector.errors import MailstormError, UsageError
 from detector.schema import EVENT_COLUMNS, comment_tables
-from detector.sqltext import sql_string
+from detector.sqltext import sql_string, truncated
 
 SCHEMA_VERSION = 2
 HEAD_BYTES = 65536
@@ -56,9 +56,6 @@ _MODEL_PART_FILE = re.compile(r"([a-z_]+)-(?:b([0-9]+)-)?[0-9a-f]{32}\.parquet")
 #: (ModelPart.daily), which the dataset links; the other days' rows share one file: a copy
 #: per day costs more than the dataset's writing a small day's rows
 DAILY_MIN_EVENTS = 100_000
-#: microseconds in a day, and day 0
-_DAY_US = 86_400_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PARQUET_VIEW = "parquet_view:"  # meta key of a model table kept as Parquet: + its name
 class ModelPart(NamedTuple):
     """How a model table kept as Parquet parts is maintained: ``key`` (of SQL type
@@ -344,7 +341,8 @@ def model_part_path(parquet_dir: Path, name: str, build: int) -> Path:
 Relation = Callable[[list[Path]], str]
 
 
-def _read_files(paths: list[Path]) -> str:
+def parquet_scan(paths: list[Path]) -> str:
+    """``read_parquet`` of these files (absolute paths), as SQL."""
     return "read_parquet([" + ", ".join(sql_path(p) for p in paths) + "])"
 
 
@@ -372,7 +370,7 @@ def with_builds_sql(paths: list[Path], source: Relation | None = None) -> str:
         scans += [f"SELECT *, {b} AS build FROM {source(files)}"
                   for b, files in sorted(by_build.items())]
     if older:  # written before a part's build was in its name: in a column
-        scans.append(f"SELECT * FROM {(source or _read_files)(older)}")
+        scans.append(f"SELECT * FROM {(source or parquet_scan)(older)}")
     return " UNION ALL ".join(scans)
 
 
@@ -382,7 +380,7 @@ def model_part_sql(name: str, paths: list[Path], *, tombstones: bool,
     makes the relation that reads some of them): each part is one build's rows, and a
     message rebuilt later has a tombstone that hides its rows of earlier builds."""
     if not tombstones:  # a full build's parts, or ones from before builds were incremental
-        return f"SELECT * FROM {(source or _read_files)(paths)}"
+        return f"SELECT * FROM {(source or parquet_scan)(paths)}"
     key = MODEL_PARTS[name].key
     # a join on the key alone (the newest tombstone of each), then the build compared: a
     # correlated NOT EXISTS with the comparison inside ran 20 times slower
@@ -690,16 +688,13 @@ class Warehouse:
         time = MODEL_PARTS[name].time
         if not MODEL_PARTS[name].daily:
             return [self._write_part_file(name, select, [], build)]
-        # whole days since 1970 (floored, also before it: e - e mod n is a multiple of n)
-        us, n = "epoch_us(ts)", _DAY_US
-        big = sorted(day for day, events in self.con.execute(
-            f"SELECT ({us} - (({us} % {n}) + {n}) % {n}) // {n} AS day, count(*) FROM events "
-            "GROUP BY day").fetchall() if day is not None and events >= DAILY_MIN_EVENTS)
+        big = sorted(start for start, events in self.con.execute(
+            f"SELECT {truncated('UTC', 'day', 'ts')} AS day, count(*) FROM events "
+            "GROUP BY day").fetchall() if start is not None and events >= DAILY_MIN_EVENTS)
         files: list[tuple[Path, int]] = []
         # the other days: null, before the first big day, between two, after the last
         rest, params, since = [f"{time} IS NULL"], list[object](), None
-        for day in big:
-            start = _EPOCH + timedelta(days=day)
+        for start in big:
             end = start + timedelta(days=1) if start.date() < date.max else None
             within = f"{time} >= ?" + (f" AND {time} < ?" if end else "")
             files.append(self._write_part_file(

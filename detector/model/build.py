@@ -31,6 +31,7 @@ from detector.warehouse import (
     database_name,
     dead_table,
     main_tables,
+    parquet_scan,
     replace_views,
     set_meta,
     sql_path,
@@ -284,8 +285,8 @@ def _run(wh: Warehouse, script: list[Statement], build: int, written: dict[Path,
         elif step.name in MODEL_PARTS:
             files = wh.write_model_part(step.name, sql, build)
             written.update(files)
-            wh.con.execute(f"CREATE OR REPLACE VIEW {step.name} AS SELECT * FROM read_parquet(["
-                           + ", ".join(sql_path(p) for p, _ in files) + "])")
+            wh.con.execute(f"CREATE OR REPLACE VIEW {step.name} AS SELECT * FROM "
+                           f"{parquet_scan([p for p, _ in files])}")
         else:
             wh.con.execute(f"CREATE OR REPLACE {step.kind.upper()} {step.name} AS {sql}")
 
