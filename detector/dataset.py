@@ -201,21 +201,23 @@ def _link_events(wh: Warehouse, folder: Path, work: Path) -> tuple[int, int]:
         if day is None:
             _split_part(wh, parts[name], folder, work)
         else:
-            _link(parts[name], folder / f"day={day}" / name, work)
+            link_file(parts[name], folder / f"day={day}" / name, work)
         linked += 1
     _remove_empty_days(folder)
     return linked, removed
 
 
-def _link(file: Path, target: Path, work: Path) -> None:
-    """Put ``file`` at ``target`` as a hard link (a copy where the file system has none,
-    or ``target`` is on another device)."""
+def link_file(file: Path, target: Path, aside: Path | None = None) -> None:
+    """Put ``file`` at ``target`` as a hard link: a copy where the file system has none,
+    or ``target`` is on another device (made in the folder ``aside``, when given, and
+    renamed into place, so that no reader sees half of it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(file, target)
     except OSError:
-        shutil.copy2(file, work / file.name)
-        os.replace(work / file.name, target)
+        copy = aside / file.name if aside else target
+        shutil.copy2(file, copy)
+        os.replace(copy, target)
 
 
 def _split_part(wh: Warehouse, part: Path, folder: Path, work: Path) -> None:
@@ -405,7 +407,7 @@ def _write_days(wh: Warehouse, folder: Path, name: str, source: Source,
     linked = links(days) if links else {}
     for day, files in linked.items():
         for file in files:
-            _link(file, aside / f"day={day}" / file.name, work)
+            link_file(file, aside / f"day={day}" / file.name, work)
     each = days - set(linked)
     if every and len(each) > _FEW_DAYS:
         # all days but the linked: the parts holding them hold no linked day (a day is

@@ -20,7 +20,6 @@ logs it is given (the warehouse keeps what earlier runs reported, for the status
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from detector.dataset import NULL_DAY, dataset_dir_of, day_sql, write_catalog
+from detector.dataset import NULL_DAY, dataset_dir_of, day_sql, link_file, write_catalog
 from detector.dialect import SPARK
 from detector.incidents.execute import (
     ALL_MESSAGES,
@@ -233,7 +232,7 @@ class SparkEngine:
                     if (wh.parts_dir / part.name).exists():  # this dataset's, linked before
                         before.discard(wh.parts_dir / part.name)
                     else:
-                        _link(part, wh.parts_dir / part.name)
+                        link_file(part, wh.parts_dir / part.name)
                     meta = pq.read_metadata(part)
                     con.execute("INSERT INTO parts (part, source_file, rows, partial) "
                                 "VALUES (?, ?, ?, false)",
@@ -246,7 +245,7 @@ class SparkEngine:
                     paths = []
                     for part in sorted(self.dataset.glob(f"{name}/**/*.parquet")):
                         paths.append(model_part_path(wh.parquet_dir, name, 0))
-                        _link(part, paths[-1])
+                        link_file(part, paths[-1])
                     wh.set_model_files(name, paths)
                     wh.record_part_times(name, paths)
                 create_views(con)
@@ -381,13 +380,6 @@ def staged_sql(spark: SparkSession, sql: str, params: list[Any]) -> Any:
     finally:
         for name in done:
             spark.catalog.dropTempView(name)
-
-
-def _link(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # a file system without hard links, or another device
-        shutil.copy2(source, target)
 
 
 def _one_source(meta: Any) -> str:
