@@ -273,15 +273,11 @@ def _model_days(wh: Warehouse, name: str, known: dict[str, list[str]] | None, bu
     days |= {d for part, ds in known.items() if part not in now for d in ds}  # dropped
     old = [f for f in files if f.name in known]
     if old and has_tombstones(con, name):
-        key = MODEL_PARTS[name].key
         # the stored rows this build's tombstones (and those of any build since the
         # dataset was last written) hide
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _hidden AS
             SELECT {day_sql(str(table.day), 'd')} AS day{", d.thread_id" * threads}
-            FROM ({with_builds_sql(old)}) d
-            JOIN (SELECT {key}, max(build) AS dead FROM main.{dead_table(name)}
-                  WHERE build > ? GROUP BY {key}) x ON x.{key} = d.{key}
-            WHERE d.build < x.dead""", [build])
+            {_hidden_rows(name, old, "WHERE build > ?")}""", [build])
         days |= {r[0] for r in con.execute("SELECT DISTINCT day FROM _hidden").fetchall()}
         if threads:
             con.execute("INSERT INTO _changed_threads SELECT DISTINCT thread_id FROM _hidden")
@@ -321,16 +317,22 @@ def _whole_parts(wh: Warehouse, name: str, holds: dict[str, list[str]], days: se
     whole = {day: parts for day, parts in by_day.items() if day not in mixed}
     if whole and has_tombstones(wh.con, name) and wh.scalar(
             f"SELECT count(*) > 0 FROM main.{dead_table(name)}"):
-        key = MODEL_PARTS[name].key
         parts = [p for ps in whole.values() for p in ps]
-        for (day,) in wh.con.execute(f"""
-                SELECT DISTINCT {day_sql(str(table.day), 'd')}
-                FROM ({with_builds_sql(parts)}) d
-                JOIN (SELECT {key}, max(build) AS dead FROM main.{dead_table(name)}
-                      GROUP BY {key}) x ON x.{key} = d.{key}
-                WHERE d.build < x.dead""").fetchall():
+        for (day,) in wh.con.execute(
+                f"SELECT DISTINCT {day_sql(str(table.day), 'd')} "
+                f"{_hidden_rows(name, parts)}").fetchall():
             whole.pop(day, None)
     return whole
+
+
+def _hidden_rows(name: str, parts: list[Path], tombstones: str = "") -> str:
+    """FROM ... WHERE of the rows of these parts of the model table ``name`` (as ``d``)
+    that a later build's tombstone hides (of the tombstones ``tombstones`` selects)."""
+    key = MODEL_PARTS[name].key
+    return (f"FROM ({with_builds_sql(parts)}) d "
+            f"JOIN (SELECT {key}, max(build) AS dead FROM main.{dead_table(name)} "
+            f"{tombstones} GROUP BY {key}) x ON x.{key} = d.{key} "
+            "WHERE d.build < x.dead")
 
 
 def _thread_days(wh: Warehouse, folder: Path, state: dict[str, dict[str, list[str]]],

@@ -112,8 +112,7 @@ def run_rules(wh: Warehouse, rules: Sequence[Rule], source: str,
         for rule in rules:
             yield run_rule(wh, rule, source, runner)
         return
-    compiled = [compile_rule(rule) if source == ALL_MESSAGES
-                else compile_rule(rule, source=source) for rule in rules]
+    compiled = [_compiled(rule, source) for rule in rules]
     probes = [c.feed for c in compiled if c.feed]
     found = (wh.con.execute("SELECT " + ", ".join(f"EXISTS ({feed})" for feed in probes))
              .fetchone() if probes else None) or ()
@@ -139,9 +138,12 @@ def run_rule(wh: Warehouse, rule: Rule, source: str,
         finally:
             wh.con.unregister("_runner_hits")
         return compiled, int(made[0]) if made else 0
-    compiled = (compile_rule(rule) if source == ALL_MESSAGES
-                else compile_rule(rule, source=source))
+    compiled = _compiled(rule, source)
     return compiled, _execute(wh, compiled)
+
+
+def _compiled(rule: Rule, source: str) -> CompiledRule:
+    return compile_rule(rule) if source == ALL_MESSAGES else compile_rule(rule, source=source)
 
 
 def _execute(wh: Warehouse, compiled: CompiledRule) -> int:
